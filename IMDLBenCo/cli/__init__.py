@@ -1,0 +1,59 @@
+"""The ``benco`` command.
+
+Each sub-command lives in a module of this package that defines ``add_parser(subparsers)``
+and ``run(args) -> int``. Those modules import only the standard library at top level, so
+``benco --help`` stays fast; heavy packages are imported inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional, Sequence
+
+from ..version import __version__
+
+#: sub-command modules, in the order ``benco --help`` lists them
+COMMAND_MODULES = ["init", "data", "demo", "report", "env"]
+
+
+def _load_commands() -> List[object]:
+    modules = []
+    for name in COMMAND_MODULES:
+        dotted = f"{__name__}.{name}"
+        try:
+            modules.append(importlib.import_module(dotted))
+        except ModuleNotFoundError as err:
+            if err.name != dotted:
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benco",
+        description=f"IMDLBenCo {__version__}: image manipulation detection and localization benchmark and codebase.",
+    )
+    parser.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _load_commands():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.version:
+        print(f"IMDLBenCo codebase version: {__version__}")
+        if args.command is None:
+            return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":  # python -m IMDLBenCo.cli
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""Command-line options made from a model's constructor signature.
+
+Every script (train, test, robustness, save-images, complexity) accepts the parameters of the
+chosen model's ``__init__`` (or of a registered factory function) as options of the same name::
+
+    python train.py --model MyModel --MyModel_Customized_param 3 --pre_trained_weights w.pth
+
+Types come from the annotations, or from the default when a parameter is not annotated:
+
+==========================  ==================================================================
+annotation                  accepted on the command line
+==========================  ==================================================================
+``bool``                    ``--flag`` / ``--no-flag`` / ``--flag true|false|1|0|yes|no``
+``int`` / ``float`` / str   one value, converted (``--n 3``)
+``list[int]``, ``List[float]``, ``tuple[float, ...]``, ``Sequence[int]``
+                            several values or one comma list: ``--s 4 2 1`` / ``--s 4,2,1`` / ``--s [4,2,1]``
+``Optional[X]``             as ``X``, plus ``None`` / ``null``
+``Literal["a", "b"]``       one of the listed values
+==========================  ==================================================================
+
+A parameter without a default is required: leaving it out is an error naming it. A parameter
+whose name is also one of the script's own options is an error, except for the options a
+script deliberately shares with models (``SHARED_SCRIPT_OPTIONS``, e.g. ``image_size``), whose
+value the model receives.
+
+We write this on plain ``argparse`` rather than jsonargparse: the generated ``.sh`` launchers
+and published run scripts use IMDL-BenCo's flat ``--Name value`` style next to the script's
+own argparse options, and we need one parser whose ``--help`` shows both, plus messages that
+name the model and the parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "SHARED_SCRIPT_OPTIONS",
+    "ModelOptionError",
+    "ModelParam",
+    "model_params",
+    "add_model_options",
+    "model_kwargs_from_namespace",
+    "parse_args_with_model",
+    "str2bool",
+]
+
+#: Script options whose value a model constructor may also receive under the same name.
+SHARED_SCRIPT_OPTIONS = frozenset({"image_size", "if_predict_label", "edge_mask_width", "if_padding", "if_resizing"})
+
+_NONE_WORDS = {"none", "null"}
+_TRUE_WORDS = {"true", "1", "yes", "y", "on", "t"}
+_FALSE_WORDS = {"false", "0", "no", "n", "off", "f"}
+
+
+class ModelOptionError(ValueError):
+    """A model's constructor cannot be turned into options, or an option value is wrong."""
+
+
+def str2bool(text: str) -> bool:
+    """``"true"/"1"/"yes"`` → True, ``"false"/"0"/"no"`` → False; anything else is an error."""
+    word = str(text).strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {text!r}")
+
+
+@dataclass
+class ModelParam:
+    """One constructor parameter as a command-line option."""
+
+    name: str
+    annotation: Any
+    default: Any
+    required: bool
+    kind: str  # "bool" | "scalar" | "list" | "literal"
+    convert: Callable[[str], Any]
+    optional: bool
+    type_name: str
+    choices: Optional[Tuple[Any, ...]] = None
+
+
+# ---------------------------------------------------------------------------------- types
+def _strip_optional(tp: Any) -> Tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or (origin is not None and getattr(origin, "__name__", "") == "UnionType"):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        has_none = len(args) != len(typing.get_args(tp))
+        if len(args) == 1:
+            return args[0], has_none
+        return typing.Union[tuple(args)], has_none
+    return tp, False
+
+
+def _type_name(tp: Any) -> str:
+    if tp is inspect.Parameter.empty or tp is Any:
+        return "str"
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _scalar_converter(tp: Any, param: str) -> Callable[[str], Any]:
+    if tp is bool:
+        return str2bool
+    if tp in (int, float, str):
+        def convert(text: str, _tp=tp):
+            try:
+                return _tp(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {_tp.__name__} for --{param}, got {text!r}") from None
+        return convert
+    if typing.get_origin(tp) is typing.Union:
+        members = typing.get_args(tp)
+
+        def convert_union(text: str):
+            for member in members:
+                try:
+                    return _scalar_converter(member, param)(text)
+                except (argparse.ArgumentTypeError, ValueError, TypeError):
+                    continue
+            raise argparse.ArgumentTypeError(f"--{param}: {text!r} matches none of {_type_name(tp)}")
+        return convert_union
+    # Unknown or missing annotation: keep the text.
+    return str
+
+
+def _with_none(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert_optional(text: str):
+        if str(text).strip().lower() in _NONE_WORDS:
+            return None
+        return convert(text)
+    return convert_optional
+
+
+def _list_element_type(tp: Any) -> Optional[Any]:
+    """Element type when ``tp`` is a list-like annotation, else None."""
+    if tp in (list, tuple):
+        return str
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple, typing.List, typing.Tuple) or origin in _sequence_origins():
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return args[0] if args else str
+    return None
+
+
+def _sequence_origins() -> tuple:
+    import collections.abc as abc
+    return (abc.Sequence, abc.MutableSequence)
+
+
+def _split_list(text: str) -> List[str]:
+    text = str(text).strip()
+    if text.startswith(("[", "(")) and text.endswith(("]", ")")):
+        text = text[1:-1]
+    return [piece.strip().strip("'\"") for piece in text.split(",") if piece.strip()]
+
+
+def model_params(target: Callable) -> List[ModelParam]:
+    """The options made from ``target``'s constructor (class) or signature (function)."""
+    owner = getattr(target, "__name__", repr(target))
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError) as err:
+        raise ModelOptionError(f"cannot read the signature of {owner}: {err}") from None
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # forward references that do not resolve: fall back to raw annotations
+        hints = {}
+
+    params: List[ModelParam] = []
+    for p in sig.parameters.values():
+        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        annotation = hints.get(p.name, p.annotation)
+        required = p.default is inspect.Parameter.empty
+        default = None if required else p.default
+        if annotation is inspect.Parameter.empty or annotation is Any:
+            # Unannotated: the default's type decides (an int default parses as int).
+            if default is None:
+                annotation = str
+            elif isinstance(default, (list, tuple)):
+                elem = type(default[0]) if default else str
+                annotation = typing.List[elem]
+            else:
+                annotation = type(default)
+            optional = default is None
+        else:
+            annotation, optional = _strip_optional(annotation)
+            optional = optional or default is None
+
+        literal_choices = None
+        if typing.get_origin(annotation) is typing.Literal:
+            literal_choices = typing.get_args(annotation)
+            first = type(literal_choices[0])
+            base = _scalar_converter(first, p.name)
+            kind = "literal"
+            convert = base
+        elif annotation is bool:
+            kind, convert = "bool", str2bool
+        elif _list_element_type(annotation) is not None:
+            kind = "list"
+            convert = _scalar_converter(_list_element_type(annotation), p.name)
+        else:
+            kind = "scalar"
+            convert = _scalar_converter(annotation, p.name)
+        if optional:
+            convert = _with_none(convert)
+        params.append(
+            ModelParam(
+                name=p.name,
+                annotation=annotation,
+                default=default,
+                required=required,
+                kind=kind,
+                convert=convert,
+                optional=optional,
+                type_name=("Optional[" + _type_name(annotation) + "]") if optional else _type_name(annotation),
+                choices=literal_choices,
+            )
+        )
+    return params
+
+
+class _ListAction(argparse.Action):
+    """Collects ``--x 1 2 3``, ``--x 1,2,3`` or ``--x [1,2,3]`` into one list."""
+
+    def __init__(self, *args, element: Callable[[str], Any], **kwargs):
+        self.element = element
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) == 1 and str(values[0]).strip().lower() in _NONE_WORDS:
+            setattr(namespace, self.dest, None)
+            return
+        items: List[Any] = []
+        for value in values:
+            for piece in _split_list(value):
+                try:
+                    items.append(self.element(piece))
+                except argparse.ArgumentTypeError as err:
+                    parser.error(f"argument {option_string}: {err}")
+        setattr(namespace, self.dest, items)
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    target: Callable,
+    script_options: Sequence[str] = (),
+) -> List[ModelParam]:
+    """Add ``target``'s constructor parameters to ``parser`` in a group of their own.
+
+    ``script_options`` are the destinations the script itself defines; a parameter with such a
+    name is an error unless it is in ``SHARED_SCRIPT_OPTIONS`` (then the script's value is used).
+    Returns the parameters that became options.
+    """
+    owner = getattr(target, "__name__", repr(target))
+    group = parser.add_argument_group(f"options of {owner} (from its __init__ signature)")
+    added: List[ModelParam] = []
+    taken = set(script_options)
+    for param in model_params(target):
+        if param.name in taken:
+            if param.name in SHARED_SCRIPT_OPTIONS:
+                continue
+            raise ModelOptionError(
+                f"{owner}.__init__ has a parameter '{param.name}', which is also an option of this script "
+                f"(--{param.name}); rename the parameter so the two cannot be confused"
+            )
+        default_text = "required" if param.required else f"default: {param.default!r}"
+        help_text = f"{param.type_name} ({default_text})"
+        flag = f"--{param.name}"
+        if param.kind == "bool":
+            group.add_argument(
+                flag, dest=param.name, nargs="?", const=True, type=param.convert,
+                default=argparse.SUPPRESS, metavar="BOOL", help=help_text,
+            )
+            negatives = {f"--no-{param.name}", f"--no_{param.name}"}
+            group.add_argument(*sorted(negatives), dest=param.name, action="store_false",
+                               default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        elif param.kind == "list":
+            group.add_argument(
+                flag, dest=param.name, nargs="+", action=_ListAction, element=param.convert,
+                default=argparse.SUPPRESS, metavar="V", help=help_text,
+            )
+        else:
+            group.add_argument(
+                flag, dest=param.name, type=param.convert, default=argparse.SUPPRESS,
+                choices=param.choices, metavar=None if param.choices else param.type_name.upper().replace(" ", ""),
+                help=help_text,
+            )
+        added.append(param)
+    return added
+
+
+def model_kwargs_from_namespace(
+    target: Callable, namespace: argparse.Namespace, params: Optional[List[ModelParam]] = None
+) -> Dict[str, Any]:
+    """The keyword arguments to build ``target`` with, from a parsed namespace.
+
+    Parameters left out take their defaults; shared script options pass their value;
+    a required parameter that is missing raises ``ModelOptionError`` naming it.
+    """
+    owner = getattr(target, "__name__", repr(target))
+    values = vars(namespace)
+    kwargs: Dict[str, Any] = {}
+    missing = []
+    for param in params if params is not None else model_params(target):
+        if param.name in values:
+            kwargs[param.name] = values[param.name]
+        elif param.required:
+            missing.append(f"--{param.name} ({param.type_name})")
+    # shared script options that the signature asks for
+    for p in model_params(target):
+        if p.name in SHARED_SCRIPT_OPTIONS and p.name in values and p.name not in kwargs:
+            kwargs[p.name] = values[p.name]
+    if missing:
+        raise ModelOptionError(f"model {owner} needs {', '.join(missing)}: it has no default, so give it on the command line")
+    return kwargs
+
+
+def parse_args_with_model(
+    script_parser: argparse.ArgumentParser,
+    argv: Optional[Sequence[str]] = None,
+    model_option: str = "model",
+) -> Tuple[argparse.Namespace, Dict[str, Any]]:
+    """Parse a script's options together with those of the model named by ``--model``.
+
+    ``script_parser`` must be built with ``add_help=False``; the combined parser adds ``-h``,
+    whose output lists the model's options when ``--model`` is given. Returns the namespace
+    (script and model options) and the model's keyword arguments. Bad input exits with a
+    usage message (status 2), as argparse does.
+    """
+    from .registry import MODELS
+
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    probe, _ = script_parser.parse_known_args(argv)
+    model_name = getattr(probe, model_option, None)
+
+    full = argparse.ArgumentParser(
+        parents=[script_parser],
+        description=script_parser.description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    params: List[ModelParam] = []
+    target = None
+    if model_name:
+        try:
+            target = MODELS.get(model_name)
+        except KeyError as err:
+            full.error(str(err.args[0]))
+        script_dests = [a.dest for a in script_parser._actions]
+        try:
+            params = add_model_options(full, target, script_dests)
+        except ModelOptionError as err:
+            full.error(str(err))
+    args = full.parse_args(argv)
+    model_kwargs: Dict[str, Any] = {}
+    if target is not None:
+        try:
+            model_kwargs = model_kwargs_from_namespace(target, args, params)
+        except ModelOptionError as err:
+            full.error(str(err))
+    return args, model_kwargs
