@@ -1,0 +1,18 @@
+"""The model zoo: one sub-package per published model; importing this registers them all.
+
+The registry imports this package lazily, on the first ``MODELS.get`` miss.
+"""
+
+import importlib
+
+#: sub-packages, each registering its model(s) in ``MODELS`` (and post-functions in POSTFUNCS)
+ZOO_PACKAGES = ["iml_vit", "mvss_net", "pscc_net", "mesorch"]
+
+for _name in ZOO_PACKAGES:
+    try:
+        importlib.import_module(f"{__name__}.{_name}")
+    except ModuleNotFoundError as _err:
+        # tolerated only while a model's folder is not written yet; a missing dependency
+        # inside a model is a real error
+        if _err.name != f"{__name__}.{_name}":
+            raise
