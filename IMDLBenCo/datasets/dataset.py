@@ -1,0 +1,370 @@
+"""``ManiDataset`` and ``JsonDataset``: image/mask pairs → the sample dict of docs/ARCHITECTURE.md.
+
+Per item the CPU work is: decode image and mask (Pillow), an optional user transform, one resize
+or one top-left pad, the edge mask (when asked) on the final geometry, and a uint8 → tensor copy.
+With ``defer_normalization=True`` the item stays uint8 and :func:`IMDLBenCo.datasets.normalize_batch`
+turns the whole batch into float on the model's device, which is much cheaper than per-sample
+float work in the loader workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+import torch
+from torch.utils.data import Dataset
+
+from ..registry import DATASETS
+from ..transforms.geometry import OVERSIZE_CHOICES, edge_mask, resize_pair, shrink_to_fit
+from .io import (
+    NEGATIVE,
+    DatasetError,
+    binarize_gray,
+    check_hint,
+    list_images,
+    load_mask,
+    load_rgb,
+    pair_by_stem,
+    unique_names,
+)
+from .utils import normalize_batch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AbstractDataset", "ManiDataset", "JsonDataset", "read_json_pairs"]
+
+_oversize_logged = False  # "shrink" is said once per process, not once per image
+
+
+def _few(items: Sequence[str], n: int = 5) -> str:
+    shown = ", ".join(str(x) for x in items[:n])
+    return shown + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _normalize_post_funcs(post_funcs) -> List[Callable]:
+    if post_funcs is None:
+        return []
+    if callable(post_funcs):
+        return [post_funcs]
+    if isinstance(post_funcs, (list, tuple)) and all(callable(f) for f in post_funcs):
+        return list(post_funcs)
+    raise TypeError(f"post_funcs must be None, a callable or a list of callables, got {post_funcs!r}")
+
+
+def _output_hw(output_size) -> Tuple[int, int]:
+    if isinstance(output_size, int):
+        hw = (output_size, output_size)
+    else:
+        try:
+            hw = tuple(int(v) for v in output_size)
+        except TypeError:
+            hw = ()
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"output_size must be an int S or a pair (H, W) of positive ints, got {output_size!r}")
+    return hw  # type: ignore[return-value]
+
+
+class AbstractDataset(Dataset):
+    """Common loading pipeline; subclasses fill ``image_paths``, ``mask_paths`` and ``names``.
+
+    Args:
+        path: the dataset (folder or JSON file).
+        is_padding: zero-pad to ``output_size`` at the top-left (adds ``shape_mask``).
+        is_resizing: resize to ``output_size`` (image bilinear, mask nearest). Exactly one of the two.
+        output_size: S or (H, W).
+        common_transforms: albumentations-style callable ``t(image=HWC uint8, mask=HW uint8 0/255)
+            -> {"image", "mask"}`` applied before pad/resize; the returned mask is binarised again
+            (> 127.5), and ``label`` comes from the final mask.
+        edge_width: width in output pixels of the ``edge_mask`` band; None for no edge mask.
+        post_funcs: callable or list of callables ``f(sample_dict)`` run last, in place.
+        defer_normalization: keep ``image``/``mask`` (and ``shape_mask``/``edge_mask``) uint8;
+            ``normalize_batch`` makes them float later, on the batch's device.
+        oversize: padding only: what to do with an image larger than ``output_size``:
+            ``"shrink"`` (scale its long side down to fit, aspect kept; logged once) or
+            ``"error"`` (refuse it). Never a silent crop.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        is_padding: bool = False,
+        is_resizing: bool = False,
+        output_size: Union[int, Sequence[int]] = (1024, 1024),
+        common_transforms: Optional[Callable] = None,
+        edge_width: Optional[int] = None,
+        post_funcs: Union[None, Callable, Sequence[Callable]] = None,
+        defer_normalization: bool = False,
+        oversize: str = "shrink",
+    ) -> None:
+        super().__init__()
+        if bool(is_padding) == bool(is_resizing):
+            raise ValueError(
+                f"{type(self).__name__}({path!r}): exactly one of is_padding and is_resizing must be True "
+                f"(got is_padding={is_padding}, is_resizing={is_resizing}); on the command line pass "
+                f"either --if_padding or --if_resizing"
+            )
+        if oversize not in OVERSIZE_CHOICES:
+            raise ValueError(f"oversize must be one of {OVERSIZE_CHOICES}, got {oversize!r}")
+        if edge_width is not None and (isinstance(edge_width, bool) or int(edge_width) < 1):
+            raise ValueError(f"edge_width must be None or a positive number of pixels, got {edge_width!r}")
+        if common_transforms is not None and not callable(common_transforms):
+            raise TypeError(f"common_transforms must be callable as t(image=..., mask=...), got {common_transforms!r}")
+        self.entry_path = str(path)
+        self.root = str(path)
+        self.is_padding = bool(is_padding)
+        self.is_resizing = bool(is_resizing)
+        self.output_size = _output_hw(output_size)
+        self.common_transforms = common_transforms
+        self.edge_width = None if edge_width is None else int(edge_width)
+        self.post_funcs = _normalize_post_funcs(post_funcs)
+        self.defer_normalization = bool(defer_normalization)
+        self.oversize = oversize
+        self.image_paths: List[str] = []
+        self.mask_paths: List[str] = []
+        self.names: List[str] = []
+        self._init_dataset_path(str(path))
+        if not self.image_paths:
+            raise DatasetError(f"{path}: the dataset holds no images. {check_hint(self.root)}")
+
+    # ------------------------------------------------------------------ subclass hook
+    def _init_dataset_path(self, path: str) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ container protocol
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __str__(self) -> str:
+        return f"[{type(self).__name__}] at {self.entry_path}, with length of {len(self):,}"
+
+    __repr__ = __str__
+
+    # ------------------------------------------------------------------ loading
+    def _load_pair(self, index: int) -> Tuple[Image.Image, np.ndarray]:
+        tp, gt = self.image_paths[index], self.mask_paths[index]
+        image = load_rgb(tp, self.root)
+        w, h = image.size
+        if gt == NEGATIVE:
+            return image, np.zeros((h, w), np.uint8)
+        mask = load_mask(gt, self.root)
+        if mask.shape != (h, w):
+            raise DatasetError(
+                f"{tp}: image is {w}x{h} (WxH) but its mask {gt} is {mask.shape[1]}x{mask.shape[0]}; "
+                f"a mask must have its image's size. Fix or drop the pair. {check_hint(self.root)}"
+            )
+        return image, mask
+
+    def _apply_transform(self, index: int, image: Image.Image, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        tp = self.image_paths[index]
+        try:
+            out = self.common_transforms(image=np.array(image), mask=mask * np.uint8(255))
+            new_image = np.ascontiguousarray(out["image"])
+            new_mask = np.asarray(out["mask"])
+        except Exception as err:
+            raise DatasetError(
+                f"{tp}: common_transforms {self.common_transforms!r} failed ({type(err).__name__}: {err}); "
+                f"it must accept image=HxWx3 uint8 and mask=HxW uint8 (0/255) and return a dict with 'image' and 'mask'"
+            ) from err
+        if new_mask.ndim == 3:  # a transform that returns H×W×C masks
+            new_mask = new_mask.mean(axis=2)
+        if new_image.ndim != 3 or new_image.shape[2] != 3 or new_image.shape[:2] != new_mask.shape[:2]:
+            raise DatasetError(
+                f"{tp}: common_transforms returned image {new_image.shape} and mask {new_mask.shape}; "
+                f"expected HxWx3 and HxW of the same size"
+            )
+        if new_image.dtype != np.uint8:
+            new_image = np.clip(new_image, 0, 255).astype(np.uint8)
+        return new_image, binarize_gray(new_mask)
+
+    def _fit(self, index: int, image, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Resize to the output size, or (padding) shrink an oversize image per ``oversize``."""
+        if self.is_resizing:
+            return resize_pair(image, mask, self.output_size)
+        hw = mask.shape[:2]
+        fit = shrink_to_fit(hw, self.output_size)
+        if fit != tuple(hw):
+            if self.oversize == "error":
+                raise DatasetError(
+                    f"{self.image_paths[index]}: image is {hw[1]}x{hw[0]} (WxH), larger than the padding size "
+                    f"{self.output_size[1]}x{self.output_size[0]} and oversize='error'. Use a larger --image_size, "
+                    f"--if_resizing, or oversize='shrink'."
+                )
+            global _oversize_logged
+            if not _oversize_logged:
+                _oversize_logged = True
+                logger.warning(
+                    "%s: images larger than the padding size %sx%s are shrunk (long side to fit, aspect kept) "
+                    "instead of cropped, e.g. %s (%dx%d -> %dx%d); said once",
+                    type(self).__name__, self.output_size[1], self.output_size[0],
+                    self.image_paths[index], hw[1], hw[0], fit[1], fit[0],
+                )
+        return resize_pair(image, mask, fit)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        image, mask = self._load_pair(index)
+        if self.common_transforms is not None:
+            image, mask = self._apply_transform(index, image, mask)
+        original = mask.shape[:2]
+        arr, mask = self._fit(index, image, mask)
+        h, w = mask.shape
+        sh, sw = self.output_size
+        edge = edge_mask(mask, self.edge_width) if self.edge_width is not None else None
+        if self.is_padding:
+            padded = np.zeros((sh, sw, 3), np.uint8)
+            padded[:h, :w] = arr
+            arr = padded
+            full = np.zeros((sh, sw), np.uint8)
+            full[:h, :w] = mask
+            mask = full
+            if edge is not None:
+                full = np.zeros((sh, sw), np.uint8)
+                full[:h, :w] = edge
+                edge = full
+        elif not arr.flags.writeable:
+            arr = arr.copy()  # Pillow's buffer is read-only; torch wants a writable array
+        image_t = torch.from_numpy(arr).permute(2, 0, 1)  # a CHW view: the collate copies anyway
+        if not mask.flags.writeable:
+            mask = mask.copy()
+        mask_t = torch.from_numpy(mask)[None]
+        sample: Dict[str, Any] = {
+            "image": image_t,
+            "mask": mask_t,
+            "label": torch.tensor(int(mask.any()), dtype=torch.int64),
+            "shape": torch.tensor((h, w), dtype=torch.int64),
+            "original_shape": torch.tensor(original, dtype=torch.int64),
+            "origin_shape": torch.tensor(original, dtype=torch.int64),
+            "name": self.names[index],
+            "image_path": self.image_paths[index],
+            "mask_path": self.mask_paths[index],
+        }
+        if self.is_padding:
+            shape_mask = torch.zeros((1, sh, sw), dtype=torch.uint8)
+            shape_mask[:, :h, :w] = 1
+            sample["shape_mask"] = shape_mask
+        if edge is not None:
+            sample["edge_mask"] = torch.from_numpy(edge)[None]
+        if not self.defer_normalization:
+            normalize_batch(sample)
+        for func in self.post_funcs:
+            func(sample)
+        return sample
+
+
+@DATASETS.register_module()
+class ManiDataset(AbstractDataset):
+    """A folder with ``Tp/`` (images) and ``Gt/`` (masks), paired by file stem.
+
+    A mask may carry a ``_gt``/``_mask`` suffix and any image extension; non-image files are
+    ignored; pairs never depend on sort position. An image without a mask, a mask without an
+    image, or two files with one stem is refused at construction. ``Au/`` (authentic images) is
+    read only with ``include_authentic=True`` (then as ``Negative`` samples); other sub-folders
+    are ignored.
+    """
+
+    def __init__(self, path: str, *args, include_authentic: bool = False, **kwargs) -> None:
+        self.include_authentic = bool(include_authentic)
+        super().__init__(path, *args, **kwargs)
+
+    def _init_dataset_path(self, path: str) -> None:
+        if not os.path.isdir(path):
+            raise DatasetError(
+                f"{path}: not a folder. A ManiDataset is a folder with Tp/ (images) and Gt/ (masks); "
+                f"a JSON file is a JsonDataset or BalancedDataset."
+            )
+        tp_dir, gt_dir = os.path.join(path, "Tp"), os.path.join(path, "Gt")
+        for sub in (tp_dir, gt_dir):
+            if not os.path.isdir(sub):
+                raise DatasetError(
+                    f"{sub}: folder missing. A ManiDataset folder holds Tp/ (images) and Gt/ (masks with the same stems)."
+                )
+        pairs, lonely_images, lonely_masks, duplicates = pair_by_stem(list_images(tp_dir), list_images(gt_dir))
+        problems = []
+        if lonely_images:
+            problems.append(f"{len(lonely_images)} image(s) in {tp_dir} have no mask in Gt/: {_few(lonely_images)}")
+        if lonely_masks:
+            problems.append(f"{len(lonely_masks)} mask(s) in {gt_dir} have no image in Tp/: {_few(lonely_masks)}")
+        if duplicates:
+            dup = [f"{stem} ({', '.join(names)})" for stem, names in sorted(duplicates.items())]
+            problems.append(f"{len(dup)} stem(s) are used by more than one file: {_few(dup)}")
+        if problems:
+            raise DatasetError(f"{path}: " + "; ".join(problems) + ". " + check_hint(path))
+        for img, msk in pairs:
+            self.image_paths.append(os.path.join(tp_dir, img))
+            self.mask_paths.append(os.path.join(gt_dir, msk))
+            self.names.append(img)
+        au_dir = os.path.join(path, "Au")
+        if self.include_authentic and os.path.isdir(au_dir):
+            for img in list_images(au_dir):
+                self.image_paths.append(os.path.join(au_dir, img))
+                self.mask_paths.append(NEGATIVE)
+            self.names = unique_names(self.image_paths)  # Tp/x.png and Au/x.png stay apart
+
+
+def read_json_pairs(path: str) -> List[Tuple[str, str]]:
+    """Entries of a JsonDataset file, relative paths resolved against the file's folder.
+
+    Raises :class:`DatasetError` for a file that is missing, not JSON, or not a non-empty list of
+    ``[image_path, mask_path | "Negative"]``.
+    """
+    expected = 'a non-empty JSON list of [image_path, mask_path] pairs (mask_path "Negative" for authentic images)'
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found; expected {expected}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: not valid JSON ({err}); expected {expected}.") from None
+    if not isinstance(data, list) or not data:
+        found = "an empty list" if data == [] else f"a JSON {type(data).__name__}"
+        hint = " (an object {name: path} is a test_datasets.json, read with load_test_datasets)" if isinstance(data, dict) else ""
+        raise DatasetError(f"{path}: found {found}; expected {expected}{hint}.")
+    base = os.path.dirname(os.path.abspath(path))
+    pairs = []
+    for i, entry in enumerate(data):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+            raise DatasetError(f"{path}: entry {i} is {entry!r}; expected {expected}.")
+        if entry[0] in DATASETS and not os.path.exists(os.path.join(base, entry[0])):
+            raise DatasetError(
+                f"{path}: entry {i} starts with the dataset class {entry[0]!r}: this is a BalancedDataset file "
+                f"([[class_name, path], ...]); open it with BalancedDataset or dataset_from_path."
+            )
+        tp = entry[0] if os.path.isabs(entry[0]) else os.path.join(base, entry[0])
+        gt = entry[1]
+        if gt != NEGATIVE and not os.path.isabs(gt):
+            gt = os.path.join(base, gt)
+        pairs.append((os.path.normpath(tp), gt if gt == NEGATIVE else os.path.normpath(gt)))
+    return pairs
+
+
+@DATASETS.register_module()
+class JsonDataset(AbstractDataset):
+    """A JSON list of ``[image_path, mask_path | "Negative"]``.
+
+    Relative paths resolve against the JSON file's folder (not the working directory). Missing
+    files are refused at construction (``check_files=False`` skips that stat of every file, for
+    slow network file systems).
+    """
+
+    def __init__(self, path: str, *args, check_files: bool = True, **kwargs) -> None:
+        self.check_files = bool(check_files)
+        super().__init__(path, *args, **kwargs)
+
+    def _init_dataset_path(self, path: str) -> None:
+        pairs = read_json_pairs(path)
+        if self.check_files:
+            missing = []
+            for i, (tp, gt) in enumerate(pairs):
+                for p in (tp, gt):
+                    if p != NEGATIVE and not os.path.isfile(p):
+                        missing.append(f"entry {i}: {p}")
+            if missing:
+                raise DatasetError(f"{path}: {len(missing)} listed file(s) do not exist: {_few(missing)}. {check_hint(path)}")
+        self.image_paths = [tp for tp, _ in pairs]
+        self.mask_paths = [gt for _, gt in pairs]
+        self.names = unique_names(self.image_paths)

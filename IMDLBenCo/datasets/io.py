@@ -1,0 +1,200 @@
+"""Image and mask reading, file pairing, and the one error type of the dataset layer.
+
+Everything here uses Pillow and numpy only. Images are read as RGB uint8 without EXIF
+auto-rotation (a rotated image would no longer line up with its mask). Masks are binarised
+from any Pillow mode with one stated rule, :data:`MASK_THRESHOLD`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "DatasetError",
+    "IMAGE_EXTENSIONS",
+    "MASK_SUFFIXES",
+    "MASK_THRESHOLD",
+    "NEGATIVE",
+    "is_image_file",
+    "list_images",
+    "mask_key",
+    "open_image",
+    "load_rgb",
+    "load_mask",
+    "mask_gray",
+    "binarize_gray",
+    "check_hint",
+]
+
+#: file extensions (lower case) read as images; everything else in a folder is ignored
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".jfif")
+#: suffixes a mask's stem may carry on top of its image's stem (``12_gt.png`` masks ``12.jpg``)
+MASK_SUFFIXES = ("_gt", "_mask", "-gt", "-mask")
+#: a mask pixel is "manipulated" when its grey value, on the 8-bit scale, is above this
+MASK_THRESHOLD = 127.5
+#: mask path that marks an authentic image (all-black mask, label 0)
+NEGATIVE = "Negative"
+
+
+class DatasetError(ValueError):
+    """A dataset problem: the message names the file, the problem and what to do."""
+
+
+def check_hint(root: Optional[str] = None) -> str:
+    target = root if root else "PATH"
+    return f"Run `benco data check {target}` to list every problem (and --write-clean OUT.json to skip bad pairs)."
+
+
+def is_image_file(name: str) -> bool:
+    """True for a file name with an image extension (case-insensitive), hidden files excluded."""
+    base = os.path.basename(name)
+    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: str) -> List[str]:
+    """Sorted image file names (not paths) directly inside ``folder``."""
+    return sorted(n for n in os.listdir(folder) if is_image_file(n) and os.path.isfile(os.path.join(folder, n)))
+
+
+def mask_key(name: str) -> str:
+    """The image stem a mask file belongs to: stem without a ``_gt``/``_mask`` suffix."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    low = stem.lower()
+    for suffix in MASK_SUFFIXES:
+        if low.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def open_image(path: str, root: Optional[str] = None) -> Image.Image:
+    """Open and fully decode ``path`` with Pillow; any failure becomes one :class:`DatasetError`."""
+    try:
+        img = Image.open(path)
+        img.load()  # decode now, so a truncated file fails here and not later
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found. {check_hint(root)}") from None
+    except Exception as err:  # UnidentifiedImageError, truncated data, decoder errors
+        raise DatasetError(
+            f"{path}: cannot be read as an image ({type(err).__name__}: {err}). "
+            f"Replace or remove the file. {check_hint(root)}"
+        ) from None
+    return img
+
+
+def load_rgb(path: str, root: Optional[str] = None) -> Image.Image:
+    """The image at ``path`` as an RGB Pillow image (no EXIF rotation)."""
+    img = open_image(path, root)
+    if img.mode != "RGB":
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit grey: scale to 8 bits instead of clipping
+            arr = np.asarray(img, dtype=np.float64) / 257.0
+            img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+        img = img.convert("RGB")
+    return img
+
+
+def mask_gray(img: Image.Image) -> np.ndarray:
+    """Grey value of every mask pixel on the 8-bit scale (float32 or uint8 array, H×W).
+
+    L/1/P/RGB: mean of the RGB channels; RGBA/LA/PA: that mean times alpha/255 (transparent
+    counts as background); 16- and 32-bit integer modes are divided by 257; float mode ``F`` is
+    taken as 0–1 when its maximum is at most 1, else as 0–255.
+    """
+    mode = img.mode
+    if mode == "L":
+        return np.asarray(img)
+    if mode == "1":
+        return np.asarray(img, dtype=np.uint8) * 255
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(img, dtype=np.float32) / 257.0
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        return arr * 255.0 if arr.size and float(arr.max()) <= 1.0 else arr
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        arr = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        return arr[..., :3].mean(axis=2) * (arr[..., 3] / 255.0)
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return arr.mean(axis=2)
+
+
+def binarize_gray(gray: np.ndarray) -> np.ndarray:
+    """uint8 {0,1} mask: 1 where the grey value is above :data:`MASK_THRESHOLD`."""
+    return (gray > MASK_THRESHOLD).view(np.uint8) if gray.dtype != np.uint8 else (gray > 127).view(np.uint8)
+
+
+def load_mask(path: str, root: Optional[str] = None) -> np.ndarray:
+    """The mask at ``path`` as a uint8 H×W array in {0,1} (threshold :data:`MASK_THRESHOLD`)."""
+    return binarize_gray(mask_gray(open_image(path, root)))
+
+
+def unique_names(paths: Sequence[str]) -> List[str]:
+    """File names for ``paths``; where two share a file name, parent folders are added (``a/x.png``)."""
+    parts = [Path(p).parts for p in paths]
+    depth = [1] * len(paths)
+    while True:
+        names = ["/".join(pp[-d:]) for pp, d in zip(parts, depth)]
+        seen: Dict[str, List[int]] = {}
+        for i, n in enumerate(names):
+            seen.setdefault(n, []).append(i)
+        clashes = [idx for idx in seen.values() if len(idx) > 1]
+        grew = False
+        for idx in clashes:
+            for i in idx:
+                if depth[i] < len(parts[i]):
+                    depth[i] += 1
+                    grew = True
+        if not clashes or not grew:
+            if clashes:  # identical paths listed twice: number them
+                for idx in clashes:
+                    for k, i in enumerate(idx[1:], start=2):
+                        names[i] = f"{names[i]}#{k}"
+            return names
+
+
+def pair_by_stem(
+    images: Iterable[str], masks: Iterable[str]
+) -> Tuple[List[Tuple[str, str]], List[str], List[str], Dict[str, List[str]]]:
+    """Pair image and mask file names by stem (a mask may add ``_gt``/``_mask``).
+
+    Returns ``(pairs, images_without_mask, masks_without_image, duplicates)``, where
+    ``duplicates`` maps a stem to the file names (images or masks) that share it.
+    """
+    by_stem: Dict[str, List[str]] = {}
+    for name in images:
+        by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
+    mask_by_stem: Dict[str, List[str]] = {}
+    for name in masks:
+        mask_by_stem.setdefault(mask_key(name), []).append(name)
+    # a mask whose full stem equals an image stem wins over the suffix reading (``a_gt.png``
+    # next to an image ``a_gt.jpg``)
+    for name in masks:
+        stem = os.path.splitext(name)[0]
+        key = mask_key(name)
+        if key != stem and stem in by_stem and key not in by_stem:
+            mask_by_stem[key].remove(name)
+            if not mask_by_stem[key]:
+                del mask_by_stem[key]
+            mask_by_stem.setdefault(stem, []).append(name)
+    duplicates: Dict[str, List[str]] = {}
+    for stem, names in by_stem.items():
+        if len(names) > 1:
+            duplicates[stem] = list(names)
+    for stem, names in mask_by_stem.items():
+        if len(names) > 1:
+            duplicates.setdefault(stem, []).extend(names)
+    pairs: List[Tuple[str, str]] = []
+    lonely_images: List[str] = []
+    for stem in sorted(by_stem):
+        if stem in duplicates:
+            continue
+        if stem in mask_by_stem:
+            pairs.append((by_stem[stem][0], mask_by_stem[stem][0]))
+        else:
+            lonely_images.append(by_stem[stem][0])
+    lonely_masks = sorted(n for stem, ns in mask_by_stem.items() if stem not in by_stem for n in ns)
+    return pairs, lonely_images, lonely_masks, duplicates

@@ -1,0 +1,131 @@
+"""Choosing a dataset class for a path, ``test_datasets.json``, and batch (de)normalisation."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict
+
+from .io import NEGATIVE, DatasetError
+
+__all__ = ["dataset_from_path", "load_test_datasets", "normalize_batch", "denormalize", "detect_format"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_FORMATS = (
+    "a ManiDataset folder (Tp/ images + Gt/ masks), a JsonDataset file "
+    '([[image_path, mask_path or "Negative"], ...]) or a BalancedDataset file ([[dataset_class_name, path], ...])'
+)
+
+# keyword arguments that only one class takes; dataset_from_path drops them for the others
+_ONLY_FOR = {
+    "sample_number": "BalancedDataset",
+    "seed": "BalancedDataset",
+    "include_authentic": "ManiDataset",
+    "check_files": "JsonDataset",
+}
+
+
+def detect_format(path: str) -> str:
+    """``"ManiDataset"``, ``"JsonDataset"`` or ``"BalancedDataset"`` for ``path``; else DatasetError."""
+    from ..registry import DATASETS
+
+    path = str(path)
+    if os.path.isdir(path):
+        return "ManiDataset"
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: no such file or folder; expected {_FORMATS}.")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: not a folder and not valid JSON ({err}); expected {_FORMATS}.") from None
+    if isinstance(data, list) and data and all(isinstance(e, (list, tuple)) and len(e) == 2 for e in data):
+        first = data[0][0]
+        base = os.path.dirname(os.path.abspath(path))
+        if (
+            isinstance(first, str)
+            and first in DATASETS
+            and data[0][1] != NEGATIVE
+            and not os.path.isfile(os.path.join(base, first))
+        ):
+            return "BalancedDataset"
+        return "JsonDataset"
+    if isinstance(data, dict):
+        raise DatasetError(
+            f"{path}: a JSON object is a test_datasets.json ({{name: path}}), not one dataset; "
+            f"read it with load_test_datasets (--test_data_json). Expected {_FORMATS}."
+        )
+    raise DatasetError(f"{path}: JSON content does not match any dataset format; expected {_FORMATS}.")
+
+
+def dataset_from_path(path: str, **dataset_kwargs: Any):
+    """Build the dataset for ``path``: folder → ManiDataset, ``[image, mask]`` list JSON →
+    JsonDataset, ``[class, path]`` list JSON → BalancedDataset (see :func:`detect_format`)."""
+    from ..registry import DATASETS
+
+    cls_name = detect_format(path)
+    kwargs = {k: v for k, v in dataset_kwargs.items() if _ONLY_FOR.get(k, cls_name) == cls_name}
+    return DATASETS.get(cls_name)(str(path), **kwargs)
+
+
+def load_test_datasets(path: str) -> Dict[str, str]:
+    """``{name: path}`` from a ``test_datasets.json`` object (relative paths resolve against its
+    folder); a single ManiDataset folder or JsonDataset file becomes ``{"test_dataset": path}``."""
+    path = str(path)
+    if os.path.isdir(path):
+        return {"test_dataset": path}
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: no such file or folder; expected a test_datasets.json object {{name: path}} or {_FORMATS}.")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: not valid JSON ({err}); expected a test_datasets.json object {{name: path}}.") from None
+    if isinstance(data, list):
+        detect_format(path)  # raises for list content that is no dataset
+        return {"test_dataset": path}
+    if not isinstance(data, dict) or not data:
+        raise DatasetError(f"{path}: expected a non-empty JSON object {{name: dataset_path}}, found {type(data).__name__} {data!r:.80}.")
+    base = os.path.dirname(os.path.abspath(path))
+    out: Dict[str, str] = {}
+    for name, sub in data.items():
+        if not isinstance(sub, str):
+            raise DatasetError(f"{path}: the value of {name!r} is {sub!r}; expected the path of a ManiDataset folder or JsonDataset file.")
+        resolved = sub if os.path.isabs(sub) else os.path.normpath(os.path.join(base, sub))
+        if not os.path.exists(resolved):
+            raise DatasetError(f"{path}: test set {name!r} points to {resolved}, which does not exist.")
+        out[str(name)] = resolved
+    return out
+
+
+def normalize_batch(batch: Dict[str, Any]) -> Dict[str, Any]:
+    """Make a deferred (uint8) sample or batch float, in place, on the tensors' own device.
+
+    ``image`` → float32 ImageNet-normalised; ``mask``, ``shape_mask``, ``edge_mask`` → float32
+    {0,1}. Tensors that are already floating point are left alone, so calling it twice is harmless.
+    Works for one item (3,H,W) and for a batch (B,3,H,W). Returns ``batch``.
+    """
+    import torch
+
+    image = batch.get("image")
+    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
+        shape = (3, 1, 1)
+        mean = torch.tensor([m * 255.0 for m in IMAGENET_MEAN], device=image.device).view(shape)
+        inv_std = torch.tensor([1.0 / (s * 255.0) for s in IMAGENET_STD], device=image.device).view(shape)
+        batch["image"] = image.float().sub_(mean).mul_(inv_std)
+    for key in ("mask", "shape_mask", "edge_mask"):
+        value = batch.get(key)
+        if isinstance(value, torch.Tensor) and value.dtype == torch.uint8:
+            batch[key] = value.float()
+    return batch
+
+
+def denormalize(image, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Undo the ImageNet normalisation of a (3,H,W) or (B,3,H,W) tensor (a new tensor, values ~0–1)."""
+    import torch
+
+    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return image * s + m

@@ -1,0 +1,395 @@
+"""Dataset layer: sample dict, geometry, masks, pairing, bad inputs, balanced sampling."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from IMDLBenCo.datasets import (
+    BalancedDataset,
+    DatasetError,
+    JsonDataset,
+    ManiDataset,
+    dataset_from_path,
+    denormalize,
+    load_test_datasets,
+    normalize_batch,
+)
+from IMDLBenCo.registry import DATASETS
+from IMDLBenCo.transforms import edge_mask
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def rand_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def rect_mask(h: int, w: int, box=(2, 3, 8, 12)) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    y0, x0, y1, x1 = box
+    m[y0:y1, x0:x1] = 255
+    return m
+
+
+def make_mani(root: Path, items, mask_suffix: str = "", image_ext: str = ".png") -> Path:
+    """items: list of (stem, image array, mask array or None)."""
+    (root / "Tp").mkdir(parents=True, exist_ok=True)
+    (root / "Gt").mkdir(parents=True, exist_ok=True)
+    for stem, img, msk in items:
+        Image.fromarray(img).save(root / "Tp" / f"{stem}{image_ext}")
+        if msk is not None:
+            Image.fromarray(msk).save(root / "Gt" / f"{stem}{mask_suffix}.png")
+    return root
+
+
+@pytest.fixture
+def small_mani(tmp_path: Path) -> Path:
+    items = [(f"img{i}", rand_image(20, 30, i), rect_mask(20, 30, (i, i + 1, i + 8, i + 12))) for i in range(4)]
+    return make_mani(tmp_path / "mani", items)
+
+
+# ---------------------------------------------------------------- sample dict
+def test_every_class_is_registered():
+    for name in ("ManiDataset", "JsonDataset", "BalancedDataset"):
+        assert name in DATASETS
+
+
+def test_padding_sample_keys_geometry_and_values(small_mani: Path):
+    ds = ManiDataset(str(small_mani), is_padding=True, output_size=(32, 32), edge_width=3)
+    assert len(ds) == 4
+    s = ds[1]
+    assert set(s) == {"image", "mask", "label", "shape", "original_shape", "origin_shape", "name",
+                      "shape_mask", "edge_mask", "image_path", "mask_path"}
+    assert s["image"].shape == (3, 32, 32) and s["image"].dtype == torch.float32
+    assert s["mask"].shape == (1, 32, 32) and s["mask"].dtype == torch.float32
+    assert s["shape_mask"].shape == (1, 32, 32) and s["edge_mask"].shape == (1, 32, 32)
+    assert s["label"].dtype == torch.int64 and s["label"].item() == 1
+    assert s["shape"].tolist() == [20, 30] and s["original_shape"].tolist() == [20, 30]
+    assert s["origin_shape"].tolist() == [20, 30]
+    assert s["name"] == "img1.png" and s["image_path"].endswith("Tp/img1.png") and s["mask_path"].endswith("Gt/img1.png")
+    # content at the top-left, normalised; zeros (≈ -mean/std) elsewhere
+    raw = torch.from_numpy(rand_image(20, 30, 1)).permute(2, 0, 1).float() / 255
+    assert torch.allclose(s["image"][:, :20, :30], (raw - MEAN) / STD, atol=1e-5)
+    assert torch.allclose(s["image"][:, 20:, :], (-MEAN / STD).expand(3, 12, 32), atol=1e-5)
+    expected_shape_mask = torch.zeros(1, 32, 32)
+    expected_shape_mask[:, :20, :30] = 1
+    assert torch.equal(s["shape_mask"], expected_shape_mask)
+    expected_mask = torch.zeros(1, 32, 32)
+    expected_mask[:, 1:9, 2:13] = 1
+    assert torch.equal(s["mask"], expected_mask)
+
+
+def test_resizing_geometry(small_mani: Path):
+    ds = ManiDataset(str(small_mani), is_resizing=True, output_size=40)
+    s = ds[0]
+    assert "shape_mask" not in s and "edge_mask" not in s
+    assert s["image"].shape == (3, 40, 40) and s["shape"].tolist() == [40, 40]
+    assert s["original_shape"].tolist() == [20, 30]
+    assert set(s["mask"].unique().tolist()) == {0.0, 1.0}
+    # nearest resize: 20x30 mask rows 0..8, cols 1..12 scaled by (2, 4/3)
+    m = s["mask"][0]
+    assert m[:16].sum() > 0 and m[17:].sum() == 0
+
+
+def test_exactly_one_of_padding_or_resizing(small_mani: Path):
+    with pytest.raises(ValueError, match="exactly one of is_padding and is_resizing"):
+        ManiDataset(str(small_mani))
+    with pytest.raises(ValueError, match="exactly one"):
+        ManiDataset(str(small_mani), is_padding=True, is_resizing=True)
+
+
+def test_oversize_shrink_and_error(tmp_path: Path, caplog):
+    root = make_mani(tmp_path / "big", [("a", rand_image(20, 40), rect_mask(20, 40, (0, 0, 20, 20)))])
+    ds = ManiDataset(str(root), is_padding=True, output_size=32)
+    s = ds[0]
+    assert s["shape"].tolist() == [16, 32]  # long side 40 -> 32, aspect kept, no crop
+    assert s["original_shape"].tolist() == [20, 40]
+    assert s["shape_mask"].sum().item() == 16 * 32
+    assert s["mask"][0, :16, :16].mean().item() == 1.0 and s["mask"][0, :, 16:].sum().item() == 0
+    strict = ManiDataset(str(root), is_padding=True, output_size=32, oversize="error")
+    with pytest.raises(DatasetError, match=r"a\.png.*larger than the padding size"):
+        strict[0]
+    with pytest.raises(ValueError, match="oversize"):
+        ManiDataset(str(root), is_padding=True, output_size=32, oversize="crop")
+
+
+def test_deferred_normalisation_matches_float_form(small_mani: Path):
+    kw = dict(is_padding=True, output_size=32, edge_width=5)
+    ref = ManiDataset(str(small_mani), **kw)[2]
+    lazy = ManiDataset(str(small_mani), defer_normalization=True, **kw)[2]
+    for key in ("image", "mask", "shape_mask", "edge_mask"):
+        assert lazy[key].dtype == torch.uint8
+    batch = torch.utils.data.default_collate([lazy])
+    normalize_batch(batch)
+    for key in ("image", "mask", "shape_mask", "edge_mask"):
+        assert batch[key].dtype == torch.float32
+        assert torch.allclose(batch[key][0], ref[key], atol=1e-5), key
+    before = batch["image"].clone()
+    normalize_batch(batch)  # float input: no-op
+    assert torch.equal(before, batch["image"])
+    assert torch.allclose(denormalize(ref["image"])[:, :20, :30],
+                          torch.from_numpy(rand_image(20, 30, 2)).permute(2, 0, 1).float() / 255, atol=1e-5)
+
+
+def test_post_funcs_run_last(small_mani: Path):
+    seen = {}
+
+    def post(sample):
+        seen["keys"] = set(sample)
+        sample["extra"] = sample["image"].dtype
+
+    s = ManiDataset(str(small_mani), is_resizing=True, output_size=16, post_funcs=[post])[0]
+    assert "label" in seen["keys"] and s["extra"] == torch.float32
+    with pytest.raises(TypeError, match="post_funcs"):
+        ManiDataset(str(small_mani), is_resizing=True, post_funcs=3)
+
+
+def test_label_from_final_mask_after_transform(small_mani: Path):
+    def clear(image, mask):
+        return {"image": image, "mask": np.zeros_like(mask)}
+
+    def flip(image, mask):
+        return {"image": image[:, ::-1], "mask": mask[:, ::-1]}
+
+    s = ManiDataset(str(small_mani), is_padding=True, output_size=32, common_transforms=clear)[0]
+    assert s["label"].item() == 0 and s["mask"].sum() == 0
+    f = ManiDataset(str(small_mani), is_padding=True, output_size=32, common_transforms=flip)[0]
+    assert f["mask"][0, 0:8, 30 - 12:30 - 1].mean() == 1.0
+
+
+# ---------------------------------------------------------------- edge mask
+@pytest.mark.parametrize("width", [1, 2, 3, 7])
+def test_edge_mask_band_width(width):
+    m = np.zeros((20, 40), np.uint8)
+    m[:, 20:] = 1
+    band = edge_mask(m, width)
+    cols = np.flatnonzero(band[10])
+    assert len(cols) == width and band.sum() == 20 * width
+    assert cols.min() == 20 - width // 2 and cols.max() == 20 + (width + 1) // 2 - 1
+    assert edge_mask(np.zeros((9, 9), np.uint8), width).sum() == 0
+    assert edge_mask(np.ones((9, 9), np.uint8), width).sum() == 0
+
+
+def test_edge_mask_is_in_output_pixels(tmp_path: Path):
+    # a 10x20 image with the right half tampered, resized 4x: the band is still 3 output pixels wide
+    m = np.zeros((10, 20), np.uint8)
+    m[:, 10:] = 255
+    root = make_mani(tmp_path / "e", [("a", rand_image(10, 20), m)])
+    s = ManiDataset(str(root), is_resizing=True, output_size=(40, 80), edge_width=3)[0]
+    assert s["edge_mask"][0, 20].sum().item() == 3
+    # padding: no band along the content border where the mask touches the padding
+    p = ManiDataset(str(root), is_padding=True, output_size=32, edge_width=3)[0]
+    assert p["edge_mask"][0, :, 19:].sum().item() == 0 and p["edge_mask"][0, :10].sum().item() == 30
+
+
+# ---------------------------------------------------------------- masks and pairing
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "1"])
+def test_mask_modes_binarise_alike(tmp_path: Path, mode):
+    base = rect_mask(20, 30)
+    base[0, 0] = 100  # grey below the 127.5 threshold -> 0
+    base[0, 1] = 200  # above -> 1
+    if mode == "I;16":
+        img = Image.fromarray(base.astype(np.uint16) * 257)
+    elif mode == "RGBA":
+        rgba = np.dstack([base] * 3 + [np.full_like(base, 255)])
+        img = Image.fromarray(rgba, "RGBA")
+    else:
+        img = Image.fromarray(base).convert(mode)
+    root = tmp_path / mode.replace(";", "")
+    make_mani(root, [("a", rand_image(20, 30), None)])
+    img.save(root / "Gt" / "a.png")
+    s = ManiDataset(str(root), is_padding=True, output_size=32)[0]
+    expected = (base > 127.5) if mode != "1" else (base > 127)
+    assert torch.equal(s["mask"][0, :20, :30].bool(), torch.from_numpy(expected))
+
+
+def test_pairing_by_stem_not_sort_position(tmp_path: Path):
+    root = tmp_path / "pairs"
+    (root / "Tp").mkdir(parents=True)
+    (root / "Gt").mkdir(parents=True)
+    Image.fromarray(rand_image(20, 30, 1)).save(root / "Tp" / "b.jpg")
+    Image.fromarray(rand_image(20, 30, 2)).save(root / "Tp" / "a.png")
+    Image.fromarray(rect_mask(20, 30, (0, 0, 5, 5))).save(root / "Gt" / "b_mask.png")
+    Image.fromarray(rect_mask(20, 30, (10, 10, 20, 30))).save(root / "Gt" / "a_gt.png")
+    (root / "Tp" / "notes.txt").write_text("not an image")
+    (root / "Gt" / "Thumbs.db").write_bytes(b"\0")
+    ds = ManiDataset(str(root), is_padding=True, output_size=32)
+    by_name = {ds[i]["name"]: ds[i] for i in range(len(ds))}
+    assert set(by_name) == {"a.png", "b.jpg"}
+    assert by_name["a.png"]["mask"][0, 10:20, 10:30].mean() == 1 and by_name["a.png"]["mask"].sum() == 200
+    assert by_name["b.jpg"]["mask"].sum() == 25
+
+
+@pytest.mark.parametrize(
+    "case, pattern",
+    [
+        ("missing_mask", r"have no mask in Gt/: c\.png"),
+        ("orphan_mask", r"have no image in Tp/: z\.png"),
+        ("duplicate", r"more than one file: a \(a\.jpg, a\.png\)"),
+    ],
+)
+def test_structural_problems_fail_at_construction(tmp_path: Path, case, pattern):
+    items = [("a", rand_image(8, 8), rect_mask(8, 8)), ("b", rand_image(8, 8), rect_mask(8, 8))]
+    root = make_mani(tmp_path / case, items)
+    if case == "missing_mask":
+        Image.fromarray(rand_image(8, 8)).save(root / "Tp" / "c.png")
+    elif case == "orphan_mask":
+        Image.fromarray(rect_mask(8, 8)).save(root / "Gt" / "z.png")
+    else:
+        Image.fromarray(rand_image(8, 8)).save(root / "Tp" / "a.jpg")
+    with pytest.raises(DatasetError, match=pattern) as err:
+        ManiDataset(str(root), is_resizing=True, output_size=8)
+    assert "benco data check" in str(err.value)
+
+
+def test_missing_folders_and_files(tmp_path: Path):
+    with pytest.raises(DatasetError, match="not a folder"):
+        ManiDataset(str(tmp_path / "nope"), is_resizing=True)
+    (tmp_path / "only_tp" / "Tp").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"only_tp/Gt: folder missing"):
+        ManiDataset(str(tmp_path / "only_tp"), is_resizing=True)
+
+
+def test_broken_files_fail_at_load_naming_the_file(tmp_path: Path):
+    items = [("good", rand_image(20, 30), rect_mask(20, 30)), ("trunc", rand_image(20, 30), rect_mask(20, 30)),
+             ("size", rand_image(20, 30), rect_mask(20, 30))]
+    root = make_mani(tmp_path / "broken", items, image_ext=".jpg")
+    data = (root / "Tp" / "trunc.jpg").read_bytes()
+    (root / "Tp" / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    Image.fromarray(rect_mask(21, 30)).save(root / "Gt" / "size.png")
+    ds = ManiDataset(str(root), is_resizing=True, output_size=16)  # construction only pairs names
+    names = [ds.names[i] for i in range(len(ds))]
+    assert ds[names.index("good.jpg")]["label"].item() == 1
+    with pytest.raises(DatasetError, match=r"size\.jpg: image is 30x20 \(WxH\) but its mask .*size\.png is 30x21"):
+        ds[names.index("size.jpg")]
+    with pytest.raises(DatasetError, match=r"trunc\.jpg: cannot be read as an image") as err:
+        ds[names.index("trunc.jpg")]
+    assert "benco data check" in str(err.value)
+
+
+def test_worker_error_is_one_clear_message(tmp_path: Path):
+    root = make_mani(tmp_path / "w", [("bad", rand_image(8, 8), rect_mask(8, 8))])
+    (root / "Tp" / "bad.png").write_bytes(b"garbage")
+    loader = torch.utils.data.DataLoader(ManiDataset(str(root), is_resizing=True, output_size=8), num_workers=1)
+    with pytest.raises(DatasetError, match=r"bad\.png: cannot be read"):
+        next(iter(loader))
+
+
+# ---------------------------------------------------------------- JsonDataset
+def test_json_dataset_negative_and_relative_paths(tmp_path: Path, small_mani: Path, monkeypatch):
+    au = tmp_path / "au"
+    au.mkdir()
+    Image.fromarray(rand_image(20, 30, 9)).save(au / "img0.png")  # same file name as a Tp image
+    entries = [["mani/Tp/img0.png", "mani/Gt/img0.png"], ["au/img0.png", "Negative"]]
+    jpath = tmp_path / "list.json"
+    jpath.write_text(json.dumps(entries))
+    monkeypatch.chdir(small_mani / "Tp")  # relative paths must not depend on the CWD
+    ds = JsonDataset(str(jpath), is_padding=True, output_size=32)
+    assert len(ds) == 2
+    neg = ds[1]
+    assert neg["label"].item() == 0 and neg["mask"].sum() == 0 and neg["mask_path"] == "Negative"
+    assert ds[0]["label"].item() == 1
+    assert ds.names[0] != ds.names[1] and ds.names == ["Tp/img0.png", "au/img0.png"]
+
+
+@pytest.mark.parametrize(
+    "content, pattern",
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "empty list"),
+        ('[["a.png"]]', "entry 0 is"),
+        ('[["a.png", "b.png"]]', r"do not exist: entry 0: .*a\.png"),
+    ],
+)
+def test_json_dataset_bad_files(tmp_path: Path, content, pattern):
+    p = tmp_path / "bad.json"
+    p.write_text(content)
+    with pytest.raises(DatasetError, match=pattern) as err:
+        JsonDataset(str(p), is_resizing=True)
+    assert "bad.json" in str(err.value)
+
+
+# ---------------------------------------------------------------- BalancedDataset
+@pytest.fixture
+def balanced_json(tmp_path: Path) -> Path:
+    big = make_mani(tmp_path / "big", [(f"b{i:02d}", rand_image(8, 8, i), rect_mask(8, 8)) for i in range(10)])
+    small = make_mani(tmp_path / "small", [(f"s{i}", rand_image(8, 8, i), rect_mask(8, 8)) for i in range(3)])
+    jl = tmp_path / "small.json"
+    jl.write_text(json.dumps([[f"small/Tp/s{i}.png", f"small/Gt/s{i}.png"] for i in range(3)]))
+    p = tmp_path / "balanced.json"
+    p.write_text(json.dumps([["ManiDataset", "big"], ["JsonDataset", "small.json"]]))
+    return p
+
+
+def names_of(ds):
+    return [ds[i]["name"] for i in range(len(ds))]
+
+
+def test_balanced_dataset_draws(balanced_json: Path):
+    ds = BalancedDataset(str(balanced_json), sample_number=5, is_resizing=True, output_size=8, seed=3)
+    assert len(ds) == 10 and len(ds.datasets) == 2
+    first = names_of(ds)
+    assert all(n.startswith("b") for n in first[:5]) and all(n.startswith("s") for n in first[5:])
+    assert len(set(first[:5])) == 5  # no replacement while the sub-dataset is large enough
+    assert sorted(first[5:]).count("s0.png") <= 2 and set(first[5:]) == {"s0.png", "s1.png", "s2.png"}
+    again = BalancedDataset(str(balanced_json), sample_number=5, is_resizing=True, output_size=8, seed=3)
+    assert names_of(again) == first
+    ds.set_epoch(1)
+    second = names_of(ds)
+    assert second != first and len(set(second[:5])) == 5
+    ds.set_epoch(0)
+    assert names_of(ds) == first
+    assert ds[0]["image"].shape == (3, 8, 8)  # kwargs reach the sub-datasets
+
+
+def test_balanced_dataset_bad_class(tmp_path: Path):
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps([["ManiDatset", "x"]]))
+    with pytest.raises(DatasetError, match=r"b\.json: entry 0: .*Did you mean \"ManiDataset\""):
+        BalancedDataset(str(p), is_resizing=True)
+
+
+# ---------------------------------------------------------------- path helpers
+def test_dataset_from_path_and_test_datasets(tmp_path: Path, balanced_json: Path):
+    root = tmp_path
+    assert type(dataset_from_path(str(root / "big"), is_resizing=True, output_size=8, sample_number=4)).__name__ == "ManiDataset"
+    assert type(dataset_from_path(str(root / "small.json"), is_resizing=True, output_size=8)).__name__ == "JsonDataset"
+    bal = dataset_from_path(str(balanced_json), is_resizing=True, output_size=8, sample_number=4)
+    assert type(bal).__name__ == "BalancedDataset" and len(bal) == 8
+    (root / "obj.json").write_text(json.dumps({"big": "big", "small": "small.json"}))
+    with pytest.raises(DatasetError, match="obj.json.*test_datasets.json"):
+        dataset_from_path(str(root / "obj.json"), is_resizing=True)
+    with pytest.raises(DatasetError, match="nothing_here.*ManiDataset folder"):
+        dataset_from_path(str(root / "nothing_here"), is_resizing=True)
+    tests = load_test_datasets(str(root / "obj.json"))
+    assert tests == {"big": str(root / "big"), "small": str(root / "small.json")}
+    assert load_test_datasets(str(root / "big")) == {"test_dataset": str(root / "big")}
+    assert load_test_datasets(str(root / "small.json")) == {"test_dataset": str(root / "small.json")}
+    (root / "bad.json").write_text(json.dumps({"x": "missing"}))
+    with pytest.raises(DatasetError, match="'x' points to"):
+        load_test_datasets(str(root / "bad.json"))
+
+
+# ---------------------------------------------------------------- real data
+def test_coverage_yields_91_samples(coverage_dir: Path):
+    ds = ManiDataset(str(coverage_dir), is_resizing=True, output_size=64)
+    assert len(ds) == 91
+    s = ds[0]
+    assert s["label"].item() == 1 and s["image"].shape == (3, 64, 64)
+    with_au = ManiDataset(str(coverage_dir), is_resizing=True, output_size=64, include_authentic=True)
+    assert len(with_au) == 191 and with_au[190]["label"].item() == 0
+
+
+def test_coverage_size_mismatch_fails_at_load(coverage_dir: Path):
+    ds = ManiDataset(str(coverage_dir / "size_mismatch"), is_resizing=True, output_size=64)
+    assert len(ds) == 9
+    with pytest.raises(DatasetError, match=r"41t\.png: image is 588x376"):
+        ds[0]
