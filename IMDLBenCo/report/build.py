@@ -1,0 +1,410 @@
+"""Assemble the static HTML report from one or several run folders.
+
+The page is self-contained: inline CSS, no scripts, no fonts or anything else fetched; every
+picture is a PNG file in an assets folder next to the HTML and referenced by a relative path,
+so the report opens from ``file://`` and can be zipped or copied as one folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .runs import RunFolder, load_run
+
+__all__ = ["build_report", "report_paths", "lower_is_better", "format_value"]
+
+logger = logging.getLogger(__name__)
+
+#: arguments shown up front in each run's configuration table (all others are folded away)
+KEY_ARGS = (
+    "model", "data_path", "test_data_path", "test_data_json", "checkpoint_path", "epochs", "batch_size",
+    "test_batch_size", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "accum_iter", "image_size",
+    "if_padding", "if_resizing", "edge_mask_width", "seed", "test_period", "world_size",
+)
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
+main{max-width:1180px;margin:0 auto;padding:18px 24px 60px}
+h1{font-size:24px;margin:8px 0 2px}h2{font-size:20px;margin:34px 0 8px;padding-top:10px;border-top:2px solid #d6dae2}
+h3{font-size:16px;margin:20px 0 6px}.muted{color:#667085;font-size:13px}
+nav a{margin-right:14px;font-size:14px;color:#2455c3;text-decoration:none}
+table{border-collapse:collapse;background:#fff;margin:6px 0 12px;font-size:13px}
+th,td{border:1px solid #dfe3ea;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#eef1f6;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.def{color:#475467;max-width:560px}.best{font-weight:700;color:#0b7a3b}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}.card{background:#fff;border:1px solid #dfe3ea;border-radius:6px;padding:8px 14px}
+.card .v{font-size:22px;font-weight:700}.card .k{font-size:12px;color:#667085}
+img.plot{max-width:100%;background:#fff;border:1px solid #dfe3ea;margin:4px 0}
+.gallery td{text-align:center}.gallery img{max-width:224px;max-height:224px;display:block;margin:auto}
+.tag{display:inline-block;padding:1px 6px;border-radius:4px;font-size:12px;color:#fff}
+.tag.worst{background:#c0392b}.tag.best{background:#1e8449}.tag.authentic{background:#5d6d7e}.tag.sample{background:#2455c3}
+.ok{color:#0b7a3b;font-weight:600}.bad{color:#c0392b;font-weight:600}
+details{margin:6px 0}summary{cursor:pointer;color:#2455c3;font-size:14px}
+code{background:#eef1f6;padding:0 4px;border-radius:3px}
+"""
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is the better one (false alarms, losses, errors)."""
+    m = metric.lower()
+    return any(word in m for word in ("fpr", "false_positive", "loss", "error", "eer"))
+
+
+def format_value(value: Any) -> str:
+    """Short, aligned text for a number (metrics to 4 decimals, counts with separators)."""
+    if isinstance(value, bool) or value is None:
+        return html.escape(str(value))
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value == int(value) and abs(value) >= 1000:
+            return f"{int(value):,}"
+        if 1e-3 <= abs(value) < 1e4 or value == 0:
+            return f"{value:.4f}"
+        return f"{value:.3g}"
+    return html.escape(str(value))
+
+
+def _human(n: Any, unit: str = "") -> str:
+    if not isinstance(n, (int, float)):
+        return html.escape(str(n))
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {suffix}{unit}"
+    return f"{n:g} {unit}".strip()
+
+
+def report_paths(out: Optional[os.PathLike], runs: Sequence[Path]) -> Tuple[Path, Path]:
+    """``(html file, assets folder)`` for ``-o OUT``: a ``.html`` file or a folder (→ ``index.html``)."""
+    if out is None:
+        folder = runs[0] / "report" if len(runs) == 1 else Path.cwd() / "benco_report"
+        return folder / "index.html", folder / "assets"
+    out = Path(out)
+    if out.suffix.lower() in (".html", ".htm"):
+        return out, out.with_name(out.stem + "_files")
+    return out / "index.html", out / "assets"
+
+
+class _Page:
+    """Collects HTML parts and writes assets with unique names."""
+
+    def __init__(self, html_path: Path, assets: Path) -> None:
+        self.html_path = html_path
+        self.assets = assets
+        self.parts: List[str] = []
+        self.nav: List[Tuple[str, str]] = []
+        self._ids: Dict[str, int] = {}
+
+    def asset(self, stem: str) -> Path:
+        count = self._ids.get(stem, 0)
+        self._ids[stem] = count + 1
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
+        return self.assets / (f"{safe}.png" if count == 0 else f"{safe}_{count}.png")
+
+    def src(self, path: Path) -> str:
+        return html.escape(Path(os.path.relpath(path, self.html_path.parent)).as_posix(), quote=True)
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def img(self, path: Optional[Path], alt: str, cls: str = "plot") -> None:
+        if path is not None:
+            self.add(f'<img class="{cls}" src="{self.src(path)}" alt="{html.escape(alt, quote=True)}">')
+
+    def section(self, anchor: str, title: str) -> None:
+        self.nav.append((anchor, title))
+        self.add(f'<h2 id="{html.escape(anchor, quote=True)}">{html.escape(title)}</h2>')
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
+    """``rows`` are already-escaped cell HTML; a cell may start with ``<td`` to carry its own class."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _kv_table(data: Dict[str, Any]) -> str:
+    return _table(["key", "value"], ([html.escape(str(k)), html.escape(_plain(v))] for k, v in data.items()))
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _definition(metric: str, run: RunFolder, definitions: Dict[str, str]) -> str:
+    text = run.definitions.get(metric) or definitions.get(metric)
+    return html.escape(text) if text else '<span class="muted">no definition recorded (metric_definitions.json)</span>'
+
+
+def _run_label(run: RunFolder, runs: Sequence[RunFolder]) -> str:
+    names = [r.name for r in runs]
+    label = run.name if names.count(run.name) == 1 else str(run.path)
+    return label
+
+
+# ---------------------------------------------------------------------------- sections
+def _config_section(page: _Page, run: RunFolder) -> None:
+    cfg = run.config
+    if not cfg:
+        page.add('<p class="muted">no config.json in this folder</p>')
+        return
+    args = run.args
+    shown = {k: args[k] for k in KEY_ARGS if k in args and args[k] not in (None, "", False)}
+    page.add("<h3>Configuration</h3>")
+    meta = {"script": cfg.get("script", "?"), "started": cfg.get("started", "?"), **shown}
+    page.add(_kv_table(meta))
+    if args:
+        page.add(f"<details><summary>all {len(args)} arguments</summary>{_kv_table(args)}</details>")
+    if cfg.get("model_kwargs"):
+        page.add(f"<details><summary>model constructor arguments</summary>{_kv_table(cfg['model_kwargs'])}</details>")
+    env = cfg.get("env")
+    if isinstance(env, dict) and env:
+        page.add(f"<details><summary>environment</summary>{_kv_table(env)}</details>")
+    elif isinstance(env, list) and env:
+        page.add(f"<details><summary>environment</summary>{_kv_table({str(e[0]): e[1] for e in env if isinstance(e, (list, tuple)) and len(e) == 2})}</details>")
+
+
+def _metrics_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str) -> None:
+    table = run.metrics_over_epochs()
+    if not table:
+        return
+    page.add("<h3>Metrics per test set</h3>")
+    for set_name, metrics in table.items():
+        rows = []
+        for metric, series in sorted(metrics.items()):
+            last_epoch, last = series[-1]
+            pick = min if lower_is_better(metric) else max
+            best_epoch, best = pick(series, key=lambda s: (s[1], -s[0]) if pick is max else (s[1], s[0]))
+            rows.append([
+                f"<code>{html.escape(metric)}</code>",
+                f'<td class="num">{format_value(last)}</td>',
+                f'<td class="num">{format_value(best)} <span class="muted">(epoch {int(best_epoch)})</span></td>',
+                f'<td class="def">{_definition(metric, run, definitions)}</td>',
+            ])
+        last_epoch = max(s[-1][0] for s in metrics.values())
+        page.add(f"<h3>{html.escape(set_name)} <span class=\"muted\">(last evaluated epoch {int(last_epoch)})</span></h3>")
+        page.add(_table(["metric", "last", "best", "definition"], rows))
+        if max(len(s) for s in metrics.values()) > 1:
+            from .plots import plot_metrics_over_epochs
+
+            page.img(plot_metrics_over_epochs(set_name, metrics, page.asset(f"{prefix}_metrics_{set_name}")), f"metrics over epochs, {set_name}")
+
+
+def _training_section(page: _Page, run: RunFolder, prefix: str) -> None:
+    if not run.steps and not any(k.startswith("train_") for r in run.epochs for k in r):
+        return
+    from .plots import plot_training
+
+    page.add("<h3>Training</h3>")
+    last = run.epochs[-1] if run.epochs else {}
+    cards = []
+    if run.steps:
+        cards.append(("steps logged", f"{len(run.steps):,}"))
+    if "epoch" in last:
+        cards.append(("epochs", str(int(last["epoch"]) + 1)))
+    for key in run.loss_keys()[:3]:
+        value = run.steps[-1].get(key)
+        if isinstance(value, (int, float)):
+            cards.append((f"last {key}", format_value(float(value))))
+    if cards:
+        page.add('<div class="cards">' + "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{html.escape(k)}</div></div>' for k, v in cards) + "</div>")
+    page.img(plot_training(run, page.asset(f"{prefix}_training")), "training losses and learning rate")
+    if run.checkpoints:
+        page.add(f'<p class="muted">checkpoints: {html.escape(", ".join(run.checkpoints))}</p>')
+
+
+def _robustness_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str) -> None:
+    rob = run.robustness
+    if not rob:
+        return
+    from .plots import plot_robustness
+
+    page.add("<h3>Robustness</h3>")
+    page.add(f'<p class="muted">checkpoint <code>{html.escape(str(rob.get("checkpoint", "?")))}</code> on '
+             f'<code>{html.escape(str(rob.get("dataset", "?")))}</code>; strength 0 / None is the clean image</p>')
+    by_attack: Dict[str, List[dict]] = {}
+    for result in rob.get("results", []):
+        if isinstance(result, dict):
+            by_attack.setdefault(str(result.get("attack", "?")), []).append(result)
+    metrics = sorted({m for results in by_attack.values() for r in results for m in (r.get("metrics") or {})})
+    for attack, results in by_attack.items():
+        rows = [[html.escape(str(r.get("param")))] + [f'<td class="num">{format_value((r.get("metrics") or {}).get(m))}</td>' for m in metrics] for r in results]
+        page.add(f"<h3>{html.escape(attack)}</h3>")
+        page.add(_table(["strength"] + metrics, rows))
+        page.img(plot_robustness(attack, results, page.asset(f"{prefix}_robust_{attack}")), f"metrics against {attack} strength")
+    if metrics:
+        rows = [[f"<code>{html.escape(m)}</code>", f'<td class="def">{_definition(m, run, definitions)}</td>'] for m in metrics]
+        page.add("<details><summary>metric definitions</summary>" + _table(["metric", "definition"], rows) + "</details>")
+
+
+def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, threshold: float) -> None:
+    if not run.predictions or n_samples <= 0:
+        return
+    from .gallery import score_predictions, select_samples, write_gallery
+
+    items = score_predictions(run, threshold=threshold)
+    scored = [i.f1 for i in items if i.f1 is not None]
+    chosen = select_samples(items, n_samples)
+    write_gallery(chosen, page.assets, prefix, threshold=threshold)
+    page.add("<h3>Predictions</h3>")
+    with_label = [i for i in items if i.label is not None and i.pred_label is not None]
+    summary = [f"{len(items)} predictions"]
+    if scored:
+        summary.append(f"mean per-image pixel F1 over {len(scored)} manipulated images with masks: {sum(scored) / len(scored):.4f} (threshold {threshold})")
+    if with_label:
+        correct = sum(int(i.pred_label >= 0.5) == i.label for i in with_label)
+        summary.append(f"image-level accuracy {correct / len(with_label):.4f} ({correct}/{len(with_label)})")
+    page.add(f'<p class="muted">{html.escape("; ".join(summary))}. Worst and best by per-image pixel F1 computed from the saved masks; authentic images ranked by false-alarm area.</p>')
+    rows = []
+    for item in chosen:
+        cells = []
+        for kind, alt in (("image", "image"), ("gt", "ground truth"), ("pred", "prediction"), ("bin", "thresholded")):
+            f = (item.files or {}).get(kind)
+            cells.append(f'<img src="{page.src(page.assets / f)}" alt="{alt} {html.escape(item.name, quote=True)}">' if f else '<span class="muted">n/a</span>')
+        info = [f'<span class="tag {item.group}">{html.escape(item.group)}</span>', f"<b>{html.escape(item.name)}</b>"]
+        if item.f1 is not None:
+            info.append(f"pixel F1 {item.f1:.3f}")
+        elif item.positive_fraction is not None:
+            info.append(f"predicted area {100 * item.positive_fraction:.1f}%")
+        if item.label is not None:
+            info.append(f"true label: {'manipulated' if item.label else 'authentic'}")
+        if item.pred_label is not None:
+            predicted = int(item.pred_label >= 0.5)
+            ok = item.label is None or predicted == item.label
+            info.append(f'predicted: <span class="{"ok" if ok else "bad"}">{"manipulated" if predicted else "authentic"} ({item.pred_label:.2f})</span>')
+        if item.note:
+            info.append(f'<span class="muted">{html.escape(item.note)}</span>')
+        rows.append(['<td style="text-align:left;min-width:150px">' + "<br>".join(info) + "</td>"] + cells)
+    page.add(_table(["sample", "image", "ground truth", "prediction", f"thresholded ({threshold})"], rows, cls="gallery"))
+
+
+def _complexity_section(page: _Page, run: RunFolder) -> None:
+    c = run.complexity
+    if not c:
+        return
+    page.add("<h3>Model complexity</h3>")
+    cards = [("parameters", _human(c.get("params"))), ("trainable", _human(c.get("trainable_params"))),
+             ("FLOPs", _human(c.get("flops"))), ("MACs", _human(c.get("macs")))]
+    page.add('<div class="cards">' + "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{k}</div></div>' for k, v in cards if v != "None") + "</div>")
+    page.add(f'<p class="muted">model <code>{html.escape(str(c.get("model", "?")))}</code>, input size {html.escape(_plain(c.get("input_size", "?")))}</p>')
+
+
+def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: List[str], definitions: Dict[str, str]) -> None:
+    heads = [(label, run.headline_metrics()) for label, run in zip(labels, runs)]
+    heads = [(label, h) for label, h in heads if h]
+    if len(heads) < 2:
+        return
+    page.section("compare", "Side by side")
+    page.add('<p class="muted">last evaluated epoch of every run (robustness runs: the clean setting); the best value of each row in green</p>')
+    keys = sorted({(s, m) for _, h in heads for s, metrics in h.items() for m in metrics})
+    rows = []
+    for set_name, metric in keys:
+        values = [h.get(set_name, {}).get(metric) for _, h in heads]
+        present = [v[1] for v in values if v is not None]
+        best = (min if lower_is_better(metric) else max)(present) if present else None
+        cells = [html.escape(set_name), f"<code>{html.escape(metric)}</code>"]
+        for v in values:
+            if v is None:
+                cells.append('<td class="num muted">–</td>')
+            else:
+                cls = "num best" if len(present) > 1 and v[1] == best else "num"
+                cells.append(f'<td class="{cls}">{format_value(v[1])}</td>')
+        defn = definitions.get(metric)
+        cells.append(f'<td class="def">{html.escape(defn) if defn else ""}</td>')
+        rows.append(cells)
+    page.add(_table(["test set", "metric"] + [label for label, _ in heads] + ["definition"], rows))
+    series = {label: run.metrics_over_epochs() for label, run in zip(labels, runs)}
+    metric = next((m for m in ("pixel_f1", "image_auc", "pixel_auc") if any(m in sets.get(s, {}) for sets in series.values() for s in sets)), None)
+    if metric:
+        data = {label: {s: m[metric] for s, m in sets.items() if len(m.get(metric, [])) > 1} for label, sets in series.items()}
+        if sum(1 for d in data.values() if d) >= 2:
+            from .plots import plot_comparison
+
+            page.img(plot_comparison(metric, data, page.asset(f"compare_{metric}")), f"{metric} over epochs for every run")
+
+
+def _summary_cards(runs: Sequence[RunFolder]) -> str:
+    """Key numbers across all folders, shown at the top."""
+    cards: List[Tuple[str, str]] = []
+    for run in runs:
+        for set_name, metrics in run.headline_metrics().items():
+            for metric in ("pixel_f1", "pixel_auc", "image_auc", "image_accuracy"):
+                if metric in metrics and len(cards) < 8:
+                    cards.append((f"{metric} · {set_name} · {run.name}", format_value(metrics[metric][1])))
+        if run.complexity and isinstance(run.complexity.get("params"), (int, float)):
+            cards.append((f"parameters · {run.complexity.get('model', run.name)}", _human(run.complexity["params"])))
+    if not cards:
+        return ""
+    return '<div class="cards">' + "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{html.escape(k)}</div></div>' for k, v in cards) + "</div>"
+
+
+def build_report(
+    run_dirs: Sequence[os.PathLike],
+    out: Optional[os.PathLike] = None,
+    n_samples: int = 12,
+    threshold: float = 0.5,
+    title: Optional[str] = None,
+) -> Path:
+    """Write the HTML report of ``run_dirs`` and return the path of the HTML file.
+
+    Args:
+        run_dirs: ``--output_dir`` folders of train / test / test_robust / test_save_images /
+            test_complexity runs, in the order they should appear.
+        out: a ``.html`` file (pictures go to ``<stem>_files/``) or a folder (``index.html`` and
+            ``assets/``); default ``report/`` inside a single run folder, else ``./benco_report``.
+        n_samples: how many predictions the gallery shows (worst, best, authentic).
+        threshold: probability above which a predicted pixel counts as manipulated.
+    """
+    if not run_dirs:
+        raise ValueError("build_report: give at least one run folder (the --output_dir of a benco script)")
+    runs = [load_run(p) for p in run_dirs]
+    html_path, assets = report_paths(out, [r.path for r in runs])
+    assets.mkdir(parents=True, exist_ok=True)
+    for stale in assets.glob("*.png"):  # pictures of an earlier report must not linger
+        stale.unlink()
+    page = _Page(html_path, assets)
+    definitions: Dict[str, str] = {}
+    for run in runs:
+        definitions.update(run.definitions)
+    labels = [_run_label(r, runs) for r in runs]
+
+    _comparison_section(page, runs, labels, definitions)
+    for index, (run, label) in enumerate(zip(runs, labels)):
+        prefix = f"run{index}"
+        page.section(prefix, f"{label} — {run.script}, model {run.model}")
+        page.add(f'<p class="muted">folder <code>{html.escape(str(run.path.resolve()))}</code></p>')
+        _training_section(page, run, prefix)
+        _metrics_section(page, run, definitions, prefix)
+        _robustness_section(page, run, definitions, prefix)
+        _gallery_section(page, run, prefix, n_samples, threshold)
+        _complexity_section(page, run)
+        _config_section(page, run)
+
+    from ..version import __version__
+
+    title = title or ("IMDLBenCo report: " + ", ".join(labels))
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    nav = "".join(f'<a href="#{html.escape(a, quote=True)}">{html.escape(t)}</a>' for a, t in page.nav)
+    document = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><main>"
+        f"<h1>{html.escape(title)}</h1>"
+        f'<p class="muted">written by IMDLBenCo {html.escape(__version__)} on {now} from {len(runs)} run folder(s)</p>'
+        f"<nav>{nav}</nav>{_summary_cards(runs)}" + "\n".join(page.parts) + "</main></body></html>\n"
+    )
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(document, encoding="utf-8")
+    logger.info("report written to %s", html_path)
+    return html_path

@@ -1,0 +1,136 @@
+"""Matplotlib plots (Agg backend, PNG files) for the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .runs import RunFolder
+
+__all__ = ["plot_training", "plot_metrics_over_epochs", "plot_robustness", "plot_comparison"]
+
+Series = List[Tuple[float, float]]
+
+
+def _pyplot():
+    import matplotlib
+
+    # Agg renders to files without a display; set before pyplot is first imported
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
+    return plt
+
+
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def plot_training(run: RunFolder, path: Path) -> Optional[Path]:
+    """Losses (left) and learning rate (right) over optimizer steps; per epoch when no steps file."""
+    plt = _pyplot()
+    if run.steps:
+        x_name = "step"
+        rows = run.steps
+        losses = run.loss_keys()
+        xs = [r.get("step", i) for i, r in enumerate(rows)]
+        lr = [(x, r["lr"]) for x, r in zip(xs, rows) if isinstance(r.get("lr"), (int, float))]
+        loss_series = {k: [(x, r[k]) for x, r in zip(xs, rows) if isinstance(r.get(k), (int, float))] for k in losses}
+    else:
+        # no train_steps.jsonl: fall back to the per-epoch train_* keys of log.txt
+        x_name = "epoch"
+        rows = [r for r in run.epochs if any(k.startswith("train_") for k in r)]
+        if not rows:
+            return None
+        xs = [r.get("epoch", i) for i, r in enumerate(rows)]
+        lr = [(x, r["train_lr"]) for x, r in zip(xs, rows) if isinstance(r.get("train_lr"), (int, float))]
+        keys = sorted({k for r in rows for k in r if k.startswith("train_") and k != "train_lr"})
+        loss_series = {k[len("train_"):]: [(x, r[k]) for x, r in zip(xs, rows) if isinstance(r.get(k), (int, float))] for k in keys}
+    if not loss_series and not lr:
+        return None
+    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for key, series in loss_series.items():
+        if series:
+            ax_loss.plot(*zip(*series), label=key, linewidth=1.2)
+    ax_loss.set_xlabel(x_name)
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_title("training losses")
+    if loss_series:
+        ax_loss.legend(fontsize=8)
+    if lr:
+        ax_lr.plot(*zip(*lr), color="tab:purple", linewidth=1.2)
+    ax_lr.set_xlabel(x_name)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title("learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    return _save(fig, path)
+
+
+def plot_metrics_over_epochs(set_name: str, metrics: Dict[str, Series], path: Path) -> Optional[Path]:
+    """Every metric of one test set over epochs (checkpoints)."""
+    if not metrics or max(len(s) for s in metrics.values()) < 1:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for metric, series in sorted(metrics.items()):
+        ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=metric)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_ylabel("value")
+    ax.set_title(f"metrics over epochs: {set_name}")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path)
+
+
+def _param_value(param) -> float:
+    return 0.0 if param is None else float(param)
+
+
+def plot_robustness(attack: str, results: Sequence[dict], path: Path) -> Optional[Path]:
+    """Every metric against the attack strength of one attack (``param`` None = clean = 0)."""
+    metrics: Dict[str, Series] = {}
+    for result in results:
+        for metric, value in (result.get("metrics") or {}).items():
+            if isinstance(value, (int, float)):
+                metrics.setdefault(metric, []).append((_param_value(result.get("param")), float(value)))
+    if not metrics:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for metric, series in sorted(metrics.items()):
+        series.sort()
+        ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=metric)
+    ax.set_xlabel(f"{attack} strength (0 = clean)")
+    ax.set_ylabel("value")
+    ax.set_title(f"robustness: {attack}")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path)
+
+
+def plot_comparison(metric: str, runs: Dict[str, Dict[str, Series]], path: Path) -> Optional[Path]:
+    """One metric over epochs for several runs (``{run label: {set: series}}``)."""
+    lines = [(f"{label} · {set_name}", s) for label, sets in runs.items() for set_name, s in sets.items() if s]
+    if not lines:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, series in lines:
+        ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=label)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} over epochs, all runs")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path)

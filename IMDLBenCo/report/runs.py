@@ -1,0 +1,225 @@
+"""Reading run folders (the files of docs/ARCHITECTURE.md "Run folders") into plain data.
+
+Standard library only: the report reads JSON and JSON-lines files; pictures and plots are made
+elsewhere. Every reader tolerates a missing file (a test folder has no ``train_steps.jsonl``)
+and fails with a message naming the file and line when a file exists but cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ["RunFolder", "RunFolderError", "load_run", "split_metric_key", "KNOWN_FILES"]
+
+#: files a run folder may hold; a folder with none of them is not a run folder
+KNOWN_FILES = (
+    "config.json",
+    "log.txt",
+    "train_steps.jsonl",
+    "metric_definitions.json",
+    "summary.json",
+    "robustness.json",
+    "predictions.json",
+    "pred_label.json",
+    "complexity.json",
+)
+
+
+class RunFolderError(ValueError):
+    """A run folder is missing or one of its files cannot be read."""
+
+
+@dataclass
+class RunFolder:
+    """Everything the report uses from one ``--output_dir``."""
+
+    path: Path
+    config: Dict[str, Any] = field(default_factory=dict)
+    #: one dict per line of log.txt (training epochs, or test checkpoints)
+    epochs: List[Dict[str, Any]] = field(default_factory=list)
+    #: one dict per line of train_steps.jsonl
+    steps: List[Dict[str, Any]] = field(default_factory=list)
+    definitions: Dict[str, str] = field(default_factory=dict)
+    #: test summary rows: {"epoch", "set", metric: value}
+    summary_rows: List[Dict[str, Any]] = field(default_factory=list)
+    robustness: Optional[Dict[str, Any]] = None
+    predictions: List[Dict[str, Any]] = field(default_factory=list)
+    complexity: Optional[Dict[str, Any]] = None
+    checkpoints: List[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name or str(self.path)
+
+    @property
+    def script(self) -> str:
+        """The script that wrote the folder (``train``, ``test`` ...), from config.json or guessed."""
+        script = self.config.get("script")
+        if script:
+            return str(script)
+        if self.steps or any(k.startswith("train_") for row in self.epochs for k in row):
+            return "train"
+        if self.robustness is not None:
+            return "test_robust"
+        if self.summary_rows:
+            return "test"
+        if self.predictions:
+            return "test_save_images"
+        if self.complexity is not None:
+            return "test_complexity"
+        return "unknown"
+
+    @property
+    def args(self) -> Dict[str, Any]:
+        args = self.config.get("args")
+        return args if isinstance(args, dict) else {}
+
+    @property
+    def model(self) -> str:
+        for source in (self.args, self.complexity or {}):
+            if source.get("model"):
+                return str(source["model"])
+        return "?"
+
+    def metrics_over_epochs(self) -> Dict[str, Dict[str, List[Tuple[float, float]]]]:
+        """``{set: {metric: [(epoch, value), ...]}}`` from log.txt test keys or the test summary."""
+        table: Dict[str, Dict[str, List[Tuple[float, float]]]] = {}
+        if self.summary_rows:
+            for row in self.summary_rows:
+                set_name = str(row.get("set", "test"))
+                epoch = row.get("epoch", 0)
+                for key, value in row.items():
+                    if key in ("epoch", "set") or not _is_number(value):
+                        continue
+                    table.setdefault(set_name, {}).setdefault(key, []).append((float(epoch), float(value)))
+        else:
+            per_set_seen = any("/" in k for row in self.epochs for k in row if k.startswith("test_"))
+            for row in self.epochs:
+                epoch = row.get("epoch")
+                if not _is_number(epoch):
+                    continue
+                for key, value in row.items():
+                    parsed = split_metric_key(key)
+                    if parsed is None or not _is_number(value):
+                        continue
+                    set_name, metric = parsed
+                    # the mean over sets ("test_<metric>") is shown only when no per-set key exists
+                    if set_name is None:
+                        if per_set_seen:
+                            continue
+                        set_name = "test"
+                    table.setdefault(set_name, {}).setdefault(metric, []).append((float(epoch), float(value)))
+        for metrics in table.values():
+            for series in metrics.values():
+                series.sort()
+        return table
+
+    def headline_metrics(self) -> Dict[str, Dict[str, Tuple[float, float]]]:
+        """``{set: {metric: (epoch, value)}}`` at the last evaluated epoch of each set."""
+        out: Dict[str, Dict[str, Tuple[float, float]]] = {}
+        for set_name, metrics in self.metrics_over_epochs().items():
+            for metric, series in metrics.items():
+                if series:
+                    out.setdefault(set_name, {})[metric] = series[-1]
+        if not out and self.robustness:
+            # a robustness folder: its clean (strength 0 / None) results are its headline
+            for result in self.robustness.get("results", []):
+                if result.get("param") in (None, 0):
+                    for metric, value in (result.get("metrics") or {}).items():
+                        if _is_number(value):
+                            out.setdefault(str(self.robustness.get("dataset") or "test"), {})[metric] = (0.0, float(value))
+                    break
+        return out
+
+    def loss_keys(self) -> List[str]:
+        keys: List[str] = []
+        for row in self.steps:
+            for key, value in row.items():
+                if key not in ("step", "epoch", "lr") and _is_number(value) and key not in keys:
+                    keys.append(key)
+        return keys
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def split_metric_key(key: str) -> Optional[Tuple[Optional[str], str]]:
+    """``"test_<set>/<metric>"`` → ``(set, metric)``; ``"test_<metric>"`` → ``(None, metric)``."""
+    if not key.startswith("test_"):
+        return None
+    rest = key[len("test_"):]
+    if "/" in rest:
+        set_name, metric = rest.rsplit("/", 1)
+        return set_name, metric
+    return None, rest
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise RunFolderError(f"{path}: not valid JSON ({err}); the engine writes this file, was it cut short?") from err
+
+
+def _read_json_lines(path: Path) -> List[Dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RunFolderError(f"{path}, line {number}: expected one JSON object per line, got {line[:80]!r} ({err})") from err
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _expect(path: Path, value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise RunFolderError(f"{path}: expected {what}, found a {type(value).__name__}")
+    return value
+
+
+def load_run(path: "str | Path") -> RunFolder:
+    """Read the run folder at ``path`` (the ``--output_dir`` of a train/test/... script)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise RunFolderError(f"run folder {root} does not exist or is not a folder; pass the --output_dir of a train, test, test_robust, test_save_images or test_complexity run")
+    present = [name for name in KNOWN_FILES if (root / name).is_file()]
+    checkpoints = sorted(p.name for p in root.glob("*.pth"))
+    if not present and not checkpoints:
+        raise RunFolderError(
+            f"{root} holds none of the files a run writes ({', '.join(KNOWN_FILES)}); "
+            "pass the --output_dir of a train, test, test_robust, test_save_images or test_complexity run"
+        )
+    run = RunFolder(path=root, checkpoints=checkpoints)
+    if (root / "config.json").is_file():
+        run.config = _expect(root / "config.json", _read_json(root / "config.json"), dict, 'an object {"script", "args", ...}')
+    if (root / "log.txt").is_file():
+        run.epochs = _read_json_lines(root / "log.txt")
+    if (root / "train_steps.jsonl").is_file():
+        run.steps = _read_json_lines(root / "train_steps.jsonl")
+    if (root / "metric_definitions.json").is_file():
+        defs = _expect(root / "metric_definitions.json", _read_json(root / "metric_definitions.json"), dict, "an object {metric: definition}")
+        run.definitions = {str(k): str(v) for k, v in defs.items()}
+    if (root / "summary.json").is_file():
+        summary = _expect(root / "summary.json", _read_json(root / "summary.json"), dict, 'an object {"rows": [...]}')
+        run.summary_rows = [r for r in _expect(root / "summary.json", summary.get("rows", []), list, 'a list under "rows"') if isinstance(r, dict)]
+    if (root / "robustness.json").is_file():
+        run.robustness = _expect(root / "robustness.json", _read_json(root / "robustness.json"), dict, 'an object {"checkpoint", "dataset", "results"}')
+    if (root / "predictions.json").is_file():
+        preds = _expect(root / "predictions.json", _read_json(root / "predictions.json"), list, "a list of {name, image_path, mask_path, pred_path, label, pred_label}")
+        run.predictions = [p for p in preds if isinstance(p, dict)]
+    elif (root / "pred_label.json").is_file():
+        labels = _expect(root / "pred_label.json", _read_json(root / "pred_label.json"), dict, "an object {name: probability}")
+        run.predictions = [{"name": k, "pred_label": v} for k, v in labels.items()]
+    if (root / "complexity.json").is_file():
+        run.complexity = _expect(root / "complexity.json", _read_json(root / "complexity.json"), dict, 'an object {"model", "params", "flops", ...}')
+    return run
