@@ -1,0 +1,142 @@
+"""Robustness attacks for ``test_robust.py``: wrappers that yield ``(param, transform)`` pairs.
+
+A wrapper holds a list of strengths; iterating it gives, per strength, a transform to pass to the
+dataset as ``common_transforms`` (applied before pad/resize and normalisation). Strength 0 gives
+``None``: the unperturbed baseline. Subclass :class:`AbstractTransformWrapper` and implement
+``build(param)`` for an attack of your own::
+
+    class DownUpWrapper(AbstractTransformWrapper):
+        def build(self, factor):
+            def t(image, mask):
+                ...
+                return {"image": image, "mask": mask}
+            return t
+
+Noise is drawn from numpy's global RNG, which ``--seed`` seeds, so results reproduce.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .functional import gaussian_blur, gaussian_noise, jpeg_roundtrip
+
+__all__ = [
+    "AbstractTransformWrapper",
+    "GaussianBlurWrapper",
+    "GaussianNoiseWrapper",
+    "JpegCompressionWrapper",
+    "GaussianBlurAttack",
+    "GaussianNoiseAttack",
+    "JpegCompressionAttack",
+]
+
+
+class _ImageOnly:
+    """A transform that changes the image and leaves the mask alone; ``repr`` names it."""
+
+    def __init__(self, param) -> None:
+        self.param = param
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, **extra: Any) -> Dict[str, Any]:
+        return {"image": self.apply(np.ascontiguousarray(image)), "mask": mask, **extra}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.param!r})"
+
+
+class GaussianBlurAttack(_ImageOnly):
+    """Gaussian blur with a ``param``×``param`` kernel (odd); σ derived from the size as OpenCV does."""
+
+    def apply(self, image):
+        return gaussian_blur(image, int(self.param))
+
+
+class GaussianNoiseAttack(_ImageOnly):
+    """Additive Gaussian noise of variance ``param`` in 0–255 units (std = sqrt(param))."""
+
+    def apply(self, image):
+        return gaussian_noise(image, float(self.param))
+
+
+class JpegCompressionAttack(_ImageOnly):
+    """JPEG round trip at exactly quality ``param``."""
+
+    def apply(self, image):
+        return jpeg_roundtrip(image, int(self.param))
+
+
+class AbstractTransformWrapper:
+    """Base class of robustness wrappers: ``for param, transform in wrapper`` (param 0 → None).
+
+    ``name`` (and ``str(wrapper)``) is the class name without the trailing ``Wrapper``.
+    Iterating twice gives the same sequence again.
+    """
+
+    def __init__(self, param_list: Iterable[Any]) -> None:
+        self.param_list: List[Any] = list(param_list)
+        if not self.param_list:
+            raise ValueError(f"{type(self).__name__}: the list of strengths is empty")
+
+    def build(self, param: Any) -> Callable:
+        """The transform ``t(image=, mask=) -> dict`` for one non-zero strength."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build(param)")
+
+    @property
+    def name(self) -> str:
+        cls = type(self).__name__
+        return cls[: -len("Wrapper")] if cls.endswith("Wrapper") and len(cls) > len("Wrapper") else cls
+
+    def __iter__(self) -> Iterator[Tuple[Any, Optional[Callable]]]:
+        for param in self.param_list:
+            yield param, (None if param == 0 else self.build(param))
+
+    def __len__(self) -> int:
+        return len(self.param_list)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.param_list!r})"
+
+
+class GaussianBlurWrapper(AbstractTransformWrapper):
+    """Gaussian blur; each strength is the (odd) kernel size, e.g. ``[0, 3, 7, 11, 15, 19, 23]``."""
+
+    def __init__(self, param_list: Iterable[int] = (0, 3, 7, 11, 15, 19, 23)) -> None:
+        super().__init__(param_list)
+        bad = [p for p in self.param_list if p != 0 and (int(p) != p or int(p) % 2 == 0 or p < 0)]
+        if bad:
+            raise ValueError(f"GaussianBlurWrapper: kernel sizes must be 0 or positive odd ints, got {bad}")
+
+    def build(self, param):
+        return GaussianBlurAttack(int(param))
+
+
+class GaussianNoiseWrapper(AbstractTransformWrapper):
+    """Gaussian noise; each strength is the variance in 0–255 units, e.g. ``[3, 7, 11, 15, 19, 23]``."""
+
+    def __init__(self, param_list: Iterable[float] = (3, 7, 11, 15, 19, 23)) -> None:
+        super().__init__(param_list)
+
+    def build(self, param):
+        return GaussianNoiseAttack(float(param))
+
+
+class JpegCompressionWrapper(AbstractTransformWrapper):
+    """JPEG compression; each strength is the exact quality, e.g. ``[50, 60, 70, 80, 90, 100]``."""
+
+    def __init__(self, param_list: Iterable[int] = (50, 60, 70, 80, 90, 100)) -> None:
+        super().__init__(param_list)
+        bad = [p for p in self.param_list if p != 0 and not 1 <= p <= 100]
+        if bad:
+            raise ValueError(f"JpegCompressionWrapper: qualities must be in 1..100 (0 = none), got {bad}")
+
+    def build(self, param):
+        return JpegCompressionAttack(int(param))

@@ -1,0 +1,163 @@
+"""Training augmentation and robustness wrappers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from IMDLBenCo.datasets import ManiDataset
+from IMDLBenCo.transforms import (
+    AbstractTransformWrapper,
+    Compose,
+    GaussianBlurWrapper,
+    GaussianNoiseWrapper,
+    HorizontalFlip,
+    JpegCompressionWrapper,
+    RandomCopyMove,
+    RandomInpainting,
+    RandomRotate90,
+    RandomScale,
+    VerticalFlip,
+    default_train_transform,
+    jpeg_roundtrip,
+)
+
+
+def marked(h=40, w=60, seed=0):
+    """An image whose red channel is the mask (255 inside), so alignment is checkable after geometry."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((h, w), np.uint8)
+    mask[5:17, 8:30] = 255
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image[..., 0] = mask
+    return image, mask
+
+
+@pytest.mark.parametrize("t", [RandomScale(0.2, p=1), HorizontalFlip(p=1), VerticalFlip(p=1), RandomRotate90(p=1)])
+def test_geometric_ops_move_the_mask_with_the_image(t):
+    image, mask = marked()
+    for seed in range(6):
+        np.random.seed(seed)
+        out = t(image=image, mask=mask)
+        assert out["image"].shape[:2] == out["mask"].shape
+        red = out["image"][..., 0] > 127
+        assert (red == (out["mask"] > 127)).mean() > 0.98  # nearest vs bilinear may differ on the border
+        assert out["mask"].any()
+
+
+def test_copy_move_and_inpainting_mark_the_changed_window():
+    image, mask = marked()
+    np.random.seed(1)
+    out = RandomCopyMove(p=1)(image=image, mask=np.zeros_like(mask))
+    changed = np.any(out["image"] != image, axis=2)
+    assert out["mask"].any() and not changed[out["mask"] == 0].any()
+    np.random.seed(2)
+    out = RandomInpainting(p=1)(image=image, mask=np.zeros_like(mask))
+    ys, xs = np.nonzero(out["mask"])
+    assert len(ys) and not np.any(out["image"] != image, axis=2)[out["mask"] == 0].any()
+    window = out["image"][ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(float)
+    assert window.std(axis=(0, 1)).mean() < image.astype(float).std(axis=(0, 1)).mean()  # a smooth fill
+
+
+def test_default_train_transform_reproduces_and_keeps_shapes():
+    image, mask = marked(50, 70)
+    t = default_train_transform()
+    assert len(t.transforms) == 9 and "RandomCopyMove" in repr(t)
+    np.random.seed(5)
+    a = [t(image=image, mask=mask) for _ in range(8)]
+    np.random.seed(5)
+    b = [t(image=image, mask=mask) for _ in range(8)]
+    for x, y in zip(a, b):
+        assert np.array_equal(x["image"], y["image"]) and np.array_equal(x["mask"], y["mask"])
+        assert x["image"].shape[:2] == x["mask"].shape and x["image"].dtype == np.uint8
+    assert len({x["image"].shape for x in a}) > 1  # random scale really varies
+
+
+def test_user_callable_plugs_into_dataset(tmp_path: Path):
+    image, mask = marked()
+    for sub in ("Tp", "Gt"):
+        (tmp_path / sub).mkdir()
+    Image.fromarray(image).save(tmp_path / "Tp" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "Gt" / "a.png")
+    seen = {}
+
+    def user_t(image, mask):  # the albumentations calling convention
+        seen["image"], seen["mask"] = (image.shape, image.dtype), (mask.shape, mask.dtype, int(mask.max()))
+        return {"image": image[::-1], "mask": mask[::-1]}
+
+    s = ManiDataset(str(tmp_path), is_padding=True, output_size=64, common_transforms=user_t,
+                    defer_normalization=True)[0]
+    assert seen == {"image": ((40, 60, 3), np.uint8), "mask": ((40, 60), np.uint8, 255)}
+    assert torch.equal(s["mask"][0, :40, :60].bool(), torch.from_numpy(mask[::-1].copy() > 0))
+    np.random.seed(0)
+    s2 = ManiDataset(str(tmp_path), is_padding=True, output_size=64, common_transforms=default_train_transform(),
+                     defer_normalization=True)[0]
+    h, w = s2["shape"].tolist()
+    assert s2["original_shape"].tolist() == [h, w] and s2["mask"].any()
+
+
+# ---------------------------------------------------------------- robustness wrappers
+def test_wrapper_protocol_and_names():
+    w = GaussianBlurWrapper([0, 3, 7])
+    got = list(w)
+    assert [p for p, _ in got] == [0, 3, 7] and got[0][1] is None and callable(got[1][1])
+    assert [p for p, _ in w] == [0, 3, 7]  # iterates again
+    assert w.name == str(w) == "GaussianBlur"
+    assert GaussianNoiseWrapper([3]).name == "GaussianNoise" and str(JpegCompressionWrapper([50])) == "JpegCompression"
+    with pytest.raises(ValueError, match="odd"):
+        GaussianBlurWrapper([4])
+    with pytest.raises(ValueError, match="1..100"):
+        JpegCompressionWrapper([120])
+
+
+def test_user_subclass_of_the_base_wrapper():
+    class InvertWrapper(AbstractTransformWrapper):
+        def build(self, param):
+            return lambda image, mask: {"image": 255 - image, "mask": mask}
+
+    w = InvertWrapper([0, 1])
+    assert w.name == "Invert"
+    (p0, t0), (p1, t1) = list(w)
+    img = np.full((4, 4, 3), 10, np.uint8)
+    assert t0 is None and t1(image=img, mask=np.zeros((4, 4), np.uint8))["image"][0, 0, 0] == 245
+
+
+def test_blur_kernel_size_is_exact():
+    # a step edge blurred with a k×k kernel changes exactly the k-1 columns within k//2 of it
+    img = np.zeros((31, 31, 3), np.uint8)
+    img[:, 15:] = 255
+    for k in (3, 7, 11):
+        (_, t), = [(p, t) for p, t in GaussianBlurWrapper([k])]
+        out = t(image=img, mask=np.zeros((31, 31), np.uint8))["image"][..., 0]
+        cols = np.nonzero(out[15] != img[15, :, 0])[0]
+        assert cols.min() == 15 - k // 2 and cols.max() == 14 + k // 2
+
+
+def test_jpeg_quality_is_exact():
+    from PIL import JpegImagePlugin  # noqa: F401  (quantization tables)
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for q in (50, 90):
+        (_, t), = list(JpegCompressionWrapper([q]))
+        out = t(image=img, mask=np.zeros((32, 32), np.uint8))["image"]
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q)
+        assert np.array_equal(out, np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+        assert not np.array_equal(out, jpeg_roundtrip(img, q - 1))
+
+
+def test_noise_variance_and_seed():
+    img = np.full((200, 200, 3), 128, np.uint8)
+    (_, t), = list(GaussianNoiseWrapper([16]))
+    np.random.seed(3)
+    a = t(image=img, mask=np.zeros((200, 200), np.uint8))["image"].astype(float)
+    np.random.seed(3)
+    b = t(image=img, mask=np.zeros((200, 200), np.uint8))["image"].astype(float)
+    assert np.array_equal(a, b)
+    assert abs((a - 128).var() - 16) < 1.5
