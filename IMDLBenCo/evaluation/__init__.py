@@ -1,0 +1,27 @@
+"""Evaluators (metrics) and the evaluation sampler.
+
+IMDL-BenCo's 15 evaluators: ``PixelF1``, ``PixelAUC``, ``PixelIOU``, ``PixelAccuracy`` (each with
+``mode`` ``origin`` / ``reverse`` / ``double``) and ``ImageF1``, ``ImageAUC``, ``ImageAccuracy``;
+plus ``PixelF1Best``, ``PixelFPR``, ``ImageAP``, ``ImageBalancedAccuracy``. Every evaluator::
+
+    ev.update(outputs, batch)   # model output dict, batch dict
+    ev.compute()                # {result key: float}, reduced once over all processes
+    ev.reset()
+    ev.name, ev.definitions()   # key prefix; {result key: one-line definition}
+
+Per-image pixel metrics average over manipulated images only; ``*_pooled`` keys are
+dataset-level; authentic images feed ``PixelFPR``. ``EvalSampler`` shards a dataset across
+processes without padding or dropping, so every image is counted exactly once.
+"""
+
+from ._prepare import InputError
+from .base import Evaluator
+from .image import ImageAP, ImageAUC, ImageAccuracy, ImageBalancedAccuracy, ImageF1
+from .pixel import PixelAUC, PixelAccuracy, PixelF1, PixelF1Best, PixelFPR, PixelIOU
+from .sampler import EvalSampler
+
+__all__ = [
+    "Evaluator", "EvalSampler", "InputError",
+    "PixelF1", "PixelAUC", "PixelIOU", "PixelAccuracy", "PixelF1Best", "PixelFPR",
+    "ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy",
+]

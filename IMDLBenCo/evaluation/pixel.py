@@ -1,0 +1,302 @@
+"""Pixel-level evaluators (localisation).
+
+Common rules (stated once here, repeated in each ``definitions()``):
+
+* **Valid pixels**: all pixels, or those with ``batch['shape_mask'] > 0.5`` when the batch has a
+  shape mask (padding is excluded everywhere, from counts, sorts and histograms).
+* **Ground truth**: ``batch['mask'] > 0.5``. An image is *manipulated* when it has at least one
+  positive valid pixel, otherwise *authentic*.
+* **Per-image keys** (``pixel_f1``, ...): the metric is computed on each manipulated image and
+  averaged over manipulated images (exactly rounded mean). Authentic images do not enter these
+  means (their F1/IoU/AUC are undefined or zero by construction); they feed
+  :class:`PixelFPR`. NaN when no manipulated image was seen.
+* **Pooled keys** (``..._pooled``): one confusion matrix (or histogram) over the valid pixels of
+  *all* images, manipulated and authentic, then the metric once (dataset-level).
+* **Threshold**: a pixel is predicted manipulated when ``pred_mask > threshold`` (strict, compared
+  in float32); default 0.5.
+* **Mode**: ``origin`` uses the prediction as it is; ``reverse`` inverts it (binary prediction
+  ``pred_mask <= threshold``; for AUC the score ``-pred_mask``, i.e. ``1 - AUC``); ``double`` takes,
+  per image (and for the pooled value, per dataset), the larger of the two. This matches
+  IMDL-BenCo's modes, for models whose output may be inverted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+import torch
+
+from ._prepare import HIST_BINS, prepare_pixels
+from .base import Evaluator, mean_or_nan
+
+__all__ = ["PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC", "PixelF1Best", "PixelFPR"]
+
+_MODES = ("origin", "reverse", "double")
+
+
+def _key(base: str, mode: str, threshold: float) -> str:
+    key = base if mode == "origin" else f"{base}_{mode}"
+    if threshold != 0.5:
+        key += f"_t{threshold:g}"
+    return key
+
+
+def _scope(threshold: float, mode: str) -> str:
+    inv = {"origin": "", "reverse": "; prediction inverted (mode=reverse)",
+           "double": "; max of prediction and inverted prediction (mode=double)"}[mode]
+    return f"pred_mask > {threshold:g}{inv}; padding (shape_mask) excluded"
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num/den in float64, 0 where den == 0 (scikit-learn's zero_division=0)."""
+    num, den = num.double(), den.double()
+    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+
+
+class _ThresholdMetric(Evaluator):
+    """Per-image and pooled metric of the thresholded confusion counts ``[TP, FP, FN, TN]``."""
+
+    base_name = ""
+    title = ""
+    formula = ""
+
+    def __init__(self, threshold: float = 0.5, mode: str = "origin") -> None:
+        super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"{type(self).__name__}: mode must be one of {_MODES}, got {mode!r}")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"{type(self).__name__}: threshold must be in [0, 1], got {threshold!r}")
+        self.threshold = float(threshold)
+        self.mode = mode
+        self.name = _key(self.base_name, mode, self.threshold)
+        self.add_cat_state("per_image", torch.float64)
+        self.add_sum_state("counts", torch.zeros(4, dtype=torch.int64))
+
+    @staticmethod
+    def _metric(c: torch.Tensor) -> torch.Tensor:
+        """Metric of (..., 4) counts ``[TP, FP, FN, TN]`` in float64."""
+        raise NotImplementedError
+
+    def _moded(self, c: torch.Tensor) -> torch.Tensor:
+        if self.mode == "origin":
+            return self._metric(c)
+        # Inverted binary prediction: TP'=FN, FP'=TN, FN'=TP, TN'=FP.
+        rev = self._metric(c[..., [2, 3, 0, 1]])
+        return rev if self.mode == "reverse" else torch.maximum(self._metric(c), rev)
+
+    def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
+        pb = prepare_pixels(outputs, batch, type(self).__name__)
+        c = pb.counts(self.threshold)
+        manip = pb.n_pos > 0
+        self.append("per_image", self._moded(c[manip]))
+        self.accumulate("counts", c.sum(0))
+
+    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        return {self.name: mean_or_nan(states["per_image"]),
+                f"{self.name}_pooled": float(self._moded(states["counts"]))}
+
+    def definitions(self) -> Dict[str, str]:
+        s = _scope(self.threshold, self.mode)
+        return {
+            self.name: f"pixel {self.title} = {self.formula} per manipulated image, mean over manipulated "
+                       f"images (authentic excluded); {s}",
+            f"{self.name}_pooled": f"pixel {self.title} = {self.formula} over the pooled pixels of all images "
+                                   f"(manipulated and authentic; dataset-level); {s}",
+        }
+
+
+class PixelF1(_ThresholdMetric):
+    """Pixel-level F1 score.
+
+    Per image: ``F1 = 2TP / (2TP + FP + FN)`` over valid pixels with ``pred_mask > threshold``
+    (scikit-learn's ``f1_score``; no epsilon). Key ``pixel_f1``: mean over manipulated images
+    (never degenerate: a manipulated image has TP + FN > 0; an empty prediction gives 0).
+    Key ``pixel_f1_pooled``: the same formula on the counts summed over all images; 0 when the
+    whole dataset has neither positive pixels nor positive predictions. See the module docstring
+    for modes, padding and which images count. Keys get ``_reverse``/``_double`` and ``_t<thr>``
+    suffixes for other modes and thresholds.
+    """
+
+    base_name = "pixel_f1"
+    title = "F1"
+    formula = "2TP/(2TP+FP+FN)"
+
+    @staticmethod
+    def _metric(c: torch.Tensor) -> torch.Tensor:
+        return _safe_div(2 * c[..., 0], 2 * c[..., 0] + c[..., 1] + c[..., 2])
+
+
+class PixelIOU(_ThresholdMetric):
+    """Pixel-level intersection over union (Jaccard index).
+
+    Per image: ``IoU = TP / (TP + FP + FN)`` with ``pred_mask > threshold`` (scikit-learn's
+    ``jaccard_score``). Key ``pixel_iou``: mean over manipulated images (never degenerate);
+    ``pixel_iou_pooled``: on counts summed over all images, 0 when TP + FP + FN = 0.
+    """
+
+    base_name = "pixel_iou"
+    title = "IoU"
+    formula = "TP/(TP+FP+FN)"
+
+    @staticmethod
+    def _metric(c: torch.Tensor) -> torch.Tensor:
+        return _safe_div(c[..., 0], c[..., 0] + c[..., 1] + c[..., 2])
+
+
+class PixelAccuracy(_ThresholdMetric):
+    """Pixel-level accuracy.
+
+    Per image: ``(TP + TN) / (TP + FP + FN + TN)`` over valid pixels with ``pred_mask > threshold``
+    (scikit-learn's ``accuracy_score``). Key ``pixel_accuracy``: mean over manipulated images;
+    ``pixel_accuracy_pooled``: over the valid pixels of all images (0 if there are none).
+    """
+
+    base_name = "pixel_accuracy"
+    title = "accuracy"
+    formula = "(TP+TN)/(TP+FP+FN+TN)"
+
+    @staticmethod
+    def _metric(c: torch.Tensor) -> torch.Tensor:
+        return _safe_div(c[..., 0] + c[..., 3], c.sum(-1))
+
+
+class PixelAUC(Evaluator):
+    """Pixel-level area under the ROC curve.
+
+    Key ``pixel_auc``: per manipulated image, the exact AUC of ``pred_mask`` against the mask over
+    valid pixels, ``(#(neg < pos) + 0.5 #(neg == pos)) / (P N)`` over all (negative, positive)
+    pixel pairs, which is scikit-learn's tie-aware ``roc_auc_score``; then the mean over manipulated
+    images. Degenerate: all-equal scores give 0.5; an image whose valid pixels are all
+    manipulated (N = 0) has no AUC and is left out of the mean. The threshold is not used.
+
+    Key ``pixel_auc_pooled``: dataset-level AUC over the valid pixels of all images from a
+    histogram of ``HIST_BINS`` = 65536 equal bins on [0, 1] per class (constant memory). Pairs in
+    the same bin count as ties, so the error against the exact pooled AUC is at most
+    ``0.5 * sum_b P_b N_b / (P N)``; this bound is computed from the histogram and reported as
+    ``pixel_auc_pooled_error_bound`` (0 when the predictions take at most one value per bin, e.g.
+    8-bit quantised scores). NaN when the dataset lacks positive or negative pixels.
+
+    Modes: ``reverse`` is the AUC of ``-pred_mask`` (= 1 - AUC), ``double`` the larger of both.
+    """
+
+    def __init__(self, threshold: float = 0.5, mode: str = "origin") -> None:
+        super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"PixelAUC: mode must be one of {_MODES}, got {mode!r}")
+        self.threshold = float(threshold)  # kept for IMDL-BenCo compatibility; AUC uses no threshold
+        self.mode = mode
+        self.name = "pixel_auc" if mode == "origin" else f"pixel_auc_{mode}"
+        self.add_cat_state("per_image", torch.float64)
+        self.add_sum_state("hist", torch.zeros(2, HIST_BINS, dtype=torch.int64))
+
+    def _moded(self, auc: torch.Tensor) -> torch.Tensor:
+        if self.mode == "origin":
+            return auc
+        return 1.0 - auc if self.mode == "reverse" else torch.maximum(auc, 1.0 - auc)
+
+    def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
+        pb = prepare_pixels(outputs, batch, "PixelAUC")
+        auc = pb.ranked()["auc"]
+        self.append("per_image", self._moded(auc[~torch.isnan(auc)]))
+        self.accumulate("hist", pb.histogram())
+
+    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        auc, bound = histogram_auc(states["hist"])
+        return {self.name: mean_or_nan(states["per_image"]),
+                f"{self.name}_pooled": float(self._moded(torch.tensor(auc, dtype=torch.float64))),
+                f"{self.name}_pooled_error_bound": bound}
+
+    def definitions(self) -> Dict[str, str]:
+        inv = {"origin": "", "reverse": " of the inverted score (1-AUC)", "double": " max(AUC, 1-AUC)"}[self.mode]
+        return {
+            self.name: f"pixel ROC AUC{inv}, exact (ties count 1/2, as scikit-learn), per manipulated image "
+                       f"with both classes, mean over those images; no threshold; padding excluded",
+            f"{self.name}_pooled": f"pixel ROC AUC{inv} over the pooled pixels of all images (dataset-level), "
+                                   f"from a {HIST_BINS}-bin histogram; padding excluded",
+            f"{self.name}_pooled_error_bound": f"upper bound of |{self.name}_pooled - exact pooled AUC| "
+                                               f"(pairs sharing a histogram bin counted as ties)",
+        }
+
+
+def histogram_auc(hist: torch.Tensor) -> tuple:
+    """``(auc, error_bound)`` from (2, K) negative/positive counts per ascending score bin."""
+    neg, pos = hist[0].cpu().tolist(), hist[1].cpu().tolist()
+    n_neg, n_pos = sum(neg), sum(pos)
+    if n_neg == 0 or n_pos == 0:
+        return float("nan"), float("nan")
+    below = 0  # negatives in lower bins
+    twice_pairs = 0  # 2 * (#neg < pos + 0.5 #same bin), integer
+    same = 0
+    for ng, ps in zip(neg, pos):
+        if ps:
+            twice_pairs += ps * (2 * below + ng)
+            same += ps * ng
+        below += ng
+    den = n_pos * n_neg
+    return twice_pairs / (2 * den), same / (2 * den)
+
+
+class PixelF1Best(Evaluator):
+    """Pixel-level F1 at the best threshold of each image ("F1-best", an oracle upper bound).
+
+    Per manipulated image: ``max over thresholds v of 2TP/(2TP+FP+FN)`` where the prediction is
+    ``pred_mask >= v`` and v runs over every distinct score of the image's valid pixels (the
+    maximum of scikit-learn's ``precision_recall_curve`` F1). Key ``pixel_f1_best``: the mean over
+    manipulated images. All-equal scores give ``2P / (n + P)`` (everything predicted positive).
+    """
+
+    name = "pixel_f1_best"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_cat_state("per_image", torch.float64)
+
+    def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
+        pb = prepare_pixels(outputs, batch, "PixelF1Best")
+        f1 = pb.ranked()["f1_best"]
+        self.append("per_image", f1[pb.n_pos > 0])
+
+    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        return {self.name: mean_or_nan(states["per_image"])}
+
+    def definitions(self) -> Dict[str, str]:
+        return {self.name: "pixel F1 at the best threshold of each manipulated image (pred_mask >= v over all "
+                           "distinct scores v), mean over manipulated images; padding excluded"}
+
+
+class PixelFPR(Evaluator):
+    """Pixel false-positive rate on authentic images.
+
+    Per authentic image (no positive valid pixel): ``FP / n_valid``, the fraction of valid pixels
+    with ``pred_mask > threshold``. Key ``pixel_fpr_authentic``: mean over authentic images;
+    ``pixel_fpr_authentic_pooled``: false-positive pixels over all valid pixels of all authentic
+    images. NaN when no authentic image (with at least one valid pixel) was seen. Lower is better.
+    """
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = float(threshold)
+        self.name = _key("pixel_fpr_authentic", "origin", self.threshold)
+        self.add_cat_state("per_image", torch.float64)
+        self.add_sum_state("counts", torch.zeros(2, dtype=torch.int64))  # [FP, valid pixels]
+
+    def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
+        pb = prepare_pixels(outputs, batch, "PixelFPR")
+        c = pb.counts(self.threshold)
+        auth = (pb.n_pos == 0) & (pb.n_valid > 0)
+        fp, nv = c[auth, 1], pb.n_valid[auth]
+        self.append("per_image", fp.double() / nv.double())
+        self.accumulate("counts", torch.stack([fp.sum(), nv.sum()]))
+
+    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        fp, nv = states["counts"].tolist()
+        return {self.name: mean_or_nan(states["per_image"]),
+                f"{self.name}_pooled": fp / nv if nv else float("nan")}
+
+    def definitions(self) -> Dict[str, str]:
+        return {
+            self.name: f"fraction of pixels predicted manipulated (pred_mask > {self.threshold:g}) per authentic "
+                       f"image, mean over authentic images; padding excluded; lower is better",
+            f"{self.name}_pooled": f"false-positive pixels / pixels over all authentic images pooled "
+                                   f"(pred_mask > {self.threshold:g}); padding excluded; lower is better",
+        }
