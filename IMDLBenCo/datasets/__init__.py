@@ -1,28 +1,53 @@
 """Datasets: ``ManiDataset``, ``JsonDataset``, ``BalancedDataset`` and their helpers.
 
-Importing this package registers the three classes in ``IMDLBenCo.registry.DATASETS`` (the
-registry imports it lazily on the first look-up). See docs/ARCHITECTURE.md for the sample dict.
+Names are imported on first use (PEP 562), so ``benco data check`` and the JSON helpers do not
+pay for importing torch. The dataset classes register themselves in
+``IMDLBenCo.registry.DATASETS`` when their modules load; importing this package tells the
+registry to load them on the first look-up. See docs/ARCHITECTURE.md for the sample dict.
 """
 
-from .io import IMAGE_EXTENSIONS, MASK_THRESHOLD, NEGATIVE, DatasetError
-from .dataset import AbstractDataset, JsonDataset, ManiDataset
-from .balanced import BalancedDataset
-from .utils import IMAGENET_MEAN, IMAGENET_STD, dataset_from_path, denormalize, detect_format, load_test_datasets, normalize_batch
+from __future__ import annotations
 
-__all__ = [
-    "AbstractDataset",
-    "ManiDataset",
-    "JsonDataset",
-    "BalancedDataset",
-    "DatasetError",
-    "IMAGE_EXTENSIONS",
-    "MASK_THRESHOLD",
-    "NEGATIVE",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "dataset_from_path",
-    "detect_format",
-    "load_test_datasets",
-    "normalize_batch",
-    "denormalize",
-]
+import importlib
+from typing import Any
+
+from ..registry import DATASETS
+
+DATASETS.add_lazy_package(f"{__name__}.dataset")
+DATASETS.add_lazy_package(f"{__name__}.balanced")
+
+_HOME = {
+    "AbstractDataset": "dataset",
+    "ManiDataset": "dataset",
+    "JsonDataset": "dataset",
+    "BalancedDataset": "balanced",
+    "DatasetError": "io",
+    "IMAGE_EXTENSIONS": "io",
+    "MASK_THRESHOLD": "io",
+    "NEGATIVE": "io",
+    "IMAGENET_MEAN": "utils",
+    "IMAGENET_STD": "utils",
+    "dataset_from_path": "utils",
+    "detect_format": "utils",
+    "load_test_datasets": "utils",
+    "normalize_batch": "utils",
+    "denormalize": "utils",
+    "read_json_pairs": "utils",
+    "make_synthetic_dataset": "synth",
+    "check_dataset": "check",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOME))

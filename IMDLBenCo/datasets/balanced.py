@@ -2,46 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
-from .io import DatasetError
+from .utils import read_balanced_entries
 
-__all__ = ["BalancedDataset", "read_balanced_entries", "balanced_draw"]
-
-_EXPECTED = 'a non-empty JSON list of [dataset_class_name, dataset_path] pairs, e.g. [["ManiDataset", "data/CASIA2"]]'
-
-
-def read_balanced_entries(path: str) -> List[Tuple[str, str]]:
-    """``[[class_name, path], ...]`` of a BalancedDataset file; relative paths resolve against its folder."""
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found; expected {_EXPECTED}.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: not valid JSON ({err}); expected {_EXPECTED}.") from None
-    if not isinstance(data, list) or not data:
-        raise DatasetError(f"{path}: found {'an empty list' if data == [] else type(data).__name__}; expected {_EXPECTED}.")
-    base = os.path.dirname(os.path.abspath(path))
-    entries = []
-    for i, entry in enumerate(data):
-        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
-            raise DatasetError(f"{path}: entry {i} is {entry!r}; expected {_EXPECTED}.")
-        name, sub = entry
-        if name not in DATASETS:
-            try:
-                DATASETS.get(name)
-            except KeyError as err:
-                raise DatasetError(f"{path}: entry {i}: {err.args[0]}") from None
-        entries.append((name, sub if os.path.isabs(sub) else os.path.normpath(os.path.join(base, sub))))
-    return entries
-
+__all__ = ["BalancedDataset", "balanced_draw"]
 
 def balanced_draw(length: int, sample_number: int, seed: int, epoch: int, index: int) -> np.ndarray:
     """Indices drawn from a sub-dataset of ``length`` items for one epoch.

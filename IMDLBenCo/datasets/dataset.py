@@ -9,7 +9,6 @@ float work in the loader workers.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -33,11 +32,11 @@ from .io import (
     pair_by_stem,
     unique_names,
 )
-from .utils import normalize_batch
+from .utils import normalize_batch, read_json_pairs
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AbstractDataset", "ManiDataset", "JsonDataset", "read_json_pairs"]
+__all__ = ["AbstractDataset", "ManiDataset", "JsonDataset"]
 
 _oversize_logged = False  # "shrink" is said once per process, not once per image
 
@@ -304,42 +303,6 @@ class ManiDataset(AbstractDataset):
                 self.image_paths.append(os.path.join(au_dir, img))
                 self.mask_paths.append(NEGATIVE)
             self.names = unique_names(self.image_paths)  # Tp/x.png and Au/x.png stay apart
-
-
-def read_json_pairs(path: str) -> List[Tuple[str, str]]:
-    """Entries of a JsonDataset file, relative paths resolved against the file's folder.
-
-    Raises :class:`DatasetError` for a file that is missing, not JSON, or not a non-empty list of
-    ``[image_path, mask_path | "Negative"]``.
-    """
-    expected = 'a non-empty JSON list of [image_path, mask_path] pairs (mask_path "Negative" for authentic images)'
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found; expected {expected}.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: not valid JSON ({err}); expected {expected}.") from None
-    if not isinstance(data, list) or not data:
-        found = "an empty list" if data == [] else f"a JSON {type(data).__name__}"
-        hint = " (an object {name: path} is a test_datasets.json, read with load_test_datasets)" if isinstance(data, dict) else ""
-        raise DatasetError(f"{path}: found {found}; expected {expected}{hint}.")
-    base = os.path.dirname(os.path.abspath(path))
-    pairs = []
-    for i, entry in enumerate(data):
-        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
-            raise DatasetError(f"{path}: entry {i} is {entry!r}; expected {expected}.")
-        if entry[0] in DATASETS and not os.path.exists(os.path.join(base, entry[0])):
-            raise DatasetError(
-                f"{path}: entry {i} starts with the dataset class {entry[0]!r}: this is a BalancedDataset file "
-                f"([[class_name, path], ...]); open it with BalancedDataset or dataset_from_path."
-            )
-        tp = entry[0] if os.path.isabs(entry[0]) else os.path.join(base, entry[0])
-        gt = entry[1]
-        if gt != NEGATIVE and not os.path.isabs(gt):
-            gt = os.path.join(base, gt)
-        pairs.append((os.path.normpath(tp), gt if gt == NEGATIVE else os.path.normpath(gt)))
-    return pairs
 
 
 @DATASETS.register_module()

@@ -24,6 +24,7 @@ __all__ = [
     "list_images",
     "mask_key",
     "open_image",
+    "try_open_image",
     "load_rgb",
     "load_mask",
     "mask_gray",
@@ -71,18 +72,23 @@ def mask_key(name: str) -> str:
     return stem
 
 
-def open_image(path: str, root: Optional[str] = None) -> Image.Image:
-    """Open and fully decode ``path`` with Pillow; any failure becomes one :class:`DatasetError`."""
+def try_open_image(path: str) -> Tuple[Optional[Image.Image], str]:
+    """``(image, "")`` with the image fully decoded, or ``(None, reason)`` when that fails."""
     try:
         img = Image.open(path)
         img.load()  # decode now, so a truncated file fails here and not later
     except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found. {check_hint(root)}") from None
+        return None, "file not found"
     except Exception as err:  # UnidentifiedImageError, truncated data, decoder errors
-        raise DatasetError(
-            f"{path}: cannot be read as an image ({type(err).__name__}: {err}). "
-            f"Replace or remove the file. {check_hint(root)}"
-        ) from None
+        return None, f"cannot be read as an image ({type(err).__name__}: {err})"
+    return img, ""
+
+
+def open_image(path: str, root: Optional[str] = None) -> Image.Image:
+    """Open and fully decode ``path`` with Pillow; any failure becomes one :class:`DatasetError`."""
+    img, reason = try_open_image(path)
+    if img is None:
+        raise DatasetError(f"{path}: {reason}. Replace or remove the file. {check_hint(root)}")
     return img
 
 

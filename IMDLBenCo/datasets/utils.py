@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 from .io import NEGATIVE, DatasetError
 
-__all__ = ["dataset_from_path", "load_test_datasets", "normalize_batch", "denormalize", "detect_format"]
+__all__ = [
+    "dataset_from_path", "load_test_datasets", "normalize_batch", "denormalize", "detect_format",
+    "read_json_pairs", "read_balanced_entries",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,6 +20,9 @@ _FORMATS = (
     "a ManiDataset folder (Tp/ images + Gt/ masks), a JsonDataset file "
     '([[image_path, mask_path or "Negative"], ...]) or a BalancedDataset file ([[dataset_class_name, path], ...])'
 )
+
+_JSON_EXPECTED = 'a non-empty JSON list of [image_path, mask_path] pairs (mask_path "Negative" for authentic images)'
+_BALANCED_EXPECTED = 'a non-empty JSON list of [dataset_class_name, dataset_path] pairs, e.g. [["ManiDataset", "data/CASIA2"]]'
 
 # keyword arguments that only one class takes; dataset_from_path drops them for the others
 _ONLY_FOR = {
@@ -27,29 +33,82 @@ _ONLY_FOR = {
 }
 
 
-def detect_format(path: str) -> str:
-    """``"ManiDataset"``, ``"JsonDataset"`` or ``"BalancedDataset"`` for ``path``; else DatasetError."""
+def _load_json(path: str, expected: str):
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found; expected {expected}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: not valid JSON ({err}); expected {expected}.") from None
+
+
+def _is_dataset_class(name: object) -> bool:
+    # image paths are never identifiers ("a.png"), so the registry (and torch) is only loaded
+    # for strings that could be class names
     from ..registry import DATASETS
 
+    return isinstance(name, str) and name.isidentifier() and name in DATASETS
+
+
+def _resolve(base: str, p: str) -> str:
+    return p if p == NEGATIVE else os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p))
+
+
+def _pair_list(path: str, data, expected: str) -> List[Tuple[str, str]]:
+    if not isinstance(data, list) or not data:
+        found = "an empty list" if data == [] else f"a JSON {type(data).__name__}"
+        hint = " (an object {name: path} is a test_datasets.json, read with load_test_datasets)" if isinstance(data, dict) else ""
+        raise DatasetError(f"{path}: found {found}; expected {expected}{hint}.")
+    for i, entry in enumerate(data):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+            raise DatasetError(f"{path}: entry {i} is {entry!r}; expected {expected}.")
+    return [tuple(e) for e in data]  # type: ignore[misc]
+
+
+def read_json_pairs(path: str) -> List[Tuple[str, str]]:
+    """Entries of a JsonDataset file, relative paths resolved against the file's folder.
+
+    Raises :class:`DatasetError` for a file that is missing, not JSON, or not a non-empty list of
+    ``[image_path, mask_path | "Negative"]``.
+    """
+    entries = _pair_list(path, _load_json(path, _JSON_EXPECTED), _JSON_EXPECTED)
+    base = os.path.dirname(os.path.abspath(path))
+    if _is_dataset_class(entries[0][0]) and not os.path.exists(os.path.join(base, entries[0][0])):
+        raise DatasetError(
+            f"{path}: entry 0 starts with the dataset class {entries[0][0]!r}: this is a BalancedDataset file "
+            f"([[class_name, path], ...]); open it with BalancedDataset or dataset_from_path."
+        )
+    return [(_resolve(base, tp), _resolve(base, gt)) for tp, gt in entries]
+
+
+def read_balanced_entries(path: str) -> List[Tuple[str, str]]:
+    """``[[class_name, path], ...]`` of a BalancedDataset file; relative paths resolve against its folder."""
+    from ..registry import DATASETS
+
+    entries = _pair_list(path, _load_json(path, _BALANCED_EXPECTED), _BALANCED_EXPECTED)
+    base = os.path.dirname(os.path.abspath(path))
+    for i, (name, _) in enumerate(entries):
+        if name not in DATASETS:
+            try:
+                DATASETS.get(name)
+            except KeyError as err:
+                raise DatasetError(f"{path}: entry {i}: {err.args[0]}") from None
+    return [(name, _resolve(base, sub)) for name, sub in entries]
+
+
+def detect_format(path: str) -> str:
+    """``"ManiDataset"``, ``"JsonDataset"`` or ``"BalancedDataset"`` for ``path``; else DatasetError."""
     path = str(path)
     if os.path.isdir(path):
         return "ManiDataset"
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: no such file or folder; expected {_FORMATS}.")
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: not a folder and not valid JSON ({err}); expected {_FORMATS}.") from None
+    data = _load_json(path, _FORMATS)
     if isinstance(data, list) and data and all(isinstance(e, (list, tuple)) and len(e) == 2 for e in data):
         first = data[0][0]
         base = os.path.dirname(os.path.abspath(path))
-        if (
-            isinstance(first, str)
-            and first in DATASETS
-            and data[0][1] != NEGATIVE
-            and not os.path.isfile(os.path.join(base, first))
-        ):
+        if _is_dataset_class(first) and data[0][1] != NEGATIVE and not os.path.isfile(os.path.join(base, first)):
             return "BalancedDataset"
         return "JsonDataset"
     if isinstance(data, dict):
@@ -78,11 +137,7 @@ def load_test_datasets(path: str) -> Dict[str, str]:
         return {"test_dataset": path}
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: no such file or folder; expected a test_datasets.json object {{name: path}} or {_FORMATS}.")
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: not valid JSON ({err}); expected a test_datasets.json object {{name: path}}.") from None
+    data = _load_json(path, "a test_datasets.json object {name: path}")
     if isinstance(data, list):
         detect_format(path)  # raises for list content that is no dataset
         return {"test_dataset": path}

@@ -1,0 +1,215 @@
+"""``benco data check`` and ``benco data json``: find bad pairs before training; folders → JSON.
+
+:func:`check_dataset` reads every image and mask of a ManiDataset folder, JsonDataset file or
+BalancedDataset file (in a thread pool: Pillow decodes without holding the GIL) and returns a
+:class:`CheckReport` listing per file what is wrong. Originals are never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .io import MASK_THRESHOLD, NEGATIVE, DatasetError, list_images, mask_gray, pair_by_stem, try_open_image
+from .utils import detect_format, read_balanced_entries, read_json_pairs
+
+__all__ = ["Problem", "CheckReport", "check_dataset", "write_json_dataset", "pair_folders"]
+
+ERROR, WARNING = "error", "warning"
+
+
+@dataclass
+class Problem:
+    severity: str  # "error" (the pair is unusable) or "warning" (usable, but look at it)
+    kind: str  # short category, e.g. "size mismatch"
+    path: str  # the file concerned
+    detail: str
+
+    def line(self, root: str = "") -> str:
+        shown = os.path.relpath(self.path, root) if root and os.path.isabs(self.path) == os.path.isabs(root) else self.path
+        return f"{self.severity.upper():7s} {self.kind}: {shown}: {self.detail}"
+
+
+@dataclass
+class CheckReport:
+    path: str
+    pairs: List[Tuple[str, str]] = field(default_factory=list)  # every pair that was read
+    good: List[Tuple[str, str]] = field(default_factory=list)  # pairs without errors
+    problems: List[Problem] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> List[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> List[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+    def counts(self, severity: str) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        for p in self.problems:
+            if p.severity == severity:
+                out[p.kind] = out.get(p.kind, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        def fmt(c: Dict[str, int]) -> str:
+            return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(c.items())) + ")" if c else ""
+
+        n_err, n_warn = len(self.errors), len(self.warnings)
+        return (
+            f"{self.path}: {len(self.pairs)} pairs read, {len(self.good)} good; "
+            f"{n_err} error(s){fmt(self.counts(ERROR))}, {n_warn} warning(s){fmt(self.counts(WARNING))}"
+        )
+
+
+def pair_folders(image_dir: str, mask_dir: Optional[str]) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+    """Pairs of paths from an image folder and a mask folder, by stem; problems for the rest."""
+    images = list_images(image_dir)
+    masks = list_images(mask_dir) if mask_dir else []
+    pairs, lonely_images, lonely_masks, duplicates = pair_by_stem(images, masks)
+    problems = [
+        Problem(ERROR, "missing mask", os.path.join(image_dir, n), f"no mask with this stem in {mask_dir}")
+        for n in lonely_images
+    ]
+    problems += [
+        Problem(ERROR, "mask without image", os.path.join(mask_dir, n), f"no image with this stem in {image_dir}")
+        for n in lonely_masks
+    ]
+    for stem, names in sorted(duplicates.items()):
+        for n in names:
+            folder = image_dir if n in images else mask_dir
+            others = ", ".join(x for x in names if x != n)
+            problems.append(Problem(ERROR, "duplicate stem", os.path.join(folder, n), f"stem {stem!r} is also used by {others}"))
+    return [(os.path.join(image_dir, i), os.path.join(mask_dir, m)) for i, m in pairs], problems
+
+
+def _structure(path: str, notes: List[str]) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+    """All pairs a dataset lists, and the structural problems (missing files, duplicates)."""
+    fmt = detect_format(path)
+    if fmt == "ManiDataset":
+        tp, gt = os.path.join(path, "Tp"), os.path.join(path, "Gt")
+        for sub in (tp, gt):
+            if not os.path.isdir(sub):
+                raise DatasetError(f"{sub}: folder missing. A ManiDataset folder holds Tp/ (images) and Gt/ (masks).")
+        pairs, problems = pair_folders(tp, gt)
+        au = os.path.join(path, "Au")
+        if os.path.isdir(au):
+            n_au = len(list_images(au))
+            notes.append(
+                f"Au/ holds {n_au} authentic images; ManiDataset reads only Tp/+Gt/ (pass include_authentic=True, "
+                f"or list them as Negative with `benco data json {tp} {gt} --authentic {au} -o OUT.json`)"
+            )
+        others = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and d not in ("Tp", "Gt", "Au"))
+        if others:
+            notes.append(f"sub-folders not read by ManiDataset: {', '.join(others)}")
+        return pairs, problems
+    if fmt == "JsonDataset":
+        pairs = read_json_pairs(path)
+        problems: List[Problem] = []
+        seen: Dict[str, int] = {}
+        usable = []
+        for i, (tp, gt) in enumerate(pairs):
+            missing = [p for p in (tp, gt) if p != NEGATIVE and not os.path.isfile(p)]
+            for p in missing:
+                kind = "missing image" if p == tp else "missing mask"
+                problems.append(Problem(ERROR, kind, p, f"listed in entry {i} of {path} but not found"))
+            if tp in seen:
+                problems.append(Problem(ERROR, "duplicate entry", tp, f"entries {seen[tp]} and {i} list the same image"))
+                continue
+            seen[tp] = i
+            if not missing:
+                usable.append((tp, gt))
+        return usable, problems
+    # BalancedDataset: every sub-dataset
+    pairs, problems = [], []
+    for name, sub in read_balanced_entries(path):
+        try:
+            sub_pairs, sub_problems = _structure(sub, notes)
+        except DatasetError as err:
+            problems.append(Problem(ERROR, "bad sub-dataset", sub, str(err)))
+            continue
+        pairs += sub_pairs
+        problems += sub_problems
+    return pairs, problems
+
+
+def _short(path: str) -> str:
+    """``Gt/x.png``: enough of a path to find the file next to the one a line names."""
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+
+def _check_pair(pair: Tuple[str, str]) -> List[Problem]:
+    """Read one pair completely and list what is wrong with it."""
+    tp, gt = pair
+    problems: List[Problem] = []
+    image, reason = try_open_image(tp)
+    if image is None:
+        problems.append(Problem(ERROR, "unreadable image", tp, reason))
+    if gt == NEGATIVE:
+        return problems
+    mask, reason = try_open_image(gt)
+    if mask is None:
+        problems.append(Problem(ERROR, "unreadable mask", gt, reason))
+        return problems
+    if image is not None and image.size != mask.size:
+        problems.append(Problem(
+            ERROR, "size mismatch", tp,
+            f"image is {image.size[0]}x{image.size[1]} (WxH) but its mask {_short(gt)} is {mask.size[0]}x{mask.size[1]}",
+        ))
+    gray = np.asarray(mask_gray(mask), dtype=np.float32)
+    grey_fraction = float(np.mean((gray > 0.5) & (gray < 254.5))) if gray.size else 0.0
+    if grey_fraction > 0:
+        problems.append(Problem(
+            WARNING, "non-binary mask", gt,
+            f"{grey_fraction:.2%} of pixels are neither black nor white (mode {mask.mode}); "
+            f"they are read as manipulated when above {MASK_THRESHOLD} on the 8-bit scale",
+        ))
+    if not (gray > MASK_THRESHOLD).any():
+        problems.append(Problem(
+            ERROR, "empty mask", gt,
+            f"no pixel above {MASK_THRESHOLD}, yet {os.path.basename(tp)} is listed as tampered; "
+            f'list it with mask "Negative" if it is authentic',
+        ))
+    return problems
+
+
+def check_dataset(path: str, workers: Optional[int] = None) -> CheckReport:
+    """Read every pair of the dataset at ``path`` and report what is wrong, per file."""
+    path = str(path)
+    report = CheckReport(path=path)
+    pairs, report.problems = _structure(path, report.notes)
+    report.pairs = pairs
+    workers = workers or min(16, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_check_pair, pairs))
+    for pair, problems in zip(pairs, results):
+        report.problems += problems
+        if not any(p.severity == ERROR for p in problems):
+            report.good.append(pair)
+    return report
+
+
+def write_json_dataset(pairs: Sequence[Tuple[str, str]], out: str) -> str:
+    """Write ``pairs`` as a JsonDataset file; paths are made relative to its folder when possible."""
+    out_dir = os.path.dirname(os.path.abspath(out))
+    os.makedirs(out_dir, exist_ok=True)
+
+    def rel(p: str) -> str:
+        if p == NEGATIVE:
+            return p
+        try:
+            return os.path.relpath(os.path.abspath(p), out_dir)
+        except ValueError:  # another drive on Windows
+            return os.path.abspath(p)
+
+    with open(out, "w", encoding="utf-8") as f:
+        # one pair per line: readable and diff-friendly
+        f.write("[\n" + ",\n".join(" " + json.dumps([rel(tp), rel(gt)]) for tp, gt in pairs) + "\n]\n")
+    return out
