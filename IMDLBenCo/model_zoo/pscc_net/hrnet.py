@@ -1,0 +1,189 @@
+"""HRNet-W18-small-v2 feature extractor as PSCC-Net uses it (Wang et al., TPAMI 2020).
+
+The stem keeps full resolution (both 3x3 convolutions have stride 1, unlike ImageNet HRNet), so
+the four output branches are at 1, 1/2, 1/4 and 1/8 of the input with 18, 36, 72, 144 channels.
+Stages: 2 bottlenecks (64 -> 256), then 1 module each of 2, 3, 4 branches with 2 basic blocks per
+branch; multi-resolution fusion after every module. Key names follow the HRNet reference code
+(``conv1``, ``layer1``, ``transition1``, ``stage2.0.branches``, ``fuse_layers`` ...), so the
+ImageNet ``hrnet_w18_small_v2.pth`` file loads by name.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BN_MOMENTUM = 0.01
+
+__all__ = ["HRNetW18SmallV2", "BasicBlock", "Bottleneck", "HRNET_W18_SMALL_V2"]
+
+#: stage layout: (modules, blocks per branch, channels per branch, block type)
+HRNET_W18_SMALL_V2 = {
+    "stage1": dict(blocks=2, channels=64),
+    "stage2": dict(modules=1, blocks=(2, 2), channels=(18, 36)),
+    "stage3": dict(modules=1, blocks=(2, 2, 2), channels=(18, 36, 72)),
+    "stage4": dict(modules=1, blocks=(2, 2, 2, 2), channels=(18, 36, 72, 144)),
+}
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, momentum=BN_MOMENTUM)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = _bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = _bn(planes)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 residual block; ``expansion`` output/planes ratio (4 in HRNet, 2 in the
+    detection head)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+                 expansion: Optional[int] = None) -> None:
+        super().__init__()
+        exp = self.expansion if expansion is None else expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = _bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = _bn(planes)
+        self.conv3 = nn.Conv2d(planes, planes * exp, 1, bias=False)
+        self.bn3 = _bn(planes * exp)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def make_layer(block, inplanes: int, planes: int, blocks: int, stride: int = 1, expansion: int = 4) -> nn.Sequential:
+    """``blocks`` residual blocks; a 1x1 projection on the first when the shape changes."""
+    out_c = planes * expansion
+    downsample = None
+    if stride != 1 or inplanes != out_c:
+        downsample = nn.Sequential(nn.Conv2d(inplanes, out_c, 1, stride, bias=False), _bn(out_c))
+    kw = {"expansion": expansion} if block is Bottleneck else {}
+    layers = [block(inplanes, planes, stride, downsample, **kw)]
+    layers += [block(out_c, planes, **kw) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+class HighResolutionModule(nn.Module):
+    """Parallel branches of basic blocks, then every branch receives the sum of all branches
+    (upsampled by 1x1 conv + bilinear, or downsampled by strided 3x3 convs)."""
+
+    def __init__(self, blocks: Sequence[int], channels: Sequence[int]) -> None:
+        super().__init__()
+        n = len(channels)
+        self.branches = nn.ModuleList(make_layer(BasicBlock, c, c, b, expansion=1) for b, c in zip(blocks, channels))
+        fuse_layers = []
+        for i in range(n):
+            row = []
+            for j in range(n):
+                if j > i:
+                    row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False), _bn(channels[i])))
+                elif j == i:
+                    row.append(None)
+                else:
+                    convs = []
+                    for k in range(i - j):
+                        last = k == i - j - 1
+                        out_c = channels[i] if last else channels[j]
+                        seq = [nn.Conv2d(channels[j], out_c, 3, 2, 1, bias=False), _bn(out_c)]
+                        if not last:
+                            seq.append(nn.ReLU())
+                        convs.append(nn.Sequential(*seq))
+                    row.append(nn.Sequential(*convs))
+            fuse_layers.append(nn.ModuleList(row))
+        self.fuse_layers = nn.ModuleList(fuse_layers) if n > 1 else None
+        self.relu = nn.ReLU()
+
+    def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        if self.fuse_layers is None:
+            return xs
+        out = []
+        for i, row in enumerate(self.fuse_layers):
+            y = xs[i]
+            for j, layer in enumerate(row):
+                if j == i:
+                    continue
+                z = layer(xs[j])
+                if j > i:
+                    z = F.interpolate(z, size=xs[i].shape[-2:], mode="bilinear", align_corners=True)
+                elif z.shape[-2:] != xs[i].shape[-2:]:  # odd sizes: strided convs round up
+                    z = F.interpolate(z, size=xs[i].shape[-2:], mode="bilinear", align_corners=True)
+                y = y + z
+            out.append(self.relu(y))
+        return out
+
+
+class HRNetW18SmallV2(nn.Module):
+    """Returns the 4 branch outputs ``[(B,18,H,W), (B,36,H/2,W/2), (B,72,H/4,W/4), (B,144,H/8,W/8)]``."""
+
+    def __init__(self, in_chans: int = 3) -> None:
+        super().__init__()
+        cfg = HRNET_W18_SMALL_V2
+        self.conv1 = nn.Conv2d(in_chans, 64, 3, 1, 1, bias=False)
+        self.bn1 = _bn(64)
+        self.conv2 = nn.Conv2d(64, 64, 3, 1, 1, bias=False)
+        self.bn2 = _bn(64)
+        self.relu = nn.ReLU()
+        self.layer1 = make_layer(Bottleneck, 64, cfg["stage1"]["channels"], cfg["stage1"]["blocks"])
+        prev = [cfg["stage1"]["channels"] * Bottleneck.expansion]
+        for s in (2, 3, 4):
+            st = cfg[f"stage{s}"]
+            setattr(self, f"transition{s - 1}", self._transition(prev, list(st["channels"])))
+            setattr(self, f"stage{s}", nn.Sequential(*[HighResolutionModule(st["blocks"], st["channels"])
+                                                        for _ in range(st["modules"])]))
+            prev = list(st["channels"])
+        self.out_channels = prev
+
+    @staticmethod
+    def _transition(pre: List[int], cur: List[int]) -> nn.ModuleList:
+        layers = []
+        for i, c in enumerate(cur):
+            if i < len(pre):
+                layers.append(None if c == pre[i] else nn.Sequential(
+                    nn.Conv2d(pre[i], c, 3, 1, 1, bias=False), _bn(c), nn.ReLU()))
+            else:
+                convs = []
+                for j in range(i + 1 - len(pre)):
+                    out_c = c if j == i - len(pre) else pre[-1]
+                    convs.append(nn.Sequential(nn.Conv2d(pre[-1], out_c, 3, 2, 1, bias=False), _bn(out_c), nn.ReLU()))
+                layers.append(nn.Sequential(*convs))
+        return nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+        ys = [self.layer1(x)]
+        for s in (2, 3, 4):
+            trans = getattr(self, f"transition{s - 1}")
+            xs = []
+            for i, t in enumerate(trans):
+                src = ys[i] if i < len(ys) else ys[-1]
+                xs.append(src if t is None else t(src))
+            ys = getattr(self, f"stage{s}")(xs)
+        return ys

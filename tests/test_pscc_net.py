@@ -1,0 +1,116 @@
+"""PSCC-Net: output contract, losses, AMP, IMDL-BenCo state-dict compatibility, options."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pytest
+import torch
+
+from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
+
+from IMDLBenCo.model_zoo.pscc_net import PSCC_Net, convert_official_checkpoints
+from IMDLBenCo.model_zoo.pscc_net.pscc_net import balanced_bce_with_logits
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return PSCC_Net()
+
+
+def _batch(b=2, h=40, w=56):
+    g = torch.Generator().manual_seed(1)
+    image = torch.randn(b, 3, h, w, generator=g)
+    mask = torch.zeros(b, 1, h, w)
+    mask[0, :, 8:24, 10:40] = 1
+    return image, mask, torch.tensor([1, 0])
+
+
+def test_forward_backward_contract(model):
+    from IMDLBenCo.engine import check_model_output
+
+    model.train()
+    image, mask, label = _batch(h=36, w=52)  # not a multiple of 8: output still at input size
+    out = model(image, mask, label)
+    check_model_output(out, {"image": image, "mask": mask, "label": label}, training=True)
+    assert out["pred_mask"].shape == mask.shape
+    assert out["pred_label"].shape == (2,)
+    assert set(out["visual_loss"]) == {"seg_loss", "cls_loss", "combined_loss"}
+    vl = out["visual_loss"]
+    torch.testing.assert_close(out["backward_loss"].detach(), vl["seg_loss"] + vl["cls_loss"])
+    out["backward_loss"].backward()
+    assert model.SegNet.getmask4.theta.weight.grad.abs().sum() > 0
+    assert model.ClsNet.classifier[2].weight.grad.abs().sum() > 0
+    assert model.FENet.conv1.weight.grad.abs().sum() > 0
+    assert model.weights.grad is None  # frozen class weights
+    model.zero_grad(set_to_none=True)
+
+
+def test_masks_are_progressive(model):
+    model.eval()
+    image = _batch(b=1)[0]
+    with torch.no_grad():
+        feats = model._features(image)
+        logits = model.SegNet(feats)
+    assert [tuple(lg.shape[-2:]) for lg in logits] == [(40, 56), (20, 28), (10, 14), (5, 7)]
+
+
+def test_amp_bfloat16_forward_backward(model):
+    """Losses are on logits, so the model trains under autocast (IMDL-BenCo needed --if_not_amp)."""
+    model.train()
+    image, mask, label = _batch(b=2, h=32, w=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(image, mask, label)
+    assert torch.isfinite(out["backward_loss"])
+    out["backward_loss"].backward()
+    assert torch.isfinite(model.FENet.conv1.weight.grad).all()
+    model.zero_grad(set_to_none=True)
+
+
+def test_balanced_bce():
+    target = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    logits = torch.zeros(4)
+    # every pixel's BCE is log 2; weights 0.5*4/1 = 2 for the positive, 0.5*4/3 for negatives
+    expected = torch.log(torch.tensor(2.0)) * (2 + 3 * (2 / 3)) / 4
+    torch.testing.assert_close(balanced_bce_with_logits(logits, target), expected)
+    torch.testing.assert_close(balanced_bce_with_logits(logits, torch.zeros(4)), torch.log(torch.tensor(2.0)))
+
+
+def test_params_and_strict_load(model):
+    man = load_manifest("PSCC_Net")
+    assert_params_close(model, "PSCC_Net")
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == man.trainable_params
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == man.shapes
+    model.load_state_dict(manifest_state_dict("PSCC_Net"), strict=True)
+
+
+def test_pretrained_backbone_and_official_converter(tmp_path, caplog):
+    ref = PSCC_Net()
+    fe = {k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in ref.FENet.state_dict().items()}
+    fe["incre_modules.0.0.conv1.weight"] = torch.zeros(32, 64, 1, 1)  # ImageNet head: reported, ignored
+    torch.save(fe, tmp_path / "hrnet.pth")
+    with caplog.at_level(logging.INFO):
+        m = PSCC_Net(pretrain_path=str(tmp_path / "hrnet.pth"))
+    assert torch.all(m.FENet.stage4[0].branches[3][1].conv2.weight == 0.25)
+    assert "incre_modules.0.0.conv1.weight" in caplog.text  # the unexpected key is named
+    torch.save({"module." + k: v for k, v in ref.SegNet.state_dict().items()}, tmp_path / "seg.pth")
+    torch.save(ref.ClsNet.state_dict(), tmp_path / "cls.pth")
+    torch.save(ref.FENet.state_dict(), tmp_path / "fe.pth")
+    sd = convert_official_checkpoints(str(tmp_path / "fe.pth"), str(tmp_path / "seg.pth"), str(tmp_path / "cls.pth"))
+    m.load_state_dict(sd, strict=True)
+    torch.testing.assert_close(m.SegNet.getmask1.phi.weight, ref.SegNet.getmask1.phi.weight)
+
+
+def test_help_lists_options(capsys):
+    from IMDLBenCo.options import parse_args_with_model
+
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--model", default=None)
+    with pytest.raises(SystemExit):
+        parse_args_with_model(p, ["--model", "PSCC_Net", "--help"])
+    text = capsys.readouterr().out
+    assert "--input_size" in text and "--pretrain_path" in text
+    _, kwargs = parse_args_with_model(p, ["--model", "PSCC_Net", "--input_size", "512"])
+    assert kwargs["input_size"] == 512 and kwargs.get("pretrain_path") is None
