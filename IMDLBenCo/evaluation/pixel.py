@@ -196,7 +196,7 @@ class PixelAUC(Evaluator):
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         pb = prepare_pixels(outputs, batch, "PixelAUC")
-        auc = pb.ranked()["auc"]
+        auc = pb.auc()
         self.append("per_image", self._moded(auc[~torch.isnan(auc)]))
         self.accumulate("hist", pb.histogram())
 
@@ -253,7 +253,7 @@ class PixelF1Best(Evaluator):
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         pb = prepare_pixels(outputs, batch, "PixelF1Best")
-        f1 = pb.ranked()["f1_best"]
+        f1 = pb.f1_best()
         self.append("per_image", f1[pb.n_pos > 0])
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:

@@ -1,0 +1,130 @@
+"""scikit-learn reference values for the evaluators (shared by the evaluation tests).
+
+Each function takes numpy arrays of N images: ``preds`` (N,H,W) float32 in [0,1], ``masks``
+(N,H,W) {0,1}, ``valid`` (N,H,W) bool or None, ``labels`` (N,) and ``scores`` (N,), and
+returns {result key: value} computed image by image with scikit-learn, under the definitions
+documented in ``IMDLBenCo.evaluation``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
+                             jaccard_score, precision_recall_curve, roc_auc_score)
+
+
+def _valid_pixels(preds, masks, valid):
+    for i in range(preds.shape[0]):
+        v = np.ones(preds[i].shape, bool) if valid is None else valid[i] > 0.5
+        yield preds[i][v].reshape(-1), masks[i][v].reshape(-1) > 0.5
+
+
+def _mean(xs: List[float]) -> float:
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def pixel_reference(preds, masks, valid=None, threshold: float = 0.5) -> Dict[str, float]:
+    """Per-image (manipulated images) and pooled pixel metrics, all modes."""
+    fns = {"pixel_f1": f1_score, "pixel_iou": jaccard_score, "pixel_accuracy": accuracy_score}
+    per: Dict[str, List[float]] = {}
+    pooled_p, pooled_y = [], []
+    fpr, fp_total, n_total = [], 0, 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p, y in _valid_pixels(preds, masks, valid):
+            pooled_p.append(p)
+            pooled_y.append(y)
+            hit = p > np.float32(threshold)
+            if not y.any():
+                if y.size:
+                    fpr.append(hit.mean())
+                    fp_total += int(hit.sum())
+                    n_total += y.size
+                continue
+            for key, fn in fns.items():
+                o, r = fn(y, hit), fn(y, ~hit)
+                per.setdefault(key, []).append(o)
+                per.setdefault(key + "_reverse", []).append(r)
+                per.setdefault(key + "_double", []).append(max(o, r))
+            if not y.all():
+                a, ra = roc_auc_score(y, p), roc_auc_score(y, -p)
+                per.setdefault("pixel_auc", []).append(a)
+                per.setdefault("pixel_auc_reverse", []).append(ra)
+                per.setdefault("pixel_auc_double", []).append(max(a, ra))
+            prec, rec, _ = precision_recall_curve(y, p)
+            f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-300), 0.0)
+            per.setdefault("pixel_f1_best", []).append(f1.max())
+        out = {k: _mean(v) for k, v in per.items()}
+        p, y = np.concatenate(pooled_p), np.concatenate(pooled_y)
+        hit = p > np.float32(threshold)
+        for key, fn in fns.items():
+            o, r = fn(y, hit), fn(y, ~hit)
+            out[key + "_pooled"] = o
+            out[key + "_reverse_pooled"] = r
+            out[key + "_double_pooled"] = max(o, r)
+        if y.any() and not y.all():
+            out["pixel_auc_pooled"] = roc_auc_score(y, p)  # exact; ours is a histogram
+    out["pixel_fpr_authentic"] = _mean(fpr)
+    out["pixel_fpr_authentic_pooled"] = fp_total / n_total if n_total else float("nan")
+    return out
+
+
+def image_reference(labels, scores, threshold: float = 0.5) -> Dict[str, float]:
+    y, s = np.asarray(labels) > 0.5, np.asarray(scores, dtype=np.float64)
+    hit = s > threshold
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = {"image_f1": f1_score(y, hit, zero_division=0), "image_accuracy": accuracy_score(y, hit),
+               "image_balanced_accuracy": balanced_accuracy_score(y, hit),
+               "image_ap": average_precision_score(y, s)}
+    out["image_auc"] = roc_auc_score(y, s) if 0 < y.sum() < y.size else float("nan")
+    return out
+
+
+def all_evaluators():
+    """One of every evaluator: the 15 documented ones (3 modes × 4 pixel + 3 image) and the extras."""
+    from IMDLBenCo import evaluation as E
+
+    evs = [cls(mode=m) for cls in (E.PixelF1, E.PixelIOU, E.PixelAccuracy, E.PixelAUC)
+           for m in ("origin", "reverse", "double")]
+    evs += [E.ImageF1(), E.ImageAUC(), E.ImageAccuracy(), E.ImageAP(), E.ImageBalancedAccuracy(),
+            E.PixelF1Best(), E.PixelFPR()]
+    return evs
+
+
+def run_evaluators(evaluators, preds, masks, valid, labels, scores, batch_size: int,
+                   indices: Optional[range] = None, device: str = "cpu") -> Dict[str, float]:
+    """Feed the images (in ``indices`` order) in batches through every evaluator; merged results."""
+    idx = list(indices if indices is not None else range(preds.shape[0]))
+    for s in range(0, len(idx), batch_size):
+        sel = idx[s:s + batch_size]
+        out = {"pred_mask": torch.from_numpy(preds[sel][:, None]).to(device),
+               "pred_label": torch.as_tensor(np.asarray(scores)[sel], dtype=torch.float32).to(device)}
+        batch = {"mask": torch.from_numpy(masks[sel][:, None].astype(np.float32)).to(device),
+                 "label": torch.as_tensor(np.asarray(labels)[sel], dtype=torch.int64).to(device)}
+        if valid is not None:
+            batch["shape_mask"] = torch.from_numpy(valid[sel][:, None].astype(np.float32)).to(device)
+        for ev in evaluators:
+            ev.update(out, batch)
+    res: Dict[str, float] = {}
+    for ev in evaluators:
+        res.update(ev.compute())
+    return res
+
+
+def assert_matches(ours: Dict[str, float], ref: Dict[str, float], tol: float = 1e-6) -> None:
+    """Every reference key (except the exact pooled AUC) equals ours within ``tol`` (NaN == NaN)."""
+    for key, want in ref.items():
+        if key == "pixel_auc_pooled":
+            bound = ours["pixel_auc_pooled_error_bound"]
+            assert abs(ours[key] - want) <= bound + 1e-12, (key, ours[key], want, bound)
+            continue
+        got = ours[key]
+        if np.isnan(want):
+            assert np.isnan(got), (key, got, want)
+        else:
+            assert abs(got - want) <= tol, (key, got, want)
