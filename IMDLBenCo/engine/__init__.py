@@ -1,0 +1,30 @@
+"""The engine: training and evaluation loops behind the five scripts that ``benco init`` writes.
+
+``train_main``, ``test_main``, ``test_robust_main``, ``save_images_main`` and
+``complexity_main`` take the script's command line (``argv``, default ``sys.argv[1:]``) plus the
+editable lists of the generated scripts (evaluators, augmentation, attacks), and write the run
+folder described in docs/ARCHITECTURE.md. They run as ``python script.py`` and under
+``torchrun --nproc_per_node=N`` (CUDA + nccl when present, CPU + gloo otherwise).
+"""
+
+from .checkpoint import find_checkpoints, load_checkpoint, save_checkpoint
+from .complexity import complexity_main
+from .outputs import ModelOutputError, check_model_output
+from .robustness import test_robust_main
+from .run_test import test_main
+from .save_images import save_images_main
+from .train import NonFiniteLossError, train_main
+
+__all__ = [
+    "train_main",
+    "test_main",
+    "test_robust_main",
+    "save_images_main",
+    "complexity_main",
+    "check_model_output",
+    "ModelOutputError",
+    "NonFiniteLossError",
+    "load_checkpoint",
+    "save_checkpoint",
+    "find_checkpoints",
+]

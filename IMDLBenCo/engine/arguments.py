@@ -1,0 +1,149 @@
+"""The command-line options of the five scripts, built from shared groups.
+
+Each script's parser is made of the groups it needs (model, data, runtime, ...), so an option
+has one definition everywhere. The model's own constructor options are added on top by
+:func:`IMDLBenCo.options.parse_args_with_model`. Names follow IMDL-BenCo (inventory §5).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+SCRIPTS = ("train", "test", "test_robust", "test_save_images", "test_complexity")
+
+_DESCRIPTIONS = {
+    "train": "Train a model, test it every --test_period epochs, write checkpoints and logs.",
+    "test": "Test every checkpoint-<epoch>.pth of a folder on every set of a test_datasets.json.",
+    "test_robust": "Test one checkpoint under a grid of attacks (blur, noise, JPEG, ...).",
+    "test_save_images": "Save every predicted mask (PNG, original size) and label (JSON).",
+    "test_complexity": "Count parameters, FLOPs and MACs of a model.",
+}
+
+
+def _add_model_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=True, type=str, help="registered model name (MODELS), e.g. MyModel")
+    g.add_argument("--if_predict_label", action="store_true",
+                   help="ask the model for an image-level label (passed to its __init__ if it has that "
+                        "parameter, and to forward() as if_predict_label)")
+    g.add_argument("--no_model_eval", action="store_true",
+                   help="keep the model in train mode while testing (batch statistics; MVSS-Net does this)")
+
+
+def _add_input_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input size")
+    g.add_argument("--image_size", type=int, default=512, help="side S of the S×S network input (default 512)")
+    g.add_argument("--if_padding", action="store_true", help="zero-pad images to S×S at the top-left")
+    g.add_argument("--if_resizing", action="store_true", help="resize images to S×S")
+    g.add_argument("--edge_mask_width", type=int, default=None,
+                   help="also give the model an edge_mask band of this width (IML-ViT uses 7)")
+
+
+def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--output_dir", default=output_default, help=f"folder for results (default {output_default})")
+    g.add_argument("--log_dir", default=None, help="TensorBoard folder (default: --output_dir)")
+    g.add_argument("--device", default="auto",
+                   help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument("--num_workers", type=int, default=1, help="data loader worker processes per rank")
+    g.add_argument("--seed", type=int, default=42, help="random seed (each rank adds its rank)")
+    g.add_argument("--pin_mem", dest="pin_mem", action="store_true", default=True,
+                   help="pin loader memory (CUDA only; default on)")
+    g.add_argument("--no_pin_mem", dest="pin_mem", action="store_false")
+    g.add_argument("--if_not_amp", action="store_true",
+                   help="turn automatic mixed precision off (AMP is used on CUDA only)")
+    # accepted for compatibility with IMDL-BenCo launchers; torchrun's environment decides
+    g.add_argument("--world_size", type=int, default=1, help=argparse.SUPPRESS)
+    g.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
+    g.add_argument("--dist_url", default="env://", help=argparse.SUPPRESS)
+    g.add_argument("--dist_on_itp", action="store_true", help=argparse.SUPPRESS)
+
+
+def _add_train_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--data_path", required=True,
+                   help="training set: ManiDataset folder, JsonDataset file or BalancedDataset JSON")
+    g.add_argument("--test_data_path", default=None,
+                   help="test set(s): a ManiDataset folder, a JsonDataset file or a test_datasets.json")
+    g.add_argument("--test_data_json", default=None, help="same as --test_data_path (a test_datasets.json)")
+    g.add_argument("--batch_size", type=int, default=1, help="samples per rank per step (default 1)")
+    g.add_argument("--test_batch_size", type=int, default=2, help="samples per rank per test step (default 2)")
+    g.add_argument("--epochs", type=int, default=200)
+    g.add_argument("--start_epoch", type=int, default=0, help="first epoch (set by --resume)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate; default --blr × effective batch / 256")
+    g.add_argument("--blr", type=float, default=1e-3, help="base learning rate for an effective batch of 256")
+    g.add_argument("--min_lr", type=float, default=0.0, help="floor of the cosine schedule")
+    g.add_argument("--weight_decay", type=float, default=0.05, help="AdamW weight decay (not on norms/biases)")
+    g.add_argument("--warmup_epochs", type=float, default=4, help="linear warm-up length in epochs")
+    g.add_argument("--accum_iter", type=int, default=16, help="steps of gradient accumulation per update")
+    g.add_argument("--clip_grad", type=float, default=None, help="clip the gradient norm to this value")
+    g.add_argument("--test_period", type=int, default=4, help="test every N epochs (and after the last)")
+    g.add_argument("--save_period", type=int, default=0,
+                   help="write checkpoint-<epoch>.pth every N epochs; 0 (default): on test epochs. "
+                        "The last epoch is always written")
+    g.add_argument("--best_metric", default=None,
+                   help="metric (mean over test sets) that picks checkpoint-best.pth; "
+                        "default: the first metric of the first evaluator")
+    g.add_argument("--best_metric_mode", choices=("max", "min"), default="max")
+    g.add_argument("--log_per_epoch_count", type=int, default=20, help="logged steps per epoch")
+    g.add_argument("--resume", default="", help="checkpoint to continue from ('auto': newest in --output_dir)")
+    g.add_argument("--find_unused_parameters", action="store_true", help="DDP find_unused_parameters")
+    g.add_argument("--skip_nonfinite_loss", action="store_true",
+                   help="skip a step whose loss is NaN/inf instead of stopping the run")
+
+
+def build_script_parser(script: str) -> argparse.ArgumentParser:
+    """The parser of ``script`` (one of ``SCRIPTS``), without ``-h`` (added by the model stage)."""
+    if script not in SCRIPTS:
+        raise ValueError(f"unknown script {script!r}; expected one of {SCRIPTS}")
+    p = argparse.ArgumentParser(prog=f"{script}.py", description=_DESCRIPTIONS[script], add_help=False)
+    _add_model_group(p)
+    _add_input_group(p)
+    if script == "train":
+        _add_train_group(p)
+        _add_runtime_group(p, "./output_dir")
+        return p
+    g = p.add_argument_group("data")
+    if script == "test":
+        g.add_argument("--test_data_json", default=None,
+                       help="test_datasets.json ({name: path}) or a single dataset path")
+        g.add_argument("--test_data_path", default=None, help="same as --test_data_json")
+        g.add_argument("--checkpoint_path", required=True,
+                       help="folder of checkpoint-<epoch>.pth files (or one checkpoint file)")
+    elif script in ("test_robust", "test_save_images"):
+        g.add_argument("--test_data_path", default=None, help="dataset (ManiDataset folder, JsonDataset file; for saving "
+                                          "also a plain folder of images)")
+        g.add_argument("--test_data_json", default=None, help="same as --test_data_path")
+        g.add_argument("--checkpoint_path", required=True, help="one checkpoint file (.pth)")
+    else:  # complexity
+        g.add_argument("--test_data_path", default=None,
+                       help="optional dataset whose first sample is measured (default: a synthetic one)")
+    g.add_argument("--test_batch_size", type=int, default=1 if script == "test_complexity" else 2)
+    _add_runtime_group(p, {"test": "./eval_dir", "test_robust": "./eval_robust_dir",
+                           "test_save_images": "./save_img_dir",
+                           "test_complexity": "./complexity_dir"}[script])
+    return p
+
+
+def parse_script_args(script: str, argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, Dict[str, Any]]:
+    """Parse ``argv`` (default ``sys.argv[1:]``) for ``script``: (args, model kwargs)."""
+    from ..options import parse_args_with_model
+
+    parser = build_script_parser(script)
+    args, model_kwargs = parse_args_with_model(parser, argv)
+    if args.if_padding == args.if_resizing:
+        parser.error("give exactly one of --if_padding (zero-pad to S×S) or --if_resizing (resize to S×S)")
+    if args.log_dir is None:
+        args.log_dir = args.output_dir
+    if script in ("test", "test_robust", "test_save_images"):
+        path = args.test_data_json or args.test_data_path
+        if not path:
+            parser.error("give the test data with --test_data_path (or --test_data_json)")
+        args.test_data_json = args.test_data_path = path
+    if script == "train":
+        args.test_data_path = args.test_data_path or args.test_data_json
+        for name in ("batch_size", "test_batch_size", "epochs", "accum_iter", "test_period"):
+            if getattr(args, name) < 1:
+                parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    return args, model_kwargs

@@ -1,0 +1,206 @@
+"""The steps every script shares: model, post-function, datasets, loaders, DDP, batches.
+
+Scripts call these functions instead of repeating the setup (IMDL-BenCo's five scripts each
+had their own copy, and they drifted apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .runtime import Runtime
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+
+# ------------------------------------------------------------------------------- model
+def build_model(args: argparse.Namespace, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
+    """The registered model ``args.model`` built with its parsed constructor options."""
+    from ..registry import MODELS
+
+    model_cls = MODELS.get(args.model)
+    model = model_cls(**model_kwargs)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"MODELS['{args.model}'] returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def find_post_function(model_name: str) -> Optional[Callable]:
+    """The post-function registered as ``<model name lower-cased>_post_func`` (e.g. CAT-Net's)."""
+    from ..registry import POSTFUNCS
+
+    wanted = f"{model_name.lower()}_post_func"
+    for name in POSTFUNCS.list():
+        if name.lower() == wanted:
+            return POSTFUNCS.get(name)
+    return None
+
+
+def prepare_model(model: torch.nn.Module, runtime: Runtime, args: argparse.Namespace,
+                  train: bool) -> torch.nn.Module:
+    """Move ``model`` to the device; for distributed training wrap it in DDP (SyncBN on CUDA).
+
+    Evaluation always runs on the unwrapped model (see :func:`evaluation_mode`), so only
+    training needs the wrapper.
+    """
+    model.to(runtime.device)
+    if train and runtime.distributed:
+        if runtime.is_cuda:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ddp_kwargs = {"find_unused_parameters": bool(getattr(args, "find_unused_parameters", False))}
+        if runtime.is_cuda:
+            ddp_kwargs["device_ids"] = [runtime.device.index]
+        model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+    return model
+
+
+@contextmanager
+def evaluation_mode(model: torch.nn.Module, keep_train_mode: bool) -> Iterator[torch.nn.Module]:
+    """Put ``model`` (unwrapped) in eval mode (or train mode with ``keep_train_mode``) for testing.
+
+    With ``keep_train_mode`` SyncBatchNorm layers use local batch statistics while testing:
+    ranks hold different numbers of test batches (exact sharding), so a synchronising layer
+    would wait for a rank that has finished.
+    """
+    from .checkpoint import unwrap_model
+
+    inner = unwrap_model(model)
+    was_training = inner.training
+    inner.train(keep_train_mode)
+    patched = []
+    if keep_train_mode:
+        from torch.nn.modules.batchnorm import _BatchNorm
+
+        for module in inner.modules():
+            if isinstance(module, torch.nn.SyncBatchNorm):
+                module.forward = _BatchNorm.forward.__get__(module)  # local statistics
+                patched.append(module)
+    try:
+        yield inner
+    finally:
+        for module in patched:
+            del module.forward
+        inner.train(was_training)
+
+
+# ----------------------------------------------------------------------------- datasets
+def dataset_kwargs(args: argparse.Namespace, transform: Any = None, post_func: Optional[Callable] = None,
+                   defer_normalization: bool = True) -> Dict[str, Any]:
+    """The dataset constructor keywords of ARCHITECTURE.md from the script options."""
+    return dict(
+        is_padding=bool(args.if_padding),
+        is_resizing=bool(args.if_resizing),
+        output_size=(args.image_size, args.image_size),
+        common_transforms=transform,
+        edge_width=args.edge_mask_width,
+        post_funcs=post_func,
+        defer_normalization=defer_normalization,
+    )
+
+
+def build_dataset(path: str, args: argparse.Namespace, transform: Any = None,
+                  post_func: Optional[Callable] = None) -> Dataset:
+    """The dataset at ``path`` (Mani folder, Json list, Balanced JSON) with the script's sizing."""
+    from ..datasets import dataset_from_path
+
+    # ``seed`` reaches BalancedDataset only (its per-epoch draw); the others ignore it
+    return dataset_from_path(path, seed=args.seed, **dataset_kwargs(args, transform, post_func))
+
+
+def test_set_paths(path: str) -> Dict[str, str]:
+    """``{set name: path}`` from a ``test_datasets.json`` or a single dataset path."""
+    from ..datasets import load_test_datasets
+
+    return dict(load_test_datasets(path))
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds Python's random and torch per worker; NumPy too, from the same base seed
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % (2**32)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def train_loader(dataset: Dataset, args: argparse.Namespace, runtime: Runtime) -> DataLoader:
+    """Shuffled loader, sharded over ranks; reseed it with :func:`start_epoch` every epoch."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank,
+                                 shuffle=True, seed=args.seed, drop_last=False)
+    generator = torch.Generator()
+    generator.manual_seed(args.seed)
+    # a last partial batch is dropped only when there is at least one full batch
+    drop_last = len(sampler) >= args.batch_size * 2
+    return DataLoader(
+        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+        pin_memory=bool(args.pin_mem and runtime.is_cuda), drop_last=drop_last,
+        worker_init_fn=_seed_worker, generator=generator,
+        persistent_workers=False,  # workers are re-seeded per epoch, which makes --resume exact
+    )
+
+
+def start_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
+    """Make epoch ``epoch`` of ``loader`` depend only on (seed, epoch, rank): order and augmentation."""
+    for part in (loader.sampler, loader.dataset):  # BalancedDataset draws its samples per epoch
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed * 100_003 + epoch * 1_009 + rank)
+
+
+def eval_loader(dataset: Dataset, batch_size: int, args: argparse.Namespace, runtime: Runtime) -> DataLoader:
+    """Loader over this rank's exact shard (every sample once over all ranks, nothing dropped)."""
+    from ..evaluation import EvalSampler
+
+    sampler = EvalSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=args.num_workers,
+        pin_memory=bool(args.pin_mem and runtime.is_cuda), drop_last=False,
+        worker_init_fn=_seed_worker,
+    )
+
+
+# ------------------------------------------------------------------------------ batches
+def batch_to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    """Tensors of ``batch`` moved to ``device`` and normalised (deferred uint8 → float)."""
+    from ..datasets import normalize_batch
+
+    moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    return normalize_batch(moved)
+
+
+def autocast(runtime: Runtime, enabled: bool):
+    """Mixed precision on CUDA when enabled; a no-op context elsewhere."""
+    return torch.autocast(device_type=runtime.device.type, dtype=torch.float16,
+                          enabled=bool(enabled and runtime.is_cuda))
+
+
+def forward(model: torch.nn.Module, batch: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
+    """Call the model with the batch by keyword (plus ``if_predict_label``), as IMDL-BenCo does."""
+    return model(**batch, if_predict_label=bool(getattr(args, "if_predict_label", False)))
+
+
+def log_run_header(runtime: Runtime, args: argparse.Namespace, model_kwargs: Dict[str, Any],
+                   script: str) -> None:
+    logger.info("%s: model %s on %s (%d process%s%s)", script, args.model, runtime.device,
+                runtime.world_size, "es" if runtime.world_size > 1 else "",
+                f", backend {runtime.backend}" if runtime.backend else "")
+    if model_kwargs:
+        logger.info("model options: %s", ", ".join(f"{k}={v!r}" for k, v in model_kwargs.items()))
+
+
+def names_of(batch: Dict[str, Any]) -> List[str]:
+    names = batch.get("name")
+    if names is None:
+        return []
+    return list(names) if isinstance(names, (list, tuple)) else [str(names)]

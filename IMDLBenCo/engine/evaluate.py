@@ -1,0 +1,126 @@
+"""The evaluation loop shared by training, test, robustness and save-images."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from .builders import autocast, batch_to_device, evaluation_mode, forward
+from .outputs import check_model_output
+from .runtime import Runtime
+from .writers import RunWriter
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+
+def default_evaluators() -> List[Any]:
+    """IMDL-BenCo's default metric list: pixel-level F1 at threshold 0.5."""
+    from ..evaluation import PixelF1
+
+    return [PixelF1(threshold=0.5, mode="origin")]
+
+
+def metric_definitions(evaluators: Sequence[Any]) -> Dict[str, str]:
+    definitions: Dict[str, str] = {}
+    for ev in evaluators:
+        try:
+            definitions.update(ev.definitions())
+        except AttributeError:
+            definitions[getattr(ev, "name", type(ev).__name__)] = type(ev).__doc__ or ""
+    return definitions
+
+
+def progress(iterable, runtime: Runtime, desc: str, total: Optional[int] = None):
+    """A tqdm bar with ETA on rank 0; the plain iterable elsewhere."""
+    if not runtime.is_main:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False, mininterval=1.0)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    evaluators: Sequence[Any],
+    runtime: Runtime,
+    args: argparse.Namespace,
+    desc: str = "test",
+    writer: Optional[RunWriter] = None,
+    image_tag: Optional[str] = None,
+    step: int = 0,
+) -> Dict[str, float]:
+    """Run ``model`` over this rank's shard of ``loader`` and return the reduced metrics.
+
+    Every rank must call this (the evaluators reduce across processes in ``compute()``).
+    The first batch of rank 0 goes to TensorBoard under ``image_tag`` when a writer is given.
+    """
+    for ev in evaluators:
+        ev.reset()
+    use_amp = not getattr(args, "if_not_amp", False)
+    with evaluation_mode(model, keep_train_mode=bool(getattr(args, "no_model_eval", False))) as net:
+        for i, batch in enumerate(progress(loader, runtime, desc)):
+            batch = batch_to_device(batch, runtime.device)
+            with autocast(runtime, use_amp):
+                out = forward(net, batch, args)
+            out = _float_outputs(out)
+            if i == 0:
+                check_model_output(out, batch, training=False)
+            for ev in evaluators:
+                ev.update(out, batch)
+            if i == 0 and writer is not None and image_tag:
+                writer.images(image_tag, batch, out, step)
+    results: Dict[str, float] = {}
+    for ev in evaluators:
+        for key, value in ev.compute().items():
+            results[key] = float(value)
+    return results
+
+
+def _float_outputs(out: Mapping[str, Any]) -> Dict[str, Any]:
+    """Predictions made under autocast (float16) as float32, so metrics see full precision."""
+    out = dict(out)
+    for key in ("pred_mask", "pred_label"):
+        value = out.get(key)
+        if isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16):
+            out[key] = value.float()
+    return out
+
+
+def mean_over_sets(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, float]:
+    """Each metric averaged over the test sets that report it."""
+    sums: Dict[str, List[float]] = {}
+    for metrics in per_set.values():
+        for key, value in metrics.items():
+            sums.setdefault(key, []).append(float(value))
+    return {key: sum(values) / len(values) for key, values in sums.items()}
+
+
+def flat_test_record(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, float]:
+    """``test_<metric>`` (mean over sets, IMDL-BenCo's key) and ``test_<set>/<metric>`` entries."""
+    record = {f"test_{k}": v for k, v in mean_over_sets(per_set).items()}
+    for name, metrics in per_set.items():
+        for key, value in metrics.items():
+            record[f"test_{name}/{key}"] = value
+    return record
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A plain text table (for the console summaries)."""
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)

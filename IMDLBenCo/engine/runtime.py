@@ -1,0 +1,200 @@
+"""Where a script runs: device, process group, rank, seeds and console logging.
+
+One ``Runtime`` is made per script call by :func:`setup_runtime`. It works the same way under
+``python script.py`` (one process) and ``torchrun --nproc_per_node=N script.py`` (``RANK`` /
+``WORLD_SIZE`` / ``LOCAL_RANK`` in the environment): CUDA when present (backend nccl, one GPU
+per local rank), otherwise CPU (backend gloo). ``--device`` overrides the automatic choice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import sys
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+
+@dataclass
+class Runtime:
+    """The device and the process group of this run."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    distributed: bool = False
+    backend: Optional[str] = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def barrier(self) -> None:
+        if self.distributed:
+            if self.backend == "nccl":
+                dist.barrier(device_ids=[self.device.index or 0])
+            else:
+                dist.barrier()
+
+    def all_gather_object(self, obj: Any) -> List[Any]:
+        """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+        if not self.distributed:
+            return [obj]
+        out: List[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def all_reduce_(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """In-place reduction over ranks (no-op in a single process)."""
+        if self.distributed:
+            ops = {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}
+            dist.all_reduce(tensor, op=ops[op])
+        return tensor
+
+    def close(self) -> None:
+        """Wait for the other ranks, so that no rank starts the next script call early.
+
+        The process group itself stays up for later calls in the same process (a script that
+        runs test_main then save_images_main): re-creating it on torchrun's store can hang.
+        It is destroyed when the interpreter exits.
+        """
+        self.barrier()
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def setup_runtime(device: str = "auto") -> Runtime:
+    """Choose the device and join the process group started by ``torchrun`` (if any).
+
+    ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``, ``"mps"``. Under torchrun each process takes the GPU of its local rank.
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    wanted = (device or "auto").lower()
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"--device {device} was asked for, but PyTorch sees no CUDA device here; "
+                "use --device cpu (or --device auto)"
+            )
+        if ":" in wanted and world_size == 1:
+            dev = torch.device(wanted)
+        else:
+            dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device(wanted)
+
+    runtime = Runtime(device=dev, rank=rank, world_size=world_size, local_rank=local_rank)
+    if world_size > 1:
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dist.is_initialized():  # an outer program (a test, a notebook) set it up already
+            runtime.backend = dist.get_backend()
+        else:
+            kwargs = {"device_id": dev} if backend == "nccl" else {}
+            dist.init_process_group(backend=backend, init_method="env://", **kwargs)
+            atexit.register(_destroy_group)
+            runtime.backend = backend
+        runtime.distributed = True
+        runtime.rank = dist.get_rank()
+        runtime.world_size = dist.get_world_size()
+    return runtime
+
+
+def _destroy_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices). cuDNN stays enabled (speed)."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # numpy is a dependency, but seeding must not fail without it
+        pass
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """The global random states as plain Python/tensor values (``weights_only``-loadable)."""
+    state = {"python": _to_plain(random.getstate()), "torch": torch.get_rng_state()}
+    try:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    if not state:
+        return
+    if "python" in state:
+        random.setstate(_to_tuple(state["python"]))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "numpy" in state:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_plain(value):
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _to_tuple(value):
+    if isinstance(value, list):
+        return tuple(_to_tuple(v) for v in value)
+    return value
+
+
+def configure_logging(runtime: Runtime) -> None:
+    """Console logging for script runs: INFO on rank 0, warnings only elsewhere.
+
+    Leaves an already configured root logger alone (a host program decides then).
+    """
+    root = logging.getLogger()
+    level = logging.INFO if runtime.is_main else logging.WARNING
+    engine_logger = logging.getLogger("IMDLBenCo")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        prefix = f"[rank {runtime.rank}] " if runtime.distributed and not runtime.is_main else ""
+        handler.setFormatter(logging.Formatter(f"[%(asctime)s] {prefix}%(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    engine_logger.setLevel(level)

@@ -1,0 +1,135 @@
+"""``test_save_images.py``: every predicted mask as an 8-bit PNG at the image's original size,
+every predicted label in ``pred_label.json``, and an index in ``predictions.json``.
+
+Works without ground truth: ``--test_data_path`` may be a plain folder of images (searched
+recursively) or a JsonDataset whose masks are all ``"Negative"``. Each sample is handled by
+exactly one rank (exact sharding), so each PNG is written once whatever the process count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .builders import autocast, batch_to_device, build_dataset, eval_loader, evaluation_mode, forward, names_of
+from .checkpoint import load_checkpoint
+from .evaluate import progress
+from .outputs import check_model_output
+from .session import eval_session
+from .writers import write_json
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+
+def _is_plain_image_folder(path: str) -> bool:
+    return os.path.isdir(path) and not (os.path.isdir(os.path.join(path, "Tp")) and os.path.isdir(os.path.join(path, "Gt")))
+
+
+def image_folder_as_json(folder: str, out_json: Path) -> Path:
+    """A JsonDataset file listing every image under ``folder`` as ``[path, "Negative"]``."""
+    from ..datasets.io import NEGATIVE, is_image_file
+
+    images = sorted(str(Path(root) / name) for root, _, files in os.walk(folder) for name in files
+                    if is_image_file(name))
+    if not images:
+        raise FileNotFoundError(f"--test_data_path {folder}: no image files in this folder (or below)")
+    write_json(out_json, [[os.path.abspath(p), NEGATIVE] for p in images])
+    return out_json
+
+
+def prediction_paths(names: Sequence[str]) -> Dict[str, str]:
+    """``{sample name: "pred/<name>.png"}``, unique: ``a.jpg`` → ``pred/a.png`` unless another
+    sample maps there too (``a.png``), then the full name is kept (``pred/a.jpg.png``)."""
+    stems = [os.path.splitext(n)[0] + ".png" for n in names]
+    count: Dict[str, int] = {}
+    for s in stems:
+        count[s] = count.get(s, 0) + 1
+    return {n: "pred/" + (s if count[s] == 1 else n + ".png") for n, s in zip(names, stems)}
+
+
+def restore_size(pred: torch.Tensor, shape: Sequence[int], original: Sequence[int]) -> torch.Tensor:
+    """A (1,S,S) prediction back at the original (H,W): drop padding, undo any resize."""
+    h, w = int(shape[0]), int(shape[1])
+    pred = pred[:, :h, :w].float()
+    oh, ow = int(original[0]), int(original[1])
+    if (h, w) != (oh, ow):
+        pred = F.interpolate(pred[None], size=(oh, ow), mode="bilinear", align_corners=False)[0]
+    return pred
+
+
+def to_uint8(pred: torch.Tensor) -> "Any":
+    """Probabilities → 8-bit grey levels, ``round(p × 255)``."""
+    return pred.clamp(0, 1).mul(255).add_(0.5).floor_().to(torch.uint8).squeeze(0).cpu().numpy()
+
+
+def save_images_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Run ``test_save_images.py``; returns ``{"predictions": [...], "pred_label": {...}}``."""
+    from PIL import Image
+
+    with eval_session("test_save_images", argv, tensorboard=False) as s:
+        args, runtime = s.args, s.runtime
+        out_dir = Path(args.output_dir)
+        data_path = args.test_data_path
+        no_ground_truth = _is_plain_image_folder(data_path)
+        if no_ground_truth:
+            listing = out_dir / "input_images.json"
+            if runtime.is_main:
+                image_folder_as_json(data_path, listing)
+            runtime.barrier()
+            data_path = str(listing)
+        dataset = build_dataset(data_path, args, None, s.post_func)
+        pred_paths = prediction_paths(list(dataset.names))
+        order = {n: i for i, n in enumerate(dataset.names)}
+        load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)
+        loader = eval_loader(dataset, args.test_batch_size, args, runtime)
+        records: List[Dict[str, Any]] = []
+        use_amp = not args.if_not_amp
+        with torch.no_grad(), evaluation_mode(s.model, keep_train_mode=args.no_model_eval) as net:
+            for i, batch in enumerate(progress(loader, runtime, "save images")):
+                batch = batch_to_device(batch, runtime.device)
+                with autocast(runtime, use_amp):
+                    out = forward(net, batch, args)
+                if i == 0:
+                    check_model_output(out, batch, training=False)
+                records += _save_batch(batch, out, pred_paths, out_dir, no_ground_truth, Image)
+        gathered = [r for part in runtime.all_gather_object(records) for r in part]
+        gathered.sort(key=lambda r: order.get(r["name"], 0))
+        labels = {r["name"]: r["pred_label"] for r in gathered if r["pred_label"] is not None}
+        if runtime.is_main:
+            write_json(out_dir / "predictions.json", gathered)
+            write_json(out_dir / "pred_label.json", labels)
+            logger.info("saved %d predicted masks under %s, labels of %d images in pred_label.json",
+                        sum(r["pred_path"] is not None for r in gathered), out_dir / "pred", len(labels))
+        return {"predictions": gathered, "pred_label": labels}
+
+
+def _save_batch(batch: Dict[str, Any], out: Dict[str, Any], pred_paths: Dict[str, str], out_dir: Path,
+                no_ground_truth: bool, Image) -> List[Dict[str, Any]]:
+    names = names_of(batch)
+    pred_mask = out.get("pred_mask")
+    pred_label = out.get("pred_label")
+    records = []
+    for j, name in enumerate(names):
+        rel = None
+        if pred_mask is not None:
+            rel = pred_paths[name]
+            target = out_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pixels = to_uint8(restore_size(pred_mask[j], batch["shape"][j], batch["original_shape"][j]))
+            Image.fromarray(pixels).save(target)  # 2-D uint8: 8-bit grey
+        mask_path = batch["mask_path"][j] if "mask_path" in batch else None
+        records.append({
+            "name": name,
+            "image_path": batch["image_path"][j] if "image_path" in batch else None,
+            "mask_path": None if no_ground_truth else mask_path,
+            "pred_path": rel,
+            "label": None if no_ground_truth else int(batch["label"][j]),
+            "pred_label": None if pred_label is None else float(pred_label[j]),
+        })
+    return records
+

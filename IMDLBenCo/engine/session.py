@@ -1,0 +1,48 @@
+"""Setup shared by the evaluation scripts (test, robustness, save-images, complexity)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+
+import torch
+
+from .arguments import parse_script_args
+from .builders import build_model, find_post_function, log_run_header, prepare_model
+from .runtime import Runtime, configure_logging, seed_everything, setup_runtime
+from .writers import RunWriter
+
+
+@dataclass
+class Session:
+    """What an evaluation script works with: options, process group, model, output folder."""
+
+    script: str
+    args: argparse.Namespace
+    model_kwargs: Dict[str, Any]
+    runtime: Runtime
+    model: torch.nn.Module
+    post_func: Optional[Callable]
+    writer: RunWriter
+
+
+@contextlib.contextmanager
+def eval_session(script: str, argv: Optional[Sequence[str]], tensorboard: bool = True,
+                 device: Optional[str] = None) -> Iterator[Session]:
+    """Parse ``argv`` for ``script``, join the process group, build the model on its device,
+    open the run folder and write ``config.json``; leave the process group on exit."""
+    args, model_kwargs = parse_script_args(script, argv)
+    runtime = setup_runtime(device or args.device)
+    try:
+        configure_logging(runtime)
+        log_run_header(runtime, args, model_kwargs, script)
+        seed_everything(args.seed + runtime.rank)
+        model = prepare_model(build_model(args, model_kwargs), runtime, args, train=False)
+        writer = RunWriter(runtime, args.output_dir, args.log_dir, tensorboard=tensorboard)
+        writer.write_config(script, args, model_kwargs, runtime)
+        yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model), writer)
+        writer.close()
+    finally:
+        runtime.close()

@@ -1,0 +1,289 @@
+"""``train.py``: the training loop, periodic testing, checkpoints and logs.
+
+Epochs count from 0, as in IMDL-BenCo (``checkpoint-0.pth`` is written after the first one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+
+from .arguments import parse_script_args
+from .builders import (autocast, batch_to_device, build_dataset, build_model, eval_loader, find_post_function,
+                       forward, log_run_header, prepare_model, start_epoch, test_set_paths, train_loader)
+from .checkpoint import latest_checkpoint, load_checkpoint, plain, save_checkpoint, unwrap_model
+from .evaluate import default_evaluators, evaluate, flat_test_record, mean_over_sets, metric_definitions, progress
+from .outputs import check_model_output
+from .runtime import Runtime, configure_logging, seed_everything, setup_runtime
+from .schedule import WarmupCosineSchedule, param_groups, resolve_lr
+from .writers import RunWriter
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite during training."""
+
+
+def train_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequence[Any]] = None,
+               train_transform: Any = None) -> Dict[str, Any]:
+    """Run ``train.py`` with ``argv`` (default: the command line); return the final metrics.
+
+    ``evaluators``: metric objects for the test sets (default ``[PixelF1()]``).
+    ``train_transform``: augmentation callable ``t(image=, mask=) -> dict`` (default: the IMDL
+    training augmentations, ``IMDLBenCo.transforms.default_train_transform()``; pass ``False``
+    for none). Returns the last ``log.txt`` record plus ``"best"`` (metric, value, epoch) and
+    ``"output_dir"``.
+    """
+    args, model_kwargs = parse_script_args("train", argv)
+    runtime = setup_runtime(args.device)
+    configure_logging(runtime)
+    try:
+        return Trainer(args, model_kwargs, runtime, evaluators, train_transform).run()
+    finally:
+        runtime.close()
+
+
+def _default_transform(train_transform: Any) -> Any:
+    if train_transform is None:
+        from ..transforms import default_train_transform
+
+        return default_train_transform()
+    if train_transform is False:
+        return None
+    return train_transform
+
+
+class Trainer:
+    """State of one training run; :meth:`run` does the epochs."""
+
+    def __init__(self, args: argparse.Namespace, model_kwargs: Dict[str, Any], runtime: Runtime,
+                 evaluators: Optional[Sequence[Any]], train_transform: Any) -> None:
+        self.args, self.model_kwargs, self.runtime = args, model_kwargs, runtime
+        log_run_header(runtime, args, model_kwargs, "train")
+        seed_everything(args.seed)  # the same initial weights on every rank
+        self.model = build_model(args, model_kwargs)
+        post_func = find_post_function(args.model)
+        self.train_set = build_dataset(args.data_path, args, _default_transform(train_transform), post_func)
+        self.loader = train_loader(self.train_set, args, runtime)
+        if len(self.loader) == 0:
+            raise ValueError(f"--data_path {args.data_path}: the training set is empty")
+        self.test_loaders = {}
+        if args.test_data_path:
+            for name, path in test_set_paths(args.test_data_path).items():
+                dataset = build_dataset(path, args, None, post_func)
+                self.test_loaders[name] = eval_loader(dataset, args.test_batch_size, args, runtime)
+        if evaluators is not None:
+            self.evaluators = list(evaluators)
+        else:
+            self.evaluators = default_evaluators() if self.test_loaders else []
+
+        self.model = prepare_model(self.model, runtime, args, train=True)
+        self.lr = resolve_lr(args.lr, args.blr, args.batch_size, args.accum_iter, runtime.world_size)
+        self.optimizer = torch.optim.AdamW(param_groups(unwrap_model(self.model), args.weight_decay),
+                                           lr=self.lr, betas=(0.9, 0.999))
+        self.scheduler = WarmupCosineSchedule(self.optimizer, self.lr, args.min_lr, args.warmup_epochs, args.epochs)
+        self.use_amp = runtime.is_cuda and not args.if_not_amp
+        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=self.use_amp)
+        self.writer = RunWriter(runtime, args.output_dir, args.log_dir)
+        self.best: Dict[str, Any] = {"metric": args.best_metric, "mode": args.best_metric_mode,
+                                     "value": None, "epoch": None}
+        self.start_epoch = args.start_epoch
+        if args.resume:
+            self._resume(args.resume)
+
+    # ------------------------------------------------------------------ resume
+    def _resume(self, resume: str) -> None:
+        path = latest_checkpoint(self.args.output_dir) if resume == "auto" else Path(resume)
+        if path is None:
+            logger.info("--resume auto: no checkpoint in %s, starting from scratch", self.args.output_dir)
+            return
+        ckpt = load_checkpoint(path, self.model, self.optimizer, self.scaler, self.scheduler)
+        if "epoch" in ckpt:
+            self.start_epoch = int(ckpt["epoch"]) + 1
+        if isinstance(ckpt.get("best"), dict):
+            self.best.update({k: ckpt["best"].get(k) for k in ("value", "epoch")})
+            self.best["metric"] = self.best["metric"] or ckpt["best"].get("metric")
+        logger.info("resumed from %s: continuing at epoch %d", path, self.start_epoch)
+
+    # ------------------------------------------------------------------ epochs
+    def run(self) -> Dict[str, Any]:
+        args, runtime = self.args, self.runtime
+        definitions = metric_definitions(self.evaluators)
+        self.writer.write_config("train", args, self.model_kwargs, runtime,
+                                 {"lr": self.lr, "amp": self.use_amp, "test_sets": list(self.test_loaders)})
+        self.writer.write_json("metric_definitions.json", definitions)
+        if self.test_loaders:
+            rule = (f"'{args.best_metric}'" if args.best_metric else "the first metric of the first evaluator")
+            logger.info("checkpoint-best.pth rule: the %s mean over the test sets of %s, checked on every "
+                        "test epoch", "lowest" if args.best_metric_mode == "min" else "highest", rule)
+        logger.info("%d training samples, %d steps per epoch, lr %.3g, AMP %s", len(self.train_set),
+                    len(self.loader), self.lr, "on" if self.use_amp else "off")
+        started = time.time()
+        record: Dict[str, Any] = {}
+        for epoch in range(self.start_epoch, args.epochs):
+            train_stats = self.train_one_epoch(epoch)
+            record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
+            last = epoch + 1 == args.epochs
+            tested = bool(self.test_loaders) and (epoch % args.test_period == 0 or last)
+            improved = False
+            if tested:
+                per_set = self.test(epoch)
+                record.update(flat_test_record(per_set))
+                improved = self._update_best(mean_over_sets(per_set), epoch)
+            self.writer.append_jsonl("log.txt", record)
+            save = last or (epoch % args.save_period == 0 if args.save_period > 0 else tested)
+            if save or improved:
+                state = self._checkpoint_state(epoch)
+                if save:
+                    self._save(state, f"checkpoint-{epoch}.pth")
+                if improved:
+                    self._save(state, "checkpoint-best.pth")
+            runtime.barrier()
+        self.writer.close()
+        logger.info("training time %s", time.strftime("%H:%M:%S", time.gmtime(time.time() - started)))
+        return {**record, "best": dict(self.best), "output_dir": str(args.output_dir)}
+
+    def train_one_epoch(self, epoch: int) -> Dict[str, float]:
+        args, runtime, model = self.args, self.runtime, self.model
+        model.train()
+        start_epoch(self.loader, epoch, args.seed, runtime.rank)
+        seed_everything(args.seed + 1_000 * epoch + runtime.rank)  # model randomness (dropout, ...)
+        steps = len(self.loader)
+        log_every = max(steps // max(args.log_per_epoch_count, 1), 1)
+        sums: Dict[str, torch.Tensor] = {}
+        count = 0
+        lr = self.scheduler.lr_at(epoch)
+        batch = out = None
+        self.optimizer.zero_grad(set_to_none=True)
+        bar = progress(self.loader, runtime, f"epoch {epoch}/{args.epochs - 1}", total=steps)
+        for step, batch in enumerate(bar):
+            if step % args.accum_iter == 0:
+                lr = self.scheduler.step(epoch + step / steps)
+            update = (step + 1) % args.accum_iter == 0 or step + 1 == steps
+            batch = batch_to_device(batch, runtime.device)
+            no_sync = runtime.distributed and not update and hasattr(model, "no_sync")
+            with model.no_sync() if no_sync else contextlib.nullcontext():
+                with autocast(runtime, self.use_amp):
+                    out = forward(model, batch, args)
+                if step == 0:
+                    check_model_output(out, batch, training=True)
+                loss = out["backward_loss"]
+                if not self._loss_is_finite(loss, out, epoch, step):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    continue
+                self.scaler.scale(loss / args.accum_iter).backward()
+            if update:
+                if args.clip_grad:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+            terms = {"loss": loss} if not out.get("visual_loss") else out["visual_loss"]
+            for key, value in terms.items():
+                value = torch.as_tensor(value).detach().float().reshape(())
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            count += 1
+            if step % log_every == 0 or step + 1 == steps:
+                self._log_step(epoch, step, steps, lr, terms, bar)
+        stats = self._reduce_means(sums, count)
+        stats = {"lr": lr, **stats}
+        if batch is not None and out is not None:
+            self.writer.images("train", batch, out, epoch)
+        logger.info("epoch %d: %s", epoch, "  ".join(f"{k} {v:.5g}" for k, v in stats.items()))
+        return stats
+
+    def _loss_is_finite(self, loss: torch.Tensor, out: Dict[str, Any], epoch: int, step: int) -> bool:
+        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        self.runtime.all_reduce_(finite, op="min")  # every rank stops or skips together
+        if bool(finite.item()):
+            return True
+        bad = [k for k, v in (out.get("visual_loss") or {}).items()
+               if isinstance(v, torch.Tensor) and not torch.isfinite(v.detach()).all()]
+        where = f"epoch {epoch}, step {step}"
+        terms = f"non-finite loss terms: {bad}" if bad else "backward_loss is non-finite"
+        if self.args.skip_nonfinite_loss:
+            logger.warning("%s: %s (value %s); step skipped (--skip_nonfinite_loss)", where, terms, loss.item())
+            return False
+        raise NonFiniteLossError(
+            f"{where}: the loss is {loss.item()} ({terms}, on some rank). Lower --lr / --blr, set "
+            "--clip_grad, check the data with `benco data check`, or pass --skip_nonfinite_loss to skip such steps"
+        )
+
+    def _log_step(self, epoch: int, step: int, steps: int, lr: float, terms: Dict[str, Any], bar) -> None:
+        if not self.runtime.is_main:
+            return
+        values = {k: float(torch.as_tensor(v).detach().float()) for k, v in terms.items()}
+        global_step = epoch * steps + step
+        self.writer.append_jsonl("train_steps.jsonl", {"step": global_step, "epoch": epoch, "lr": lr, **values})
+        x = int((epoch + step / steps) * 1000)  # IMDL-BenCo's "epoch_1000x" axis
+        self.writer.scalar("lr", lr, x)
+        self.writer.scalars("train_loss/", values, x)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix({"lr": f"{lr:.2e}", **{k: f"{v:.4f}" for k, v in list(values.items())[:3]}})
+
+    def _reduce_means(self, sums: Dict[str, torch.Tensor], count: int) -> Dict[str, float]:
+        keys = sorted(sums)
+        if not keys:
+            return {}
+        packed = torch.stack([sums[k].to(self.runtime.device) for k in keys] +
+                             [torch.tensor(float(count), device=self.runtime.device)])
+        self.runtime.all_reduce_(packed)
+        total = max(float(packed[-1]), 1.0)
+        return {k: float(packed[i]) / total for i, k in enumerate(keys)}
+
+    # ------------------------------------------------------------------ testing
+    def test(self, epoch: int) -> Dict[str, Dict[str, float]]:
+        per_set = {}
+        for name, loader in self.test_loaders.items():
+            metrics = evaluate(self.model, loader, self.evaluators, self.runtime, self.args,
+                               desc=f"test {name}", writer=self.writer, image_tag=f"test_{name}", step=epoch)
+            per_set[name] = metrics
+            self.writer.scalars(f"test_{name}/", metrics, epoch)
+            logger.info("epoch %d, test set %s: %s", epoch, name,
+                        "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        self.writer.scalars("test_mean/", mean_over_sets(per_set), epoch)
+        return per_set
+
+    def _update_best(self, means: Dict[str, float], epoch: int) -> bool:
+        if not means:
+            return False
+        if self.best["metric"] is None:
+            self.best["metric"] = next(iter(means))
+        key = self.best["metric"]
+        if key not in means:
+            raise KeyError(f"--best_metric {key!r} is not among the test metrics {sorted(means)}")
+        value = means[key]
+        old = self.best["value"]
+        better = old is None or (value > old if self.best["mode"] == "max" else value < old)
+        if better and not math.isnan(value):
+            self.best.update(value=value, epoch=epoch)
+            logger.info("new best %s = %.4f at epoch %d (checkpoint-best.pth)", key, value, epoch)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_state(self, epoch: int) -> Dict[str, Any]:
+        return {
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "args": plain(self.args),
+            "model_kwargs": plain(self.model_kwargs),
+            "best": plain(self.best),
+        }
+
+    def _save(self, state: Dict[str, Any], name: str) -> None:
+        if self.runtime.is_main:
+            path = save_checkpoint(Path(self.args.output_dir) / name, state)
+            logger.info("saved %s", path)

@@ -1,0 +1,156 @@
+"""Files of a run folder (docs/ARCHITECTURE.md "Run folders"), written by rank 0 only.
+
+``config.json``, ``log.txt`` (JSON lines), ``train_steps.jsonl``, ``metric_definitions.json``
+and TensorBoard scalars and images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from .checkpoint import plain
+from .runtime import Runtime
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+#: images per TensorBoard picture grid
+MAX_IMAGES = 4
+
+
+def write_json(path: os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _scale01(tensor: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each image to [0,1] for display (visual_image may hold logits or features)."""
+    flat = tensor.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
+    hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
+    return (tensor - lo) / (hi - lo).clamp_min(1e-8)
+
+
+def _displayable(tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach().float()[:MAX_IMAGES]
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(1)
+    if tensor.shape[1] not in (1, 3):
+        tensor = tensor[:, :1]  # a feature map: show its first channel
+    return tensor.cpu()
+
+
+class RunWriter:
+    """Writes the files of one run folder; every method is a no-op on ranks other than 0."""
+
+    def __init__(self, runtime: Runtime, output_dir: str, log_dir: Optional[str] = None,
+                 tensorboard: bool = True) -> None:
+        self.active = runtime.is_main
+        self.output_dir = Path(output_dir)
+        self.log_dir = Path(log_dir or output_dir)
+        self._tb = None
+        self._want_tb = tensorboard
+        if self.active:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ files
+    def write_config(self, script: str, args: argparse.Namespace, model_kwargs: Mapping[str, Any],
+                     runtime: Runtime, extra: Optional[Dict[str, Any]] = None) -> None:
+        if not self.active:
+            return
+        env = {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "device": str(runtime.device),
+            "world_size": runtime.world_size,
+            "backend": runtime.backend,
+        }
+        try:
+            from ..version import __version__
+
+            env["IMDLBenCo"] = __version__
+        except ImportError:  # pragma: no cover
+            pass
+        config = {"script": script, "args": plain(args), "model_kwargs": plain(dict(model_kwargs)),
+                  "env": env, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        if extra:
+            config.update(plain(extra))
+        write_json(self.output_dir / "config.json", config)
+
+    def append_jsonl(self, name: str, record: Mapping[str, Any]) -> None:
+        if not self.active:
+            return
+        with open(self.output_dir / name, "a", encoding="utf-8") as f:
+            f.write(json.dumps(plain(dict(record)), ensure_ascii=False) + "\n")
+            f.flush()
+
+    def write_json(self, name: str, data: Any) -> None:
+        if self.active:
+            write_json(self.output_dir / name, plain(data))
+
+    # ------------------------------------------------------------------ TensorBoard
+    @property
+    def tb(self):
+        if not (self.active and self._want_tb):
+            return None
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.log_dir))
+        return self._tb
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar(tag, float(value), step)
+
+    def scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.scalar(f"{prefix}{key}", value, step)
+
+    def images(self, prefix: str, batch: Mapping[str, Any], out: Mapping[str, Any], step: int,
+               threshold: float = 0.5) -> None:
+        """Input (denormalised), mask, prediction, thresholded prediction and ``visual_image``."""
+        if self.tb is None:
+            return
+        from ..datasets import denormalize
+
+        image = batch.get("image")
+        if isinstance(image, torch.Tensor):
+            shown = denormalize(image[:MAX_IMAGES].detach().float().cpu()).clamp(0, 1)
+            self.tb.add_images(f"{prefix}/image", shown, step)
+        mask = batch.get("mask")
+        if isinstance(mask, torch.Tensor):
+            self.tb.add_images(f"{prefix}/mask", _displayable(mask).clamp(0, 1), step)
+        pred = out.get("pred_mask")
+        if isinstance(pred, torch.Tensor):
+            pred = _displayable(pred)
+            self.tb.add_images(f"{prefix}/pred_mask", pred.clamp(0, 1), step)
+            self.tb.add_images(f"{prefix}/pred_mask_thresh_{threshold}", (pred > threshold).float(), step)
+        for key, value in (out.get("visual_image") or {}).items():
+            if isinstance(value, torch.Tensor):
+                self.tb.add_images(f"{prefix}/{key}", _scale01(_displayable(value)), step)
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
