@@ -23,7 +23,7 @@ _DESCRIPTIONS = {
 
 def _add_model_group(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", required=True, type=str, help="registered model name (MODELS), e.g. MyModel")
+    g.add_argument("--model", default=None, type=str, help="registered model name (MODELS), e.g. MyModel")
     g.add_argument("--if_predict_label", action="store_true",
                    help="ask the model for an image-level label (passed to its __init__ if it has that "
                         "parameter, and to forward() as if_predict_label)")
@@ -62,7 +62,7 @@ def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
 
 def _add_train_group(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--data_path", required=True,
+    g.add_argument("--data_path", default=None,
                    help="training set: ManiDataset folder, JsonDataset file or BalancedDataset JSON")
     g.add_argument("--test_data_path", default=None,
                    help="test set(s): a ManiDataset folder, a JsonDataset file or a test_datasets.json")
@@ -109,13 +109,13 @@ def build_script_parser(script: str) -> argparse.ArgumentParser:
         g.add_argument("--test_data_json", default=None,
                        help="test_datasets.json ({name: path}) or a single dataset path")
         g.add_argument("--test_data_path", default=None, help="same as --test_data_json")
-        g.add_argument("--checkpoint_path", required=True,
+        g.add_argument("--checkpoint_path", default=None,
                        help="folder of checkpoint-<epoch>.pth files (or one checkpoint file)")
     elif script in ("test_robust", "test_save_images"):
         g.add_argument("--test_data_path", default=None, help="dataset (ManiDataset folder, JsonDataset file; for saving "
                                           "also a plain folder of images)")
         g.add_argument("--test_data_json", default=None, help="same as --test_data_path")
-        g.add_argument("--checkpoint_path", required=True, help="one checkpoint file (.pth)")
+        g.add_argument("--checkpoint_path", default=None, help="one checkpoint file (.pth)")
     else:  # complexity
         g.add_argument("--test_data_path", default=None,
                        help="optional dataset whose first sample is measured (default: a synthetic one)")
@@ -126,12 +126,25 @@ def build_script_parser(script: str) -> argparse.ArgumentParser:
     return p
 
 
+_REQUIRED = {
+    "train": ("model", "data_path"),
+    "test": ("model", "checkpoint_path"),
+    "test_robust": ("model", "checkpoint_path"),
+    "test_save_images": ("model", "checkpoint_path"),
+    "test_complexity": ("model",),
+}
+
+
 def parse_script_args(script: str, argv: Optional[Sequence[str]] = None) -> Tuple[argparse.Namespace, Dict[str, Any]]:
     """Parse ``argv`` (default ``sys.argv[1:]``) for ``script``: (args, model kwargs)."""
     from ..options import parse_args_with_model
 
     parser = build_script_parser(script)
+    # required options are checked here, after parsing, so that `--help` works without them
     args, model_kwargs = parse_args_with_model(parser, argv)
+    for name in _REQUIRED[script]:
+        if not getattr(args, name):
+            parser.error(f"the option --{name} is required")
     if args.if_padding == args.if_resizing:
         parser.error("give exactly one of --if_padding (zero-pad to S×S) or --if_resizing (resize to S×S)")
     if args.log_dir is None:

@@ -1,0 +1,221 @@
+"""``benco init [base|model_zoo|backbone]``: write a project's scripts into the current folder.
+
+``base`` writes ``mymodel.py``, the five scripts, their ``.sh`` launchers, the dataset JSON
+samples and a README. ``model_zoo`` / ``backbone`` write the five scripts plus ``runs/``, one
+train / test / robustness / save-images launcher per entry of every ``recipe.json`` of the zoo
+(``IMDLBenCo/model_zoo/*/recipe.json``) or of the backbones
+(``IMDLBenCo/modules/backbones/recipe.json``). An existing file is never overwritten without
+asking (y / n / all / none); ``--yes`` and ``--skip-existing`` answer for scripts and CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+PACKAGE = Path(__file__).resolve().parent.parent
+TEMPLATES = Path(__file__).resolve().parent / "templates" / "base"
+
+SCRIPTS = ["train.py", "test.py", "test_robust.py", "test_save_images.py", "test_complexity.py"]
+DATASET_FILES = ["balanced_dataset.json", "test_datasets.json"]
+BASE_FILES = ["mymodel.py", *SCRIPTS, "train_mymodel.sh", "test_mymodel.sh", "test_robust_mymodel.sh",
+              "test_save_image_mymodel.sh", "test_complexity_mymodel.sh", *DATASET_FILES, "README-IMDLBenCo.md"]
+
+IMPORT_LINE = "from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model"
+ZOO_IMPORT_LINE = ("# from mymodel import MyModel  # TODO: import your own model here; zoo models and backbones "
+                   "need no import")
+
+#: script options that are on/off flags: ``true`` writes the flag, ``false`` leaves it out
+SCRIPT_FLAGS = {"if_padding", "if_resizing", "if_predict_label", "no_model_eval", "if_not_amp",
+                "find_unused_parameters", "pin_mem", "no_pin_mem", "skip_nonfinite_loss"}
+#: options of the training run that test scripts must not receive
+TRAIN_ONLY = {"batch_size", "epochs", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "accum_iter",
+              "test_period", "if_not_amp", "find_unused_parameters", "data_path", "resume", "clip_grad",
+              "save_period", "log_per_epoch_count", "start_epoch", "skip_nonfinite_loss"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "init", help="write the scripts of a new project into the current folder",
+        description="Write the scripts of an IMDLBenCo project into the current folder. "
+                    "base: your own model (mymodel.py + scripts); model_zoo / backbone: run scripts for "
+                    "the built-in models.",
+    )
+    p.add_argument("kind", nargs="?", default="base", choices=["base", "model_zoo", "backbone"],
+                   help="what to write (default: base)")
+    answer = p.add_mutually_exclusive_group()
+    answer.add_argument("-y", "--yes", action="store_true", help="overwrite existing files without asking")
+    answer.add_argument("--skip-existing", action="store_true",
+                        help="keep every existing file, write only the missing ones (no questions)")
+    p.set_defaults(run=run)
+
+
+class Writer:
+    """Writes files into ``root``, asking before it replaces one (y / n / all / none)."""
+
+    def __init__(self, root: Path, overwrite: Optional[bool]) -> None:
+        self.root = root
+        self.decision = {True: "all", False: "none", None: None}[overwrite]
+        self.written: List[str] = []
+        self.skipped: List[str] = []
+
+    def _may_write(self, rel: str) -> bool:
+        if self.decision == "all":
+            return True
+        if self.decision == "none":
+            return False
+        while True:
+            try:
+                reply = input(f"  {rel} already exists. Overwrite it? (y/n/all/none): ").strip().lower()
+            except EOFError:
+                print()
+                print("  no answer can be read (no terminal); keeping this and every other existing file. "
+                      "Use --yes to overwrite or --skip-existing to keep them without a question.")
+                self.decision = "none"
+                return False
+            if reply in ("y", "yes"):
+                return True
+            if reply in ("n", "no", ""):
+                return False
+            if reply in ("all", "a"):
+                self.decision = "all"
+                return True
+            if reply in ("none",):
+                self.decision = "none"
+                return False
+            print("  please answer y, n, all or none")
+
+    def write(self, rel: str, text: str, executable: bool = False) -> None:
+        target = self.root / rel
+        if target.exists() and not self._may_write(rel):
+            print(f"  kept     {rel}")
+            self.skipped.append(rel)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        existed = target.exists()
+        target.write_text(text, encoding="utf-8")
+        if executable:
+            target.chmod(target.stat().st_mode | 0o111)
+        print(f"  {'replaced' if existed else 'wrote   '} {rel}")
+        self.written.append(rel)
+
+
+def template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def script_text(name: str, with_model_import: bool) -> str:
+    text = template(name)
+    if not with_model_import:
+        text = text.replace(IMPORT_LINE, ZOO_IMPORT_LINE)
+    return text
+
+
+# ---------------------------------------------------------------------------------- recipes
+def find_recipes(kind: str) -> List[Tuple[Path, Dict[str, Any]]]:
+    """``[(file, recipe)]`` for ``model_zoo`` or ``backbone``; files that do not parse are reported."""
+    if kind == "model_zoo":
+        files = sorted((PACKAGE / "model_zoo").glob("*/recipe.json"))
+    else:
+        files = sorted((PACKAGE / "modules" / "backbones").glob("recipe*.json"))
+    recipes: List[Tuple[Path, Dict[str, Any]]] = []
+    for file in files:
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"  warning: skipping {file}: {err}", file=sys.stderr)
+            continue
+        for entry in data if isinstance(data, list) else [data]:
+            if isinstance(entry, dict) and isinstance(entry.get("model"), str):
+                recipes.append((file, entry))
+            else:
+                print(f"  warning: {file}: an entry without a \"model\" name was skipped", file=sys.stderr)
+    return recipes
+
+
+def option_lines(options: Dict[str, Any]) -> List[str]:
+    """``--name value`` lines for a recipe's options (flags only when true)."""
+    lines = []
+    for key, value in options.items():
+        if key in SCRIPT_FLAGS:
+            if value:
+                lines.append(f"--{key}")
+        elif isinstance(value, bool):
+            lines.append(f"--{key} {'true' if value else 'false'}")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"--{key} " + " ".join(shlex.quote(str(v)) for v in value))
+        elif value is not None:
+            lines.append(f"--{key} {shlex.quote(str(value))}")
+    return lines
+
+
+def run_script(recipe: Dict[str, Any], source: Path, stage: str) -> str:
+    """A torchrun launcher for ``stage`` (train, test, test_robust, save_images) of one recipe."""
+    model = recipe["model"]
+    train = dict(recipe.get("train") or {})
+    test = dict(recipe.get("test") or {k: v for k, v in train.items() if k not in TRAIN_ONLY})
+    nproc = int(recipe.get("nproc_per_node", 1) or 1)
+    script, base_dir, data, options = {
+        "train": ("train.py", f"./output_dir_{model}",
+                  ['--data_path "/path/to/train_dataset"', '--test_data_path "./test_datasets.json"'], train),
+        "test": ("test.py", f"./eval_dir_{model}",
+                 ['--test_data_json "./test_datasets.json"', f'--checkpoint_path "./output_dir_{model}/"'], test),
+        "test_robust": ("test_robust.py", f"./eval_robust_dir_{model}",
+                        ['--test_data_path "/path/to/test_dataset"',
+                         f'--checkpoint_path "./output_dir_{model}/checkpoint-best.pth"'], test),
+        "save_images": ("test_save_images.py", f"./save_img_dir_{model}",
+                        ['--test_data_path "/path/to/images_or_dataset"',
+                         f'--checkpoint_path "./output_dir_{model}/checkpoint-best.pth"'], test),
+    }[stage]
+    try:
+        where = source.relative_to(PACKAGE.parent)
+    except ValueError:
+        where = source
+    head = [f"# {stage.replace('_', ' ')} {model} with its recommended settings (from {where}).",
+            "# Run from the project folder:  sh runs/<this file>. Edit the dataset paths first."]
+    weights = recipe.get("weights") or {}
+    if weights and stage == "train":
+        head.append(f"# Weights: {weights.get('option', '')} {weights.get('file', '')} "
+                    f"(download from {weights.get('source', 'the model README')}; nothing is downloaded at run time)")
+    body = [f"--model {model}", *data, *option_lines(options),
+            "--output_dir ${base_dir}/", "--log_dir ${base_dir}/"]
+    lines = head + ["", f'base_dir="{base_dir}"', "mkdir -p ${base_dir}", "",
+                    "torchrun \\", "    --standalone \\", "    --nnodes=1 \\", f"    --nproc_per_node={nproc} \\",
+                    f"./{script} \\"]
+    lines += [f"    {line} \\" for line in body]
+    lines.append("2> ${base_dir}/error.log 1>${base_dir}/logs.log")
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> int:
+    root = Path(os.getcwd())
+    overwrite = True if args.yes else (False if args.skip_existing else None)
+    writer = Writer(root, overwrite)
+    print(f"Initializing in current working directory {root} ...")
+    if args.kind == "base":
+        for name in BASE_FILES:
+            writer.write(name, template(name), executable=name.endswith(".sh"))
+    else:
+        for name in SCRIPTS:
+            writer.write(name, script_text(name, with_model_import=False))
+        for name in DATASET_FILES + ["README-IMDLBenCo.md"]:
+            writer.write(name, template(name))
+        recipes = find_recipes(args.kind)
+        if not recipes:
+            where = "IMDLBenCo/model_zoo/*/recipe.json" if args.kind == "model_zoo" else \
+                "IMDLBenCo/modules/backbones/recipe.json"
+            print(f"  note: no recipe found ({where}); no run scripts written")
+        for source, recipe in recipes:
+            for stage, prefix in (("train", "train"), ("test", "test"), ("test_robust", "test_robust"),
+                                  ("save_images", "save_images")):
+                writer.write(f"runs/{prefix}_{recipe['model']}.sh", run_script(recipe, source, stage), executable=True)
+    print(f"Successfully initialized IMDLBenCo scripts: {len(writer.written)} file(s) written, "
+          f"{len(writer.skipped)} kept.")
+    return 0
+

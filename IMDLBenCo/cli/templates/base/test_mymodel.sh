@@ -1,0 +1,23 @@
+# Test every checkpoint-<epoch>.pth of --checkpoint_path on every set of test_datasets.json.
+# Run:  sh test_mymodel.sh   (results: log.txt, summary.json, summary.csv, TensorBoard in base_dir)
+base_dir="./eval_dir"
+mkdir -p ${base_dir}
+
+CUDA_VISIBLE_DEVICES=0 \
+torchrun \
+    --standalone \
+    --nnodes=1 \
+    --nproc_per_node=1 \
+./test.py \
+    --model MyModel \
+    --MyModel_Customized_param 100 \
+    --pre_trained_weights "/path/to/pretrained_weights.pth" \
+    --world_size 1 \
+    --test_data_json "./test_datasets.json" \
+    --checkpoint_path "./output_dir/" \
+    --test_batch_size 2 \
+    --image_size 512 \
+    --if_resizing \
+    --output_dir ${base_dir}/ \
+    --log_dir ${base_dir}/ \
+2> ${base_dir}/error.log 1>${base_dir}/logs.log

@@ -1,0 +1,23 @@
+# Test one checkpoint under the attacks listed in test_robust.py.
+# Run:  sh test_robust_mymodel.sh   (results: robustness.json and TensorBoard in base_dir)
+base_dir="./eval_robust_dir"
+mkdir -p ${base_dir}
+
+CUDA_VISIBLE_DEVICES=0 \
+torchrun \
+    --standalone \
+    --nnodes=1 \
+    --nproc_per_node=1 \
+./test_robust.py \
+    --model MyModel \
+    --MyModel_Customized_param 100 \
+    --pre_trained_weights "/path/to/pretrained_weights.pth" \
+    --world_size 1 \
+    --test_data_path "/mnt/data0/public_datasets/IML/CASIA1.0" \
+    --checkpoint_path "./output_dir/checkpoint-best.pth" \
+    --test_batch_size 2 \
+    --image_size 512 \
+    --if_resizing \
+    --output_dir ${base_dir}/ \
+    --log_dir ${base_dir}/ \
+2> ${base_dir}/error.log 1>${base_dir}/logs.log

@@ -1,0 +1,13 @@
+"""Save every predicted mask (8-bit PNG at the image's original size, in pred/) and every
+predicted label (pred_label.json) of a dataset (written by `benco init`; run it through
+test_save_image_mymodel.sh). --test_data_path may be a plain folder of images without masks.
+
+The work is done by IMDLBenCo.engine.save_images_main.
+"""
+
+from IMDLBenCo.engine import save_images_main
+
+from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
+
+if __name__ == "__main__":
+    save_images_main()

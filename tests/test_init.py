@@ -1,0 +1,146 @@
+"""`benco init`: the files it writes, the overwrite questions, the zoo run scripts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from IMDLBenCo.cli import main
+from IMDLBenCo.cli import init as init_cmd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_init_base_writes_the_project(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    for name in init_cmd.BASE_FILES:
+        assert (tmp_path / name).is_file(), name
+    assert "Successfully initialized" in capsys.readouterr().out
+    for name in init_cmd.SCRIPTS:
+        text = (tmp_path / name).read_text()
+        compile(text, name, "exec")
+        assert "from mymodel import MyModel" in text and "TODO" in text  # editable import line
+        assert text.count("_main(") == 1  # one library call: the script stays thin
+    train = (tmp_path / "train.py").read_text()
+    assert "evaluators = [" in train and "train_transform = Compose([" in train
+    assert "robustness_list = [" in (tmp_path / "test_robust.py").read_text()
+    assert json.loads((tmp_path / "test_datasets.json").read_text())
+    assert all(len(e) == 2 for e in json.loads((tmp_path / "balanced_dataset.json").read_text()))
+
+
+def test_generated_model_obeys_the_contract_and_exposes_its_options(tmp_path, monkeypatch):
+    import torch
+
+    from IMDLBenCo.engine import check_model_output
+
+    monkeypatch.chdir(tmp_path)
+    main(["init", "--yes"])
+    namespace = {"__name__": "generated_mymodel"}
+    source = (tmp_path / "mymodel.py").read_text().replace("@MODELS.register_module()", "")
+    exec(compile(source, "mymodel.py", "exec"), namespace)
+    model = namespace["MyModel"](MyModel_Customized_param=3, pre_trained_weights="")
+    batch = {"image": torch.randn(2, 3, 16, 16), "mask": (torch.rand(2, 1, 16, 16) > 0.5).float(),
+             "label": torch.ones(2, dtype=torch.long)}
+    out = model(**batch)
+    check_model_output(out, batch, training=True)
+    assert out["pred_label"].shape == (2,)
+    proc = subprocess.run([sys.executable, "train.py", "--model", "MyModel", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "--MyModel_Customized_param" in proc.stdout and "--pre_trained_weights" in proc.stdout
+
+
+def test_init_twice_keeps_edited_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["init"])
+    (tmp_path / "train.py").write_text("# my edits\n")
+    (tmp_path / "mymodel.py").unlink()
+    main(["init", "--skip-existing"])
+    assert (tmp_path / "train.py").read_text() == "# my edits\n"
+    assert (tmp_path / "mymodel.py").is_file()  # missing files are written
+    main(["init", "--yes"])
+    assert (tmp_path / "train.py").read_text() != "# my edits\n"
+
+
+def test_init_asks_before_overwriting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["init"])
+    for name in init_cmd.BASE_FILES:
+        (tmp_path / name).write_text("edited")
+    answers = iter(["n", "maybe", "y", "none"])  # mymodel.py: n; train.py: (re-asked) y; test.py: none
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    main(["init"])
+    contents = {name: (tmp_path / name).read_text() for name in init_cmd.BASE_FILES}
+    assert contents["mymodel.py"] == "edited"
+    assert contents["train.py"] != "edited"
+    assert all(contents[n] == "edited" for n in init_cmd.BASE_FILES[2:])
+    answers = iter(["all"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    main(["init"])
+    assert all((tmp_path / n).read_text() != "edited" for n in init_cmd.BASE_FILES)
+
+
+def test_init_without_a_terminal_keeps_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["init"])
+    (tmp_path / "test.py").write_text("edited")
+
+    def no_stdin(prompt=""):
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", no_stdin)
+    main(["init"])
+    assert (tmp_path / "test.py").read_text() == "edited"
+
+
+def test_init_model_zoo_writes_run_scripts_per_recipe(tmp_path, monkeypatch):
+    zoo = tmp_path / "pkg" / "model_zoo" / "foo"
+    zoo.mkdir(parents=True)
+    (zoo / "recipe.json").write_text(json.dumps({
+        "model": "Foo_Net", "nproc_per_node": 2,
+        "train": {"if_resizing": True, "if_not_amp": False, "image_size": 256, "lr": 1e-4, "use_x": False,
+                  "scales": [1, 2]},
+        "weights": {"option": "--w", "file": "w.pth", "source": "https://example.org/w.pth"},
+    }))
+    backbones = tmp_path / "pkg" / "modules" / "backbones"
+    backbones.mkdir(parents=True)
+    (backbones / "recipe.json").write_text(json.dumps([{"model": "bar"}, {"model": "srm_bar"}]))
+    monkeypatch.setattr(init_cmd, "PACKAGE", tmp_path / "pkg")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    main(["init", "model_zoo", "--yes"])
+    train = (work / "runs" / "train_Foo_Net.sh").read_text()
+    assert "--nproc_per_node=2" in train and "--model Foo_Net" in train and "--if_resizing" in train
+    assert "--if_not_amp" not in train and "--use_x false" in train and "--scales 1 2" in train
+    test = (work / "runs" / "test_Foo_Net.sh").read_text()
+    assert "--lr" not in test and "--image_size 256" in test and "./test.py" in test
+    assert {p.name for p in (work / "runs").iterdir()} == {
+        "train_Foo_Net.sh", "test_Foo_Net.sh", "test_robust_Foo_Net.sh", "save_images_Foo_Net.sh"}
+    assert "# from mymodel import MyModel" in (work / "train.py").read_text()
+    assert not (work / "mymodel.py").exists()
+    main(["init", "backbone", "--yes"])
+    assert (work / "runs" / "train_srm_bar.sh").is_file() and (work / "runs" / "save_images_bar.sh").is_file()
+
+
+def test_init_model_zoo_without_recipes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(init_cmd, "PACKAGE", tmp_path / "empty")
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "backbone", "--skip-existing"]) == 0
+    assert "no recipe found" in capsys.readouterr().out
+    assert (tmp_path / "train.py").is_file()
+
+
+def test_real_zoo_recipes_give_scripts(tmp_path, monkeypatch):
+    recipes = init_cmd.find_recipes("model_zoo")
+    if not recipes:
+        pytest.skip("no recipe.json in the zoo yet")
+    monkeypatch.chdir(tmp_path)
+    main(["init", "model_zoo", "--yes"])
+    for _, recipe in recipes:
+        assert (tmp_path / "runs" / f"train_{recipe['model']}.sh").is_file()
