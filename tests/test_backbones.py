@@ -107,7 +107,7 @@ def test_wrong_input_channels_is_a_clear_error():
 def test_random_init_warns_once(caplog):
     with caplog.at_level(logging.WARNING):
         MODELS.get("unet")(base_channels=8)
-    msgs = [r.getMessage() for r in caplog.records if "random" in r.getMessage()]
+    msgs = [r.getMessage() for r in caplog.records if "no pretrained weights" in r.getMessage()]
     assert len(msgs) == 1 and "unet" in msgs[0]
 
 
@@ -119,7 +119,7 @@ def test_pretrained_path_round_trip_and_report(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         dst = MODELS.get("bayar_unet")(base_channels=8, pretrained_path=str(path))
-    assert not [r for r in caplog.records if "random" in r.getMessage()]
+    assert not [r for r in caplog.records if "no pretrained weights" in r.getMessage()]
     for k, v in src.state_dict().items():
         assert torch.equal(v, dst.state_dict()[k]), k
 
