@@ -3,12 +3,12 @@ compatibility, options."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import pytest
 import torch
 
+from zoo_common import parse_model_kwargs, train_help
 from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 
 from IMDLBenCo.model_zoo.mesorch import Mesorch
@@ -106,16 +106,9 @@ def test_one_warning_without_weights(caplog):
     assert len(warnings) == 1 and "conv_pretrain_path" in warnings[0].getMessage()
 
 
-def test_help_lists_options(capsys):
-    from IMDLBenCo.options import parse_args_with_model
-
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--model", default=None)
-    with pytest.raises(SystemExit):
-        parse_args_with_model(p, ["--model", "Mesorch", "--help"])
-    text = capsys.readouterr().out
+def test_help_lists_options():
+    text = train_help("Mesorch")
     for opt in ("--seg_pretrain_path", "--conv_pretrain", "--conv_pretrain_path"):
         assert opt in text
     # IMDL-BenCo's scripts pass --conv_pretrain True
-    _, kwargs = parse_args_with_model(p, ["--model", "Mesorch", "--conv_pretrain", "True"])
-    assert kwargs["conv_pretrain"] is True
+    assert parse_model_kwargs("Mesorch", ["--conv_pretrain", "True"])["conv_pretrain"] is True

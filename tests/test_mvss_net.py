@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import pytest
 import torch
 
+from zoo_common import parse_model_kwargs, train_help
 from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 
 from IMDLBenCo.model_zoo.mvss_net.mvss_net import BayarConv2d, MVSSNet, dice_loss
@@ -117,15 +117,9 @@ def test_base_weights_load_into_both_streams(tmp_path, model):
     assert torch.all(m.noise_extractor.model.layer4[0].conv1.weight == 0.5)
 
 
-def test_help_lists_options(capsys):
-    from IMDLBenCo.options import parse_args_with_model
-
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--model", default=None)
-    with pytest.raises(SystemExit):
-        parse_args_with_model(p, ["--model", "MVSSNet", "--help"])
-    text = capsys.readouterr().out
+def test_help_lists_options():
+    text = train_help("MVSSNet")
     for opt in ("--nclass", "--sobel", "--if_label", "--constrain", "--pretrained_base", "--resnet50_weights"):
         assert opt in text
-    _, kwargs = parse_args_with_model(p, ["--model", "MVSSNet", "--no-pretrained_base", "--aux", "true"])
+    kwargs = parse_model_kwargs("MVSSNet", ["--no-pretrained_base", "--aux", "true"])
     assert kwargs["pretrained_base"] is False and kwargs["aux"] is True

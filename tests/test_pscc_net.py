@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import pytest
 import torch
 
+from zoo_common import parse_model_kwargs, train_help
 from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 
 from IMDLBenCo.model_zoo.pscc_net import PSCC_Net, convert_official_checkpoints
@@ -103,14 +103,8 @@ def test_pretrained_backbone_and_official_converter(tmp_path, caplog):
     torch.testing.assert_close(m.SegNet.getmask1.phi.weight, ref.SegNet.getmask1.phi.weight)
 
 
-def test_help_lists_options(capsys):
-    from IMDLBenCo.options import parse_args_with_model
-
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--model", default=None)
-    with pytest.raises(SystemExit):
-        parse_args_with_model(p, ["--model", "PSCC_Net", "--help"])
-    text = capsys.readouterr().out
+def test_help_lists_options():
+    text = train_help("PSCC_Net")
     assert "--input_size" in text and "--pretrain_path" in text
-    _, kwargs = parse_args_with_model(p, ["--model", "PSCC_Net", "--input_size", "512"])
+    kwargs = parse_model_kwargs("PSCC_Net", ["--input_size", "512"])
     assert kwargs["input_size"] == 512 and kwargs.get("pretrain_path") is None

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...registry import MODELS
+from ..pscc_net.hrnet import Bottleneck  # the same residual block (torchvision key names)
 
 logger = logging.getLogger(__name__)
 
@@ -33,29 +34,10 @@ __all__ = ["MVSSNet", "BayarConv2d", "dice_loss"]
 
 
 # ------------------------------------------------------------------ ResNet-50 (dilated last stage)
-class Bottleneck(nn.Module):
-    """ResNet bottleneck (1x1, 3x3 with optional dilation, 1x1; expansion 4)."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-                 dilation: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+def _bottleneck(inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+                dilation: int = 1) -> nn.Module:
+    """torchvision-style ResNet bottleneck (BatchNorm momentum 0.1), optionally dilated."""
+    return Bottleneck(inplanes, planes, stride, downsample, dilation=dilation, bn_momentum=0.1)
 
 
 class DilatedResNet50(nn.Module):
@@ -89,9 +71,9 @@ class DilatedResNet50(nn.Module):
             downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
                                        nn.BatchNorm2d(planes * 4))
         rates = list(dilations) or [1] * blocks
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample, rates[0])]
+        layers = [_bottleneck(self.inplanes, planes, stride, downsample, rates[0])]
         self.inplanes = planes * 4
-        layers += [Bottleneck(self.inplanes, planes, dilation=rates[i]) for i in range(1, blocks)]
+        layers += [_bottleneck(self.inplanes, planes, dilation=rates[i]) for i in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def features(self, x: torch.Tensor) -> List[torch.Tensor]:

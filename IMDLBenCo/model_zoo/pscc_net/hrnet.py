@@ -52,21 +52,24 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 -> 3x3 -> 1x1 residual block; ``expansion`` output/planes ratio (4 in HRNet, 2 in the
-    detection head)."""
+    """ResNet/HRNet bottleneck: 1x1 -> 3x3 (optionally dilated) -> 1x1, residual, ReLU.
+
+    ``expansion``: output/planes ratio (4 in ResNet and HRNet, 2 in PSCC-Net's detection head);
+    ``bn_momentum``: HRNet uses 0.01, torchvision's ResNet 0.1. Key names are torchvision's.
+    """
 
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-                 expansion: Optional[int] = None) -> None:
+                 expansion: Optional[int] = None, dilation: int = 1, bn_momentum: float = BN_MOMENTUM) -> None:
         super().__init__()
         exp = self.expansion if expansion is None else expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = _bn(planes)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=bn_momentum)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=bn_momentum)
         self.conv3 = nn.Conv2d(planes, planes * exp, 1, bias=False)
-        self.bn3 = _bn(planes * exp)
+        self.bn3 = nn.BatchNorm2d(planes * exp, momentum=bn_momentum)
         self.relu = nn.ReLU()
         self.downsample = downsample
 
