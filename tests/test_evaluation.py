@@ -289,3 +289,18 @@ def test_eval_sampler_defaults_and_errors():
     s.set_epoch(3)
     with pytest.raises(ValueError, match="rank"):
         EvalSampler(range(5), num_replicas=2, rank=2)
+
+
+def test_torch_code_path_matches_sklearn(monkeypatch):
+    # GPUs use the torch kernels (torch.sort, torch.bincount); run them on CPU here.
+    from IMDLBenCo.evaluation import _prepare
+
+    monkeypatch.setattr(_prepare, "USE_NUMPY_ON_CPU", False)
+    for quantise in (None, 10):
+        data = random_set(n=7, quantise=quantise, seed=11)
+        torch_path = run_evaluators(all_evaluators(), *data, batch_size=3)
+        assert_matches(torch_path, reference(*data))
+        monkeypatch.setattr(_prepare, "USE_NUMPY_ON_CPU", True)
+        numpy_path = run_evaluators(all_evaluators(), *data, batch_size=3)
+        monkeypatch.setattr(_prepare, "USE_NUMPY_ON_CPU", False)
+        assert all(torch_path[k] == numpy_path[k] or math.isnan(numpy_path[k]) for k in numpy_path)

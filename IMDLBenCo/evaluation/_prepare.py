@@ -30,6 +30,11 @@ _SENTINEL = 0x7FFFFFFF  # larger than every packed key of a value in [0, 1] (<= 
 HIST_BINS = 1 << 16
 
 
+#: CPU tensors go through numpy (faster there); tests turn this off to run the torch code path,
+#: the one used on GPUs, on CPU.
+USE_NUMPY_ON_CPU = True
+
+
 class InputError(ValueError):
     """Raised when an evaluator gets inputs of the wrong kind; the message says what to do."""
 
@@ -50,8 +55,11 @@ def check_probabilities(t: torch.Tensor, metric: str, where: str) -> None:
                          f"got dtype {t.dtype}.")
     if t.numel() == 0:
         return
-    lo, hi = torch.aminmax(t.detach())
-    lo, hi = float(lo), float(hi)
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        arr = t.detach().numpy()  # single-threaded SIMD min/max: no thread start-up cost on small CPUs
+        lo, hi = float(arr.min()), float(arr.max())
+    else:
+        lo, hi = (float(x) for x in torch.aminmax(t.detach()))
     if lo != lo or hi != hi:
         raise InputError(f"{metric}: {where} contains NaN; expected probabilities in [0, 1]. "
                          f"Check the model for numerical problems (e.g. training with a too high LR).")
@@ -147,7 +155,7 @@ class PixelBatch:
         check_probabilities(pred, metric, "outputs['pred_mask']")
         b = pred.shape[0]
         self.device = pred.device
-        self.on_cpu = self.device.type == "cpu"
+        self.on_cpu = self.device.type == "cpu" and USE_NUMPY_ON_CPU
 
         def flat(t: torch.Tensor) -> Any:
             t = t.detach().reshape(b, -1).to(self.device)
@@ -191,34 +199,54 @@ class PixelBatch:
         return c
 
     # -- sorted keys -----------------------------------------------------------
+    def _pack_and_sort_row(self, i: int) -> None:
+        """CPU: pack image ``i``'s keys into ``self._sorted[i]`` and sort them in place."""
+        np = _np()
+        row = self._sorted[i]
+        np.bitwise_and(self.pred[i].view(np.int32), 0x7FFFFFFF, out=row)  # -0.0 -> +0.0
+        np.left_shift(row, 1, out=row)
+        np.bitwise_or(row, self.pos[i], out=row)
+        if self.valid is not None:
+            np.copyto(row, _SENTINEL, where=~self.valid[i])
+        row.sort()
+
     def sorted_keys(self) -> Any:
         """(B, L) int32 packed keys ``bits(p) << 1 | positive`` sorted per image, padding last.
 
-        numpy on CPU (its vectorised integer sort is ~25x faster than ``torch.sort`` there),
-        a tensor on the input's device otherwise.
+        numpy on CPU (its vectorised integer sort is ~25x faster than ``torch.sort`` there), a
+        tensor on the input's device otherwise. (Sorting images on a thread pool was measured
+        slower on the shared 2-core machine, so CPU work is single-threaded.)
         """
         if self._sorted is None:
-            if self.on_cpu:
-                np = _np()
-                keys = np.bitwise_and(self.pred.view(np.int32), 0x7FFFFFFF)  # -0.0 -> +0.0
-                np.left_shift(keys, 1, out=keys)
-                np.bitwise_or(keys, self.pos, out=keys)
-                if self.valid is not None:
-                    np.copyto(keys, _SENTINEL, where=~self.valid)
-                keys.sort(axis=-1)
-            else:
+            self._per_image(None)
+        return self._sorted
+
+    def _per_image(self, fn: Any) -> Optional[torch.Tensor]:
+        """``fn(ops, sorted valid keys, n_pos)`` per image as a (B,) float64 tensor; sorts first if needed.
+
+        On CPU the image's sort and ``fn`` run back to back, while its keys are still in cache.
+        """
+        nv, npos = self.n_valid.tolist(), self.n_pos.tolist()
+        if self.on_cpu:
+            need_sort = self._sorted is None
+            if need_sort:
+                self._sorted = _np().empty(self.pred.shape, _np().int32)
+
+            def task(i: int) -> Optional[float]:
+                if need_sort:
+                    self._pack_and_sort_row(i)
+                return None if fn is None else fn(_NUMPY, self._sorted[i, : nv[i]], npos[i])
+
+            vals = [task(i) for i in range(len(nv))]
+        else:
+            if self._sorted is None:
                 keys = ((self.pred.view(torch.int32) & 0x7FFFFFFF) << 1) | self.pos.to(torch.int32)
                 if self.valid is not None:
                     keys.masked_fill_(~self.valid, _SENTINEL)
-                keys = torch.sort(keys, dim=-1).values
-            self._sorted = keys
-        return self._sorted
-
-    def _per_image(self, fn: Any) -> torch.Tensor:
-        srt = self.sorted_keys()
-        nv, npos = self.n_valid.tolist(), self.n_pos.tolist()
-        ops = _NUMPY if self.on_cpu else _TORCH
-        vals = [fn(ops, srt[i, : nv[i]], npos[i]) for i in range(len(nv))]
+                self._sorted = torch.sort(keys, dim=-1).values
+            vals = [None if fn is None else fn(_TORCH, self._sorted[i, : nv[i]], npos[i]) for i in range(len(nv))]
+        if fn is None:
+            return None
         return torch.tensor(vals, dtype=torch.float64, device=self.device)
 
     def auc(self) -> torch.Tensor:
@@ -236,24 +264,28 @@ class PixelBatch:
     def histogram(self) -> torch.Tensor:
         """(2, HIST_BINS) int64 counts of valid pixels per score bin: row 0 negatives, row 1 positives.
 
-        Bin of a score p: ``min(floor(p * HIST_BINS), HIST_BINS - 1)`` (exact in float32).
+        Bin of a score p: ``min(floor(p * HIST_BINS), HIST_BINS - 1)``; exact in float32 because
+        HIST_BINS is a power of two. One ``bincount`` over ``bin << 1 | positive``.
         """
         if self._hist is None:
             k = HIST_BINS
             if self.on_cpu:
                 np = _np()
-                idx = np.multiply(self.pred, np.float32(k)).astype(np.int32)
-                np.minimum(idx, k - 1, out=idx)
-                idx[self.pos] += k
-                if self.valid is not None:
-                    idx = idx[self.valid]
-                hist = torch.from_numpy(np.bincount(idx.reshape(-1), minlength=2 * k).astype(np.int64))
+
+                idx = np.empty(self.pred.shape, np.int32)
+                np.multiply(self.pred, np.float32(k), out=idx, casting="unsafe")  # truncation = floor
+                np.left_shift(idx, 1, out=idx)
+                np.bitwise_or(idx, self.pos, out=idx)
+                idx = idx.reshape(-1) if self.valid is None else idx[self.valid]
+                hist = torch.from_numpy(np.bincount(idx, minlength=2 * k + 2).astype(np.int64, copy=False))
             else:
-                idx = (self.pred * k).to(torch.int64).clamp_(max=k - 1) + self.pos.to(torch.int64) * k
+                idx = ((self.pred * k).to(torch.int64) << 1) | self.pos.to(torch.int64)
                 if self.valid is not None:
                     idx = idx[self.valid]
-                hist = torch.bincount(idx.reshape(-1), minlength=2 * k)
-            self._hist = hist.reshape(2, k)
+                hist = torch.bincount(idx.reshape(-1), minlength=2 * k + 2)
+            hist = hist.reshape(k + 1, 2)
+            hist[k - 1] += hist[k]  # p == 1.0 goes to the last bin
+            self._hist = hist[:k].t().contiguous()
         return self._hist
 
 

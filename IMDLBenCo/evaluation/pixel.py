@@ -219,19 +219,23 @@ class PixelAUC(Evaluator):
 
 
 def histogram_auc(hist: torch.Tensor) -> tuple:
-    """``(auc, error_bound)`` from (2, K) negative/positive counts per ascending score bin."""
-    neg, pos = hist[0].cpu().tolist(), hist[1].cpu().tolist()
-    n_neg, n_pos = sum(neg), sum(pos)
+    """``(auc, error_bound)`` from (2, K) negative/positive counts per ascending score bin.
+
+    Pairs in a lower bin count 1, pairs in the same bin 1/2; integer arithmetic, exact.
+    """
+    h = hist.detach().cpu().to(torch.int64)
+    neg, pos = h[0], h[1]
+    n_neg, n_pos = int(neg.sum()), int(pos.sum())
     if n_neg == 0 or n_pos == 0:
         return float("nan"), float("nan")
-    below = 0  # negatives in lower bins
-    twice_pairs = 0  # 2 * (#neg < pos + 0.5 #same bin), integer
-    same = 0
-    for ng, ps in zip(neg, pos):
-        if ps:
-            twice_pairs += ps * (2 * below + ng)
-            same += ps * ng
-        below += ng
+    below = torch.cumsum(neg, 0) - neg  # negatives in lower bins
+    if n_neg * n_pos < 2 ** 61:  # int64 sums cannot overflow
+        twice_pairs = int((pos * (2 * below + neg)).sum())
+        same = int((pos * neg).sum())
+    else:  # beyond ~10^18 pixel pairs: Python integers
+        p, b, n = pos.tolist(), below.tolist(), neg.tolist()
+        twice_pairs = sum(pi * (2 * bi + ni) for pi, bi, ni in zip(p, b, n))
+        same = sum(pi * ni for pi, ni in zip(p, n))
     den = n_pos * n_neg
     return twice_pairs / (2 * den), same / (2 * den)
 
