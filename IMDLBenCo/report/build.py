@@ -135,11 +135,20 @@ def _kv_table(data: Dict[str, Any]) -> str:
 
 
 def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(_plain(v) for v in value)
     if isinstance(value, dict):
         return "; ".join(f"{k}={_plain(v)}" for k, v in value.items())
     return str(value)
+
+
+def _natural_sorted(names: Iterable[str]) -> List[str]:
+    """checkpoint-2 before checkpoint-10."""
+    import re
+
+    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
 def _definition(metric: str, run: RunFolder, definitions: Dict[str, str]) -> str:
@@ -221,7 +230,7 @@ def _training_section(page: _Page, run: RunFolder, prefix: str) -> None:
         page.add('<div class="cards">' + "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{html.escape(k)}</div></div>' for k, v in cards) + "</div>")
     page.img(plot_training(run, page.asset(f"{prefix}_training")), "training losses and learning rate")
     if run.checkpoints:
-        page.add(f'<p class="muted">checkpoints: {html.escape(", ".join(run.checkpoints))}</p>')
+        page.add(f'<p class="muted">checkpoints: {html.escape(", ".join(_natural_sorted(run.checkpoints)))}</p>')
 
 
 def _robustness_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str) -> None:
@@ -236,7 +245,9 @@ def _robustness_section(page: _Page, run: RunFolder, definitions: Dict[str, str]
     by_attack: Dict[str, List[dict]] = {}
     for result in rob.get("results", []):
         if isinstance(result, dict):
-            by_attack.setdefault(str(result.get("attack", "?")), []).append(result)
+            # several test sets: one table and plot per (set, attack)
+            key = str(result.get("attack", "?")) if "set" not in result else f'{result["set"]} · {result.get("attack", "?")}'
+            by_attack.setdefault(key, []).append(result)
     metrics = sorted({m for results in by_attack.values() for r in results for m in (r.get("metrics") or {})})
     for attack, results in by_attack.items():
         rows = [[html.escape(str(r.get("param")))] + [f'<td class="num">{format_value((r.get("metrics") or {}).get(m))}</td>' for m in metrics] for r in results]
@@ -301,12 +312,15 @@ def _complexity_section(page: _Page, run: RunFolder) -> None:
 
 
 def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: List[str], definitions: Dict[str, str]) -> None:
-    heads = [(label, run.headline_metrics()) for label, run in zip(labels, runs)]
+    with_epochs = [bool(run.metrics_over_epochs()) for run in runs]
+    # a robustness folder's clean row joins the table only when no run has per-epoch metrics:
+    # its dataset is named by path, so its rows would never line up with the test sets
+    heads = [(label, run.headline_metrics()) for label, run, has in zip(labels, runs, with_epochs) if has or not any(with_epochs)]
     heads = [(label, h) for label, h in heads if h]
     if len(heads) < 2:
         return
     page.section("compare", "Side by side")
-    page.add('<p class="muted">last evaluated epoch of every run (robustness runs: the clean setting); the best value of each row in green</p>')
+    page.add('<p class="muted">last evaluated epoch of every run; the best value of each row in green</p>')
     keys = sorted({(s, m) for _, h in heads for s, metrics in h.items() for m in metrics})
     rows = []
     for set_name, metric in keys:
@@ -339,7 +353,7 @@ def _summary_cards(runs: Sequence[RunFolder]) -> str:
     cards: List[Tuple[str, str]] = []
     for run in runs:
         for set_name, metrics in run.headline_metrics().items():
-            for metric in ("pixel_f1", "pixel_auc", "image_auc", "image_accuracy"):
+            for metric in ("pixel_f1", "image_auc"):
                 if metric in metrics and len(cards) < 8:
                     cards.append((f"{metric} · {set_name} · {run.name}", format_value(metrics[metric][1])))
         if run.complexity and isinstance(run.complexity.get("params"), (int, float)):

@@ -151,7 +151,8 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
     import numpy as np
     from PIL import Image
 
-    red = np.array([230.0, 30.0, 30.0], dtype=np.float32)
+    red = np.array([230.0, 30.0, 30.0], dtype=np.float32)  # ground truth
+    cyan = np.array([0.0, 220.0, 255.0], dtype=np.float32)  # prediction: a different colour, so the two are not confused
     for index, item in enumerate(items):
         files: Dict[str, str] = {}
         base = None
@@ -185,6 +186,6 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
             save("gt", base * 0.8)  # authentic: nothing to overlay
         if pred is not None:
             alpha = 0.7 * pred[..., None]
-            save("pred", base * (1 - alpha) + red * alpha)
+            save("pred", base * (1 - alpha) + cyan * alpha)
             save("bin", np.repeat((pred > threshold)[..., None] * 255.0, 3, axis=2))
         item.files = files

@@ -78,20 +78,35 @@ def plot_training(run: RunFolder, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def plot_metrics_over_epochs(set_name: str, metrics: Dict[str, Series], path: Path) -> Optional[Path]:
-    """Every metric of one test set over epochs (checkpoints)."""
-    if not metrics or max(len(s) for s in metrics.values()) < 1:
-        return None
+def _split_levels(metrics: Dict[str, Series]) -> List[Tuple[str, Dict[str, Series]]]:
+    """Pixel-level and image-level metrics in separate panels; diagnostics (error bounds) left out."""
+    shown = {k: v for k, v in metrics.items() if "error_bound" not in k and v}
+    image = {k: v for k, v in shown.items() if k.startswith("image")}
+    pixel = {k: v for k, v in shown.items() if k not in image}
+    return [(title, group) for title, group in (("pixel level", pixel), ("image level", image)) if group]
+
+
+def _metric_panels(panels: List[Tuple[str, Dict[str, Series]]], xlabel: str, title: str, path: Path, integer_x: bool):
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for metric, series in sorted(metrics.items()):
-        ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=metric)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(_integer_ticks())
-    ax.set_ylabel("value")
-    ax.set_title(f"metrics over epochs: {set_name}")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 3.4), squeeze=False)
+    for ax, (panel, metrics) in zip(axes[0], panels):
+        for metric, series in sorted(metrics.items()):
+            series = sorted(series)
+            ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=metric)
+        ax.set_xlabel(xlabel)
+        if integer_x:
+            ax.xaxis.set_major_locator(_integer_ticks())
+        ax.set_title(f"{title}, {panel}")
+        ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_metrics_over_epochs(set_name: str, metrics: Dict[str, Series], path: Path) -> Optional[Path]:
+    """Every metric of one test set over epochs (checkpoints): pixel-level and image-level panels."""
+    panels = _split_levels(metrics)
+    if not panels:
+        return None
+    return _metric_panels(panels, "epoch", set_name, path, integer_x=True)
 
 
 def _param_value(param) -> float:
@@ -105,18 +120,10 @@ def plot_robustness(attack: str, results: Sequence[dict], path: Path) -> Optiona
         for metric, value in (result.get("metrics") or {}).items():
             if isinstance(value, (int, float)):
                 metrics.setdefault(metric, []).append((_param_value(result.get("param")), float(value)))
-    if not metrics:
+    panels = _split_levels(metrics)
+    if not panels:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for metric, series in sorted(metrics.items()):
-        series.sort()
-        ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=metric)
-    ax.set_xlabel(f"{attack} strength (0 = clean)")
-    ax.set_ylabel("value")
-    ax.set_title(f"robustness: {attack}")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _save(fig, path)
+    return _metric_panels(panels, f"{attack} strength (0 = clean)", attack, path, integer_x=False)
 
 
 def plot_comparison(metric: str, runs: Dict[str, Dict[str, Series]], path: Path) -> Optional[Path]:
