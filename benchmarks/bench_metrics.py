@@ -15,6 +15,7 @@ the same images to check the values. Prints ms/image for each evaluator and the 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Dict, List
 
@@ -43,9 +44,14 @@ def make_data(n: int, size: int, seed: int, quantised: bool):
     return preds, masks, labels, scores
 
 
+def _add(acc, t0: float, c0: float) -> None:
+    acc[0] += time.perf_counter() - t0
+    acc[1] += time.process_time() - c0
+
+
 def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) -> Dict[str, float]:
     """Seconds spent in each evaluator's update + compute over all batches."""
-    spent = {type(e).__name__: 0.0 for e in evaluators}
+    spent = {type(e).__name__: [0.0, 0.0] for e in evaluators}  # [wall s, CPU s]
     for e in evaluators:
         e.reset()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -57,15 +63,15 @@ def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) 
     sync()
     for out, bt in batches:
         for e in evaluators:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             e.update(out, bt)
             sync()
-            spent[type(e).__name__] += time.perf_counter() - t0
+            _add(spent[type(e).__name__], t0, c0)
     results = {}
     for e in evaluators:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results.update(e.compute())
-        spent[type(e).__name__] += time.perf_counter() - t0
+        _add(spent[type(e).__name__], t0, c0)
     return spent, results
 
 
@@ -73,8 +79,8 @@ def run_sklearn(preds, masks, labels, scores):
     from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
                                  jaccard_score, roc_auc_score)
 
-    spent = {"PixelF1": 0.0, "PixelIOU": 0.0, "PixelAccuracy": 0.0, "PixelAUC": 0.0}
-    vals: Dict[str, List[float]] = {k: [] for k in spent}
+    spent = {k: [0.0, 0.0] for k in ("PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC", "image (5 metrics)")}
+    vals: Dict[str, List[float]] = {k: [] for k in ("PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC")}
     fns = {"PixelF1": f1_score, "PixelIOU": jaccard_score, "PixelAccuracy": accuracy_score}
     for i in range(preds.shape[0]):
         y = masks[i].reshape(-1).numpy() > 0.5
@@ -82,17 +88,17 @@ def run_sklearn(preds, masks, labels, scores):
             continue
         p = preds[i].reshape(-1).numpy()
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             vals[name].append(fn(y, p > 0.5))
-            spent[name] += time.perf_counter() - t0
-        t0 = time.perf_counter()
+            _add(spent[name], t0, c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         vals["PixelAUC"].append(roc_auc_score(y, p))
-        spent["PixelAUC"] += time.perf_counter() - t0
+        _add(spent["PixelAUC"], t0, c0)
     y, s = labels.numpy(), scores.numpy()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     img = {"image_f1": f1_score(y, s > 0.5), "image_auc": roc_auc_score(y, s), "image_accuracy": accuracy_score(y, s > 0.5),
            "image_ap": average_precision_score(y, s), "image_balanced_accuracy": balanced_accuracy_score(y, s > 0.5)}
-    spent["image (5 metrics)"] = time.perf_counter() - t0
+    _add(spent["image (5 metrics)"], t0, c0)
     means = {"pixel_f1": np.mean(vals["PixelF1"]), "pixel_iou": np.mean(vals["PixelIOU"]),
              "pixel_accuracy": np.mean(vals["PixelAccuracy"]), "pixel_auc": np.mean(vals["PixelAUC"]), **img}
     return spent, means
@@ -123,27 +129,32 @@ def main() -> None:
           f"device {args.device}, torch threads {torch.get_num_threads()}")
 
     run_ours(evaluators(), preds[:16], masks[:16], labels[:16], scores[:16], args.batch, args.device)  # warm-up
-    best: Dict[str, float] = {}
+    best: Dict[str, list] = {}
     for _ in range(args.repeat):
         spent, _ = run_ours(evaluators(), preds, masks, labels, scores, args.batch, args.device)
-        best = {k: min(v, best.get(k, float("inf"))) for k, v in spent.items()}
+        best = {k: [min(a, b) for a, b in zip(v, best.get(k, [float("inf")] * 2))] for k, v in spent.items()}
 
     k = min(args.sklearn_images, n)
     sk_spent, sk_vals = run_sklearn(preds[:k], masks[:k], labels[:k], scores[:k])
     _, our_vals = run_ours(evaluators(), preds[:k], masks[:k], labels[:k], scores[:k], args.batch, args.device)
 
-    print(f"\n{'evaluator':<22}{'ours ms/img':>12}{'sklearn ms/img':>16}{'ratio':>10}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; wall = elapsed time, CPU = process "
+          f"CPU time (all threads; robust when other processes share the cores). Ours: best of {args.repeat}.")
+    print(f"\n{'evaluator':<20}{'ours wall':>10}{'ours CPU':>10}{'sk wall':>10}{'sk CPU':>10}"
+          f"{'ratio wall':>12}{'ratio CPU':>11}   (ms/image)")
+
+    def row(name: str, ours: list, sk: list) -> None:
+        o = [x / n * 1e3 for x in ours]
+        r = [x / k * 1e3 for x in sk]
+        print(f"{name:<20}{o[0]:>10.3f}{o[1]:>10.3f}{r[0]:>10.2f}{r[1]:>10.2f}{r[0] / o[0]:>11.0f}x{r[1] / o[1]:>10.0f}x")
+
     pix = ["PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC"]
     for name in pix:
-        ours, sk = best[name] / n * 1e3, sk_spent[name] / k * 1e3
-        print(f"{name:<22}{ours:>12.3f}{sk:>16.2f}{sk / ours:>9.0f}x")
-    ours_pix = sum(best[p] for p in pix) / n * 1e3
-    sk_pix = sum(sk_spent[p] for p in pix) / k * 1e3
-    print(f"{'4 pixel metrics':<22}{ours_pix:>12.3f}{sk_pix:>16.2f}{sk_pix / ours_pix:>9.0f}x")
+        row(name, best[name], sk_spent[name])
+    total = lambda d, names: [sum(d[p][i] for p in names) for i in (0, 1)]  # noqa: E731
+    row("4 pixel metrics", total(best, pix), total(sk_spent, pix))
     img_names = ["ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy"]
-    ours_img = sum(best[p] for p in img_names) / n * 1e3
-    sk_img = sk_spent["image (5 metrics)"] / k * 1e3
-    print(f"{'5 image metrics':<22}{ours_img:>12.4f}{sk_img:>16.4f}{sk_img / ours_img:>9.1f}x")
+    row("5 image metrics", total(best, img_names), sk_spent["image (5 metrics)"])
 
     print(f"\nvalues on the first {k} images (ours vs scikit-learn):")
     worst = 0.0

@@ -272,12 +272,14 @@ class PixelBatch:
             if self.on_cpu:
                 np = _np()
 
-                idx = np.empty(self.pred.shape, np.int32)
-                np.multiply(self.pred, np.float32(k), out=idx, casting="unsafe")  # truncation = floor
-                np.left_shift(idx, 1, out=idx)
-                np.bitwise_or(idx, self.pos, out=idx)
-                idx = idx.reshape(-1) if self.valid is None else idx[self.valid]
-                hist = torch.from_numpy(np.bincount(idx, minlength=2 * k + 2).astype(np.int64, copy=False))
+                total = np.zeros(2 * k + 2, np.int64)
+                idx = np.empty(self.pred.shape[1], np.int64)  # int64: bincount would copy int32 input
+                for i in range(self.pred.shape[0]):  # row by row: the index stays in cache
+                    np.multiply(self.pred[i], np.float32(k), out=idx, casting="unsafe")  # truncation = floor
+                    np.left_shift(idx, 1, out=idx)
+                    np.bitwise_or(idx, self.pos[i], out=idx)
+                    total += np.bincount(idx if self.valid is None else idx[self.valid[i]], minlength=2 * k + 2)
+                hist = torch.from_numpy(total)
             else:
                 idx = ((self.pred * k).to(torch.int64) << 1) | self.pos.to(torch.int64)
                 if self.valid is not None:
