@@ -16,6 +16,7 @@ torchrun \
     --test_data_json "./test_datasets.json" \
     --checkpoint_path "./output_dir/" \
     --test_batch_size 2 \
+    --num_workers 4 \
     --image_size 512 \
     --if_resizing \
     --output_dir ${base_dir}/ \

@@ -17,6 +17,7 @@ torchrun \
     --test_data_path "/mnt/data0/public_datasets/IML/CASIA1.0" \
     --checkpoint_path "./output_dir/checkpoint-best.pth" \
     --test_batch_size 2 \
+    --num_workers 4 \
     --image_size 512 \
     --if_resizing \
     --output_dir ${base_dir}/ \
