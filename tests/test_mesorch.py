@@ -64,6 +64,24 @@ def test_params_and_strict_load(model):
     model.load_state_dict(manifest_state_dict("Mesorch"), strict=True)
 
 
+@pytest.mark.slow
+def test_full_size_forward_and_amp(model):
+    """Recommended size (512) in evaluation, and a bfloat16-autocast training step."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 512, 512))
+    assert out["pred_mask"].shape == (1, 1, 512, 512)
+    model.train()
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 10:30, 20:50] = 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(1, 3, 64, 64), mask)
+    assert torch.isfinite(out["backward_loss"])
+    out["backward_loss"].backward()
+    assert torch.isfinite(model.gate.conv1.weight.grad).all()
+    model.zero_grad(set_to_none=True)
+
+
 def test_pretrained_files_load_with_widened_stems(tmp_path, caplog, model):
     # runs after the tests that use the module's model: it overwrites its weights
     ref = model

@@ -123,3 +123,20 @@ def test_help_lists_options():
         assert opt in text
     kwargs = parse_model_kwargs("MVSSNet", ["--no-pretrained_base", "--aux", "true"])
     assert kwargs["pretrained_base"] is False and kwargs["aux"] is True
+
+
+@pytest.mark.slow
+def test_full_size_forward_and_amp(model):
+    """Recommended size (512) in evaluation, and a bfloat16-autocast training step."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 512, 512))
+    assert out["pred_mask"].shape == (1, 1, 512, 512)
+    model.train()
+    image, mask, edge, label = _batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(image, mask, edge, label)
+    assert torch.isfinite(out["backward_loss"])
+    out["backward_loss"].backward()
+    assert torch.isfinite(model.head.conv_p1[0].weight.grad).all()
+    model.zero_grad(set_to_none=True)

@@ -108,3 +108,12 @@ def test_help_lists_options():
     assert "--input_size" in text and "--pretrain_path" in text
     kwargs = parse_model_kwargs("PSCC_Net", ["--input_size", "512"])
     assert kwargs["input_size"] == 512 and kwargs.get("pretrain_path") is None
+
+
+@pytest.mark.slow
+def test_full_size_forward(model):
+    """Recommended size (256) in evaluation: masks at 256/128/64/32, output at the input size."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 256, 256))
+    assert out["pred_mask"].shape == (2, 1, 256, 256) and out["pred_label"].shape == (2,)
