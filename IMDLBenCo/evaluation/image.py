@@ -85,14 +85,17 @@ class _ImageMetric(Evaluator):
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         return {self.name: self._value(states["scores"], states["labels"].bool())}
 
-    def _confusion(self, scores: torch.Tensor, labels: torch.Tensor) -> Tuple[int, int, int, int]:
+    def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
+        """Thresholded metrics: NaN without images, else ``_from_counts`` of the confusion counts."""
+        if labels.numel() == 0:
+            return float("nan")
         hit = scores > self.threshold
         tp = int((hit & labels).sum())
         fp = int((hit & ~labels).sum())
         fn = int((~hit & labels).sum())
-        return tp, fp, fn, int(labels.numel()) - tp - fp - fn
+        return self._from_counts(tp, fp, fn, int(labels.numel()) - tp - fp - fn)
 
-    def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
+    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
         raise NotImplementedError
 
     def definitions(self) -> Dict[str, str]:
@@ -108,10 +111,7 @@ class ImageF1(_ImageMetric):
     base_name = "image_f1"
     description = "F1 = 2TP/(2TP+FP+FN) (0 if no positive label or prediction)"
 
-    def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
-        if labels.numel() == 0:
-            return float("nan")
-        tp, fp, fn, _ = self._confusion(scores, labels)
+    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
         den = 2 * tp + fp + fn
         return 2 * tp / den if den else 0.0
 
@@ -122,11 +122,8 @@ class ImageAccuracy(_ImageMetric):
     base_name = "image_accuracy"
     description = "accuracy = (TP+TN)/N"
 
-    def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
-        if labels.numel() == 0:
-            return float("nan")
-        tp, _, _, tn = self._confusion(scores, labels)
-        return (tp + tn) / labels.numel()
+    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
+        return (tp + tn) / (tp + fp + fn + tn)
 
 
 class ImageBalancedAccuracy(_ImageMetric):
@@ -137,10 +134,7 @@ class ImageBalancedAccuracy(_ImageMetric):
     base_name = "image_balanced_accuracy"
     description = "balanced accuracy = mean(TP/(TP+FN), TN/(TN+FP)) over classes present"
 
-    def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
-        if labels.numel() == 0:
-            return float("nan")
-        tp, fp, fn, tn = self._confusion(scores, labels)
+    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
         recalls = [a / (a + b) for a, b in ((tp, fn), (tn, fp)) if a + b > 0]
         return sum(recalls) / len(recalls)
 
