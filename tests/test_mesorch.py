@@ -62,6 +62,7 @@ def test_params_and_strict_load(model):
     assert list(meta.state_dict()) == man.keys
     assert {k: list(v.shape) for k, v in meta.state_dict().items()} == man.shapes
     model.load_state_dict(manifest_state_dict("Mesorch"), strict=True)
+    assert model.segformer.block3[17].norm2.eps == 1e-6 and model.segformer.norm4.eps == 1e-6
 
 
 @pytest.mark.slow
