@@ -304,3 +304,16 @@ def test_torch_code_path_matches_sklearn(monkeypatch):
         numpy_path = run_evaluators(all_evaluators(), *data, batch_size=3)
         monkeypatch.setattr(_prepare, "USE_NUMPY_ON_CPU", False)
         assert all(torch_path[k] == numpy_path[k] or math.isnan(numpy_path[k]) for k in numpy_path)
+
+
+def test_shared_batch_work_is_released_after_compute():
+    from IMDLBenCo.evaluation import _prepare
+
+    f1, auc = E.PixelF1(), E.PixelAUC()
+    out, batch = _one(np.full((4, 4), 0.7), np.eye(4))
+    f1.update(out, batch)
+    first = _prepare._cache["batch"]
+    auc.update(out, batch)
+    assert _prepare._cache["batch"] is first  # prepared once, used by both
+    f1.compute()
+    assert _prepare._cache["batch"] is None

@@ -3,7 +3,8 @@
 Several evaluators usually see the same batch (F1, IoU, accuracy, AUC ...). :func:`prepare_pixels`
 validates the inputs once and returns a :class:`PixelBatch` whose expensive results (thresholded
 confusion counts, the per-image sort behind the exact AUC, histograms) are computed on first use
-and cached, keyed on the identity of the tensors (weak references, so nothing is kept alive).
+and cached for the next evaluator, keyed on the identity and version of the tensors (weak
+references to them). Only the last batch is kept, and ``compute()``/``reset()`` drop it.
 
 Exact AUC without a float sort: a probability in [0, 1] as float32 has a bit pattern that,
 read as an int32, is ordered like the value. We pack ``bits << 1 | is_positive`` into one int32
@@ -93,6 +94,12 @@ def get_pred_label(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric:
 _cache: Dict[str, Any] = {"refs": None, "batch": None}
 
 
+def clear_cache() -> None:
+    """Forget the last prepared batch (frees its memory once the loop is done)."""
+    _cache["refs"] = None
+    _cache["batch"] = None
+
+
 def _same(refs: Optional[tuple], tensors: tuple) -> bool:
     if refs is None or len(refs) != len(tensors):
         return False
@@ -119,6 +126,7 @@ def prepare_pixels(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric:
     key = (pred, mask, shape_mask)
     if _same(_cache["refs"], key):
         return _cache["batch"]
+    clear_cache()  # the previous batch's arrays can be freed before this one's are made
     pb = PixelBatch(pred, mask, shape_mask, metric)
     _cache["refs"] = tuple(None if t is None else (weakref.ref(t), t._version) for t in key)
     _cache["batch"] = pb

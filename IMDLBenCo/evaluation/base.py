@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
+from ._prepare import clear_cache
+
 __all__ = ["Evaluator", "is_distributed", "gather_cat", "reduce_sums"]
 
 
@@ -130,6 +132,7 @@ class Evaluator:
 
     def reset(self) -> None:
         """Forget everything seen so far (call between test sets or epochs)."""
+        clear_cache()
         self._sums = {k: v.clone() for k, v in self._sum_defaults.items()}
         self._cats = {k: [] for k in self._cat_dtypes}
 
@@ -159,6 +162,7 @@ class Evaluator:
 
         Under ``torch.distributed`` every process must call it (it runs collectives).
         """
+        clear_cache()
         return {k: float(v) for k, v in self._compute(self.synced_states()).items()}
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
