@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
-from ..transforms.geometry import OVERSIZE_CHOICES, edge_mask, resize_pair, shrink_to_fit
+from ..transforms.geometry import OVERSIZE_CHOICES, edge_mask, shrink_to_fit
 from .io import (
     NEGATIVE,
     DatasetError,
@@ -39,6 +41,40 @@ logger = logging.getLogger(__name__)
 __all__ = ["AbstractDataset", "ManiDataset", "JsonDataset"]
 
 _oversize_logged = False  # "shrink" is said once per process, not once per image
+
+
+def _hwc_tensor(image) -> torch.Tensor:
+    """H×W×3 uint8 tensor over the pixels of a Pillow image or numpy array (not written to)."""
+    arr = np.asarray(image)
+    with warnings.catch_warnings():  # Pillow's buffer is read-only; _resize_hwc never writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr)
+
+
+def _resize_hwc(pixels: torch.Tensor, hw: Tuple[int, int], copy: bool) -> torch.Tensor:
+    """Bilinear (antialiased, as Pillow's BILINEAR) resize of H×W×3 uint8 to ``hw``; new memory
+    unless the size already fits and ``copy`` is False (the caller then copies, e.g. when padding).
+
+    torch's uint8 kernel is about 3x faster than Pillow's for the same result (within 1 grey level).
+    """
+    if tuple(pixels.shape[:2]) == tuple(hw):
+        return pixels.clone() if copy else pixels
+    chw = pixels.permute(2, 0, 1)[None]
+    try:
+        out = F.interpolate(chw, size=tuple(hw), mode="bilinear", antialias=True, align_corners=False)
+    except (RuntimeError, NotImplementedError):  # a torch without the uint8 kernel
+        out = F.interpolate(chw.float(), size=tuple(hw), mode="bilinear", antialias=True, align_corners=False)
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    return out[0].permute(1, 2, 0)
+
+
+def _pad(a, hw: Tuple[int, int]):
+    """Zero-pad a H×W(×C) array or tensor at the bottom and right to ``hw``."""
+    if isinstance(a, torch.Tensor):
+        a = a.numpy()
+    out = np.zeros(tuple(hw) + a.shape[2:], a.dtype)  # calloc: the padding costs no writes
+    out[: a.shape[0], : a.shape[1]] = a
+    return out
 
 
 def _few(items: Sequence[str], n: int = 5) -> str:
@@ -181,11 +217,10 @@ class AbstractDataset(Dataset):
             new_image = np.clip(new_image, 0, 255).astype(np.uint8)
         return new_image, binarize_gray(new_mask)
 
-    def _fit(self, index: int, image, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Resize to the output size, or (padding) shrink an oversize image per ``oversize``."""
+    def _fit_size(self, index: int, hw: Tuple[int, int]) -> Tuple[int, int]:
+        """Content size after resize or pad; an oversize image under padding is shrunk or refused."""
         if self.is_resizing:
-            return resize_pair(image, mask, self.output_size)
-        hw = mask.shape[:2]
+            return self.output_size
         fit = shrink_to_fit(hw, self.output_size)
         if fit != tuple(hw):
             if self.oversize == "error":
@@ -203,33 +238,27 @@ class AbstractDataset(Dataset):
                     type(self).__name__, self.output_size[1], self.output_size[0],
                     self.image_paths[index], hw[1], hw[0], fit[1], fit[0],
                 )
-        return resize_pair(image, mask, fit)
+        return fit
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         image, mask = self._load_pair(index)
         if self.common_transforms is not None:
             image, mask = self._apply_transform(index, image, mask)
         original = mask.shape[:2]
-        arr, mask = self._fit(index, image, mask)
-        h, w = mask.shape
+        h, w = self._fit_size(index, original)
         sh, sw = self.output_size
+        pixels = _resize_hwc(_hwc_tensor(image), (h, w), copy=not self.is_padding)
+        if mask.shape != (h, w):
+            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
         edge = edge_mask(mask, self.edge_width) if self.edge_width is not None else None
         if self.is_padding:
-            padded = np.zeros((sh, sw, 3), np.uint8)
-            padded[:h, :w] = arr
-            arr = padded
-            full = np.zeros((sh, sw), np.uint8)
-            full[:h, :w] = mask
-            mask = full
-            if edge is not None:
-                full = np.zeros((sh, sw), np.uint8)
-                full[:h, :w] = edge
-                edge = full
-        elif not arr.flags.writeable:
-            arr = arr.copy()  # Pillow's buffer is read-only; torch wants a writable array
-        image_t = torch.from_numpy(arr).permute(2, 0, 1)  # a CHW view: the collate copies anyway
-        if not mask.flags.writeable:
+            pixels = torch.from_numpy(_pad(pixels, (sh, sw)))
+            mask = _pad(mask, (sh, sw))
+            edge = None if edge is None else _pad(edge, (sh, sw))
+        elif not mask.flags.writeable:
             mask = mask.copy()
+        # HWC memory seen as CHW (channels-last strides): no transposing copy, the collate copies anyway
+        image_t = pixels.permute(2, 0, 1)
         mask_t = torch.from_numpy(mask)[None]
         sample: Dict[str, Any] = {
             "image": image_t,
@@ -243,9 +272,9 @@ class AbstractDataset(Dataset):
             "mask_path": self.mask_paths[index],
         }
         if self.is_padding:
-            shape_mask = torch.zeros((1, sh, sw), dtype=torch.uint8)
+            shape_mask = np.zeros((1, sh, sw), np.uint8)
             shape_mask[:, :h, :w] = 1
-            sample["shape_mask"] = shape_mask
+            sample["shape_mask"] = torch.from_numpy(shape_mask)
         if edge is not None:
             sample["edge_mask"] = torch.from_numpy(edge)[None]
         if not self.defer_normalization:
