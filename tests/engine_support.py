@@ -123,3 +123,23 @@ def base_args(tmp: Path, data: Path, **extra: Any) -> List[str]:
 
 def read_jsonl(path: os.PathLike) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def run_in_group(cmd: List[str], cwd: os.PathLike, env: Dict[str, str], timeout: float = 300) -> str:
+    """Run ``cmd`` in its own process group and return its stdout; a failure shows the output's
+    tail, and on timeout the whole group (torchrun workers too) is killed."""
+    import signal
+    import subprocess
+
+    import pytest
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{cmd} timed out after {timeout} s:\n{out[-3000:]}\n{err[-3000:]}")
+    assert proc.returncode == 0, f"{cmd} failed:\n{out[-3000:]}\n{err[-3000:]}"
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine_support import MODEL, EngineTinyNet, MeanF1, make_mani, read_jsonl
+from engine_support import EngineTinyNet, make_mani, read_jsonl, run_in_group
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -22,7 +21,8 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from engine_support import MeanF1
     from IMDLBenCo.engine import save_images_main, test_main, train_main
-    {evaluators}
+    from IMDLBenCo.evaluation import ImageAUC, ImageF1, PixelF1
+    evaluators = [MeanF1(), PixelF1(), ImageF1(), ImageAUC()]
     common = ["--model", "EngineTinyNet", "--image_size", "32", "--if_resizing", "--num_workers", "0",
               "--device", "cpu", "--test_batch_size", "2"]
     test_main(common + ["--test_data_json", {sets!r}, "--checkpoint_path", {ckpt!r},
@@ -35,38 +35,13 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _evaluator_code() -> str:
-    try:
-        import IMDLBenCo.evaluation as ev  # noqa: F401
-        from IMDLBenCo.evaluation import ImageAUC, ImageF1, PixelF1  # noqa: F401
-    except ImportError:
-        return "evaluators = [MeanF1()]"
-    return ("from IMDLBenCo.evaluation import PixelF1, ImageF1, ImageAUC\n"
-            "evaluators = [MeanF1(), PixelF1(), ImageF1(), ImageAUC()]")
-
-
 def _run(script: Path, nproc: int) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(script)]
     if nproc == 1:
         cmd = [sys.executable, str(script)]
-    run_script(cmd, script.parent, env)
+    run_in_group(cmd, script.parent, env, timeout=240)
 
-
-def run_script(cmd, cwd, env, timeout: float = 240) -> str:
-    """Run ``cmd`` in its own process group; on timeout kill the whole group (torchrun workers too)."""
-    import signal
-
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"{cmd} timed out after {timeout} s:\n{out[-3000:]}\n{err[-3000:]}")
-    assert proc.returncode == 0, out[-3000:] + err[-3000:]
-    return out
 
 
 def _rows_close(a, b) -> bool:
@@ -95,7 +70,7 @@ def test_one_and_two_processes_agree(tmp_path):
     for nproc in (1, 2):
         out = tmp_path / f"out{nproc}"
         script = tmp_path / f"run{nproc}.py"
-        script.write_text(SCRIPT.format(tests=str(TESTS), evaluators=_evaluator_code(), sets=str(sets),
+        script.write_text(SCRIPT.format(tests=str(TESTS), sets=str(sets),
                                         ckpt=str(ckpt), data=str(data), out=str(out)))
         _run(script, nproc)
         outputs[nproc] = out

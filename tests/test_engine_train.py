@@ -58,21 +58,31 @@ def test_two_epochs_write_the_run_folder(tmp_path, data):
 
 
 def test_resume_reproduces_the_next_epochs(tmp_path, data):
+    import shutil
+
     from IMDLBenCo.engine import train_main
 
     train, sets = data
     common = dict(test_data_path=sets, test_period=1, save_period=1, epochs=3)
     train_main(base_args(tmp_path / "a", train, **common), evaluators=[MeanF1()], train_transform=False)
     full = read_jsonl(tmp_path / "a" / "out" / "log.txt")
-    # the "killed" run: only checkpoint-0 exists; a new run resumes from it
-    train_main(base_args(tmp_path / "b", train, resume=tmp_path / "a" / "out" / "checkpoint-0.pth", **common),
-               evaluators=[MeanF1()], train_transform=False)
-    resumed = read_jsonl(tmp_path / "b" / "out" / "log.txt")
-    assert [r["epoch"] for r in resumed] == [1, 2]
-    for a, b in zip(full[1:], resumed):
+    # the "killed" run: stopped after logging epoch 1, before writing checkpoint-1
+    killed = tmp_path / "b" / "out"
+    killed.mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "out" / "checkpoint-0.pth", killed)
+    (killed / "log.txt").write_text("".join(json.dumps(r) + "\n" for r in full[:2]) + '{"epoch": 2, "trunc')
+    train_main(base_args(tmp_path / "b", train, resume="auto", **common), evaluators=[MeanF1()],
+               train_transform=False)
+    resumed = read_jsonl(killed / "log.txt")
+    assert [r["epoch"] for r in resumed] == [0, 1, 2]  # epoch 1 once, the cut line gone
+    for a, b in zip(full, resumed):
         assert a.keys() == b.keys()
         for key in a:
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+    a2 = torch.load(tmp_path / "a" / "out" / "checkpoint-2.pth", weights_only=True)["model"]
+    b2 = torch.load(killed / "checkpoint-2.pth", weights_only=True)["model"]
+    for key in a2:
+        assert torch.allclose(a2[key].float(), b2[key].float(), rtol=1e-5, atol=1e-7), key
 
 
 @pytest.mark.parametrize("broken, message", [

@@ -13,13 +13,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from engine_support import make_mani, read_jsonl
+from engine_support import make_mani, read_jsonl, run_in_group
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -122,20 +121,9 @@ def edit_launcher(path: Path, nproc: int = 2, **options: str) -> None:
 
 
 def run(cmd, cwd: Path, timeout: float = 300) -> str:
-    import signal
-
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", OMP_NUM_THREADS="1",
                PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"{cmd} timed out:\n{out[-2000:]}\n{err[-2000:]}")
-    assert proc.returncode == 0, f"{cmd} failed:\n{out[-3000:]}\n{err[-3000:]}"
-    return out
+    return run_in_group(cmd, cwd, env, timeout)
 
 
 def _logs(base: Path) -> str:

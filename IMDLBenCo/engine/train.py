@@ -117,13 +117,18 @@ class Trainer:
     def run(self) -> Dict[str, Any]:
         args, runtime = self.args, self.runtime
         definitions = metric_definitions(self.evaluators)
-        self.writer.write_config("train", args, self.model_kwargs, runtime,
-                                 {"lr": self.lr, "amp": self.use_amp, "test_sets": list(self.test_loaders)})
-        self.writer.write_json("metric_definitions.json", definitions)
+        rule = None
         if self.test_loaders:
-            rule = (f"'{args.best_metric}'" if args.best_metric else "the first metric of the first evaluator")
-            logger.info("checkpoint-best.pth rule: the %s mean over the test sets of %s, checked on every "
-                        "test epoch", "lowest" if args.best_metric_mode == "min" else "highest", rule)
+            metric = f"'{args.best_metric}'" if args.best_metric else "the first metric of the first evaluator"
+            rule = (f"checkpoint-best.pth: the {'lowest' if args.best_metric_mode == 'min' else 'highest'} mean "
+                    f"over the test sets of {metric}, checked on every test epoch")
+            logger.info(rule)
+        self.writer.write_config("train", args, self.model_kwargs, runtime,
+                                 {"lr": self.lr, "amp": self.use_amp, "test_sets": list(self.test_loaders),
+                                  "best_checkpoint_rule": rule, "start_epoch": self.start_epoch})
+        self.writer.write_json("metric_definitions.json", definitions)
+        for name in ("log.txt", "train_steps.jsonl"):  # a resumed run repeats the epochs after its checkpoint
+            self.writer.drop_records_from(name, self.start_epoch)
         logger.info("%d training samples, %d steps per epoch, lr %.3g, AMP %s", len(self.train_set),
                     len(self.loader), self.lr, "on" if self.use_amp else "off")
         started = time.time()

@@ -100,6 +100,27 @@ class RunWriter:
             f.write(json.dumps(plain(dict(record)), ensure_ascii=False) + "\n")
             f.flush()
 
+    def drop_records_from(self, name: str, epoch: int) -> None:
+        """Remove the lines of JSON-lines file ``name`` whose ``epoch`` is ``epoch`` or later.
+
+        A resumed run repeats those epochs; without this a run killed between writing its log
+        line and its checkpoint would list an epoch twice.
+        """
+        path = self.output_dir / name
+        if not (self.active and path.is_file()):
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by the kill
+                continue
+            if int(record.get("epoch", -1)) < epoch:
+                kept.append(line)
+        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        os.replace(tmp, path)
+
     def write_json(self, name: str, data: Any) -> None:
         if self.active:
             write_json(self.output_dir / name, plain(data))
