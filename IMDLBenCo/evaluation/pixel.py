@@ -170,7 +170,7 @@ class PixelAUC(Evaluator):
     manipulated (N = 0) has no AUC and is left out of the mean. The threshold is not used.
 
     Key ``pixel_auc_pooled``: dataset-level AUC over the valid pixels of all images from a
-    histogram of ``HIST_BINS`` = 65536 equal bins on [0, 1] per class (constant memory). Pairs in
+    histogram of ``HIST_BINS`` = 4096 equal bins on [0, 1] per class (constant memory). Pairs in
     the same bin count as ties, so the error against the exact pooled AUC is at most
     ``0.5 * sum_b P_b N_b / (P N)``; this bound is computed from the histogram and reported as
     ``pixel_auc_pooled_error_bound`` (0 when the predictions take at most one value per bin, e.g.
