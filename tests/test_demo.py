@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,12 @@ def test_demo_quick_end_to_end(tmp_path):
         assert needle in page, needle
     for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', page):
         assert (out / "report" / src).is_file(), src
+    if shutil.which("chromium"):
+        from test_report import render_check
+
+        result = render_check(out / "report" / "index.html", REPO_ROOT / "test-artifacts" / "demo_report.png", tmp_path)
+        assert result["images"] and all(i["ok"] for i in result["images"]), result["images"]
+        assert not result["errors"] and not result["console"], result
 
 
 def test_demo_same_seed_same_metrics(tmp_path):

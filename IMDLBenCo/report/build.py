@@ -45,7 +45,7 @@ img.plot{max-width:100%;background:#fff;border:1px solid #dfe3ea;margin:4px 0}
 .tag.worst{background:#c0392b}.tag.best{background:#1e8449}.tag.authentic{background:#5d6d7e}.tag.sample{background:#2455c3}
 .ok{color:#0b7a3b;font-weight:600}.bad{color:#c0392b;font-weight:600}
 details{margin:6px 0}summary{cursor:pointer;color:#2455c3;font-size:14px}
-code{background:#eef1f6;padding:0 4px;border-radius:3px}
+code{background:#eef1f6;padding:0 4px;border-radius:3px}.scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -127,7 +127,8 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") 
     """``rows`` are already-escaped cell HTML; a cell may start with ``<td`` to carry its own class."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # wide tables (many metrics) scroll inside their box instead of widening the page
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _kv_table(data: Dict[str, Any]) -> str:
@@ -215,7 +216,7 @@ def _training_section(page: _Page, run: RunFolder, prefix: str) -> None:
         return
     from .plots import plot_training
 
-    page.add("<h3>Training</h3>")
+    page.add(f'<h3 id="{prefix}-training">Training</h3>')
     last = run.epochs[-1] if run.epochs else {}
     cards = []
     if run.steps:
@@ -268,7 +269,7 @@ def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, t
     scored = [i.f1 for i in items if i.f1 is not None]
     chosen = select_samples(items, n_samples)
     write_gallery(chosen, page.assets, prefix, threshold=threshold)
-    page.add("<h3>Predictions</h3>")
+    page.add(f'<h3 id="{prefix}-gallery">Predictions</h3>')
     with_label = [i for i in items if i.label is not None and i.pred_label is not None]
     summary = [f"{len(items)} predictions"]
     if scored:

@@ -131,7 +131,7 @@ class RunFolder:
                 if result.get("param") in (None, 0):
                     for metric, value in (result.get("metrics") or {}).items():
                         if _is_number(value):
-                            out.setdefault(str(self.robustness.get("dataset") or "test"), {})[metric] = (0.0, float(value))
+                            out.setdefault(Path(str(self.robustness.get("dataset") or "test")).name, {})[metric] = (0.0, float(value))
                     break
         return out
 
