@@ -18,6 +18,12 @@ Common rules (stated once here, repeated in each ``definitions()``):
   ``pred_mask <= threshold``; for AUC the score ``-pred_mask``, i.e. ``1 - AUC``); ``double`` takes,
   per image (and for the pooled value, per dataset), the larger of the two. This matches
   IMDL-BenCo's modes, for models whose output may be inverted.
+* **Precision**: predictions are compared and ranked as float32 (float16/bfloat16 widen exactly,
+  float64 is rounded); every per-image value is an exact ratio of integer counts in float64.
+
+Differences from IMDL-BenCo (deliberate): no ``1e-8`` epsilon in the ratios (values equal
+scikit-learn's), authentic images are not averaged in as 0, and the per-image AUC counts tied
+scores as 1/2 instead of depending on the sort order.
 """
 
 from __future__ import annotations
@@ -173,8 +179,9 @@ class PixelAUC(Evaluator):
     histogram of ``HIST_BINS`` = 4096 equal bins on [0, 1] per class (constant memory). Pairs in
     the same bin count as ties, so the error against the exact pooled AUC is at most
     ``0.5 * sum_b P_b N_b / (P N)``; this bound is computed from the histogram and reported as
-    ``pixel_auc_pooled_error_bound`` (0 when the predictions take at most one value per bin, e.g.
-    8-bit quantised scores). NaN when the dataset lacks positive or negative pixels.
+    ``pixel_auc_pooled_error_bound``. The bound is conservative: when no bin holds two different
+    scores (e.g. 8-bit predictions k/255) the pooled AUC is exact, yet the bound is not 0. NaN
+    when the dataset lacks positive or negative pixels. Memory: 2 x 4096 int64 per evaluator.
 
     Modes: ``reverse`` is the AUC of ``-pred_mask`` (= 1 - AUC), ``double`` the larger of both.
     """
