@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=42, help="random seed; the same seed gives the same metrics")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch CPU threads (default 1: fastest on a busy 2-core machine; raise it on an idle many-core one)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default: the same numbers on every machine), auto (a GPU when present), cuda, cuda:N, mps")
     p.set_defaults(run=run)
 
 
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.pipeline import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    result = run_demo(args.out, quick=args.quick, seed=args.seed, threads=args.threads)
+    result = run_demo(args.out, quick=args.quick, seed=args.seed, threads=args.threads, device=args.device)
     trained, untrained = result["trained"], result["untrained"]
     keys = [k for k in ("pixel_f1", "pixel_auc", "pixel_iou", "image_f1", "image_auc", "image_accuracy") if k in trained]
     print()

@@ -64,10 +64,10 @@ def train_transform() -> Any:
     return Compose([HorizontalFlip(p=0.5), VerticalFlip(p=0.5), RandomRotate90(p=0.5)])
 
 
-def _common_args(settings: DemoSettings, seed: int) -> List[str]:
+def _common_args(settings: DemoSettings, seed: int, device: str = "cpu") -> List[str]:
     """Options every script of the demo shares (model, input size, device, seed)."""
     return ["--model", "DemoNet", "--width", str(settings.width),
-            "--image_size", str(settings.image_size), "--if_resizing", "--device", "cpu",
+            "--image_size", str(settings.image_size), "--if_resizing", "--device", device,
             "--num_workers", "0", "--seed", str(seed), "--if_predict_label"]
 
 
@@ -101,25 +101,27 @@ def _test_metrics(summary: Dict[str, Any], set_name: Optional[str] = None) -> Di
 
 
 def run_demo(out: "str | Path" = "benco_demo", quick: bool = False, seed: int = 42, threads: int = 1,
-             settings: Optional[DemoSettings] = None) -> Dict[str, Any]:
+             settings: Optional[DemoSettings] = None, device: str = "cpu") -> Dict[str, Any]:
     """Run the whole pipeline into ``out`` and return its key results (also ``out/demo_summary.json``).
 
     ``threads``: PyTorch CPU threads. One by default: on a busy 2-core machine two OpenMP threads
     spin against other processes and ran the training 9× slower (175 s against 20 s) in our
     measurement, while one thread loses little on an idle machine at these small sizes.
     ``settings`` overrides the ``--quick`` / full sizes (tests use a tiny one).
+    ``device``: the engine's ``--device`` (default ``cpu``: the model is tiny, and the CPU gives
+    the same numbers on every machine; ``auto`` uses a GPU when there is one).
     """
     import torch
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     try:
-        return _run(Path(out), settings or (QUICK if quick else FULL), quick, seed)
+        return _run(Path(out), settings or (QUICK if quick else FULL), quick, seed, device)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _run(out: Path, settings: DemoSettings, quick: bool, seed: int) -> Dict[str, Any]:
+def _run(out: Path, settings: DemoSettings, quick: bool, seed: int, device: str) -> Dict[str, Any]:
     import shutil
 
     import torch
@@ -136,7 +138,7 @@ def _run(out: Path, settings: DemoSettings, quick: bool, seed: int) -> Dict[str,
     started, cpu_started = time.perf_counter(), time.process_time()
     timings: Dict[str, float] = {}
     total = 8
-    common = _common_args(settings, seed)
+    common = _common_args(settings, seed, device)
 
     done = _stage(1, total, f"synthetic dataset: {settings.n_images} images of {settings.image_size}×{settings.image_size} (copy-move, splicing, inpainting, authentic)")
     data = out / "data"
