@@ -20,7 +20,7 @@ def data(tmp_path):
     return train, sets
 
 
-def test_two_epochs_write_the_run_folder(tmp_path, data):
+def test_two_epochs_write_the_run_folder(tmp_path, data, caplog):
     from IMDLBenCo.engine import load_checkpoint, train_main
 
     train, sets = data
@@ -55,6 +55,12 @@ def test_two_epochs_write_the_run_folder(tmp_path, data):
         net = EngineTinyNet()
         load_checkpoint(tmp_path / name, net)
         assert torch.equal(net.conv1.weight, state["conv1.weight"])
+    # resuming with another --epochs warns that the cosine schedule moves
+    caplog.set_level("WARNING", logger="IMDLBenCo")
+    train_main(base_args(tmp_path / "more", train, resume=out / "checkpoint-1.pth", epochs=3),
+               evaluators=[MeanF1()], train_transform=False)
+    assert "jumps from" in caplog.text
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "more" / "out" / "log.txt")] == [2]
 
 
 def test_resume_reproduces_the_next_epochs(tmp_path, data):

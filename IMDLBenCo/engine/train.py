@@ -112,6 +112,14 @@ class Trainer:
             self.best.update({k: ckpt["best"].get(k) for k in ("value", "epoch")})
             self.best["metric"] = self.best["metric"] or ckpt["best"].get("metric")
         logger.info("resumed from %s: continuing at epoch %d", path, self.start_epoch)
+        old_epochs = (ckpt.get("args") or {}).get("epochs") if isinstance(ckpt.get("args"), dict) else None
+        if old_epochs is not None and int(old_epochs) != self.args.epochs:
+            # the cosine schedule spans --epochs: a new value moves the curve under the run
+            before = WarmupCosineSchedule(self.optimizer, self.lr, self.args.min_lr, self.args.warmup_epochs,
+                                          int(old_epochs)).lr_at(self.start_epoch)
+            logger.warning("the checkpoint's run had --epochs %s, this one %d: the learning rate at epoch %d "
+                           "jumps from %.3g to %.3g (the cosine schedule spans --epochs)", old_epochs,
+                           self.args.epochs, self.start_epoch, before, self.scheduler.lr_at(self.start_epoch))
 
     # ------------------------------------------------------------------ epochs
     def run(self) -> Dict[str, Any]:
