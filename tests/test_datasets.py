@@ -106,10 +106,16 @@ def test_exactly_one_of_padding_or_resizing(small_mani: Path):
         ManiDataset(str(small_mani), is_padding=True, is_resizing=True)
 
 
-def test_oversize_shrink_and_error(tmp_path: Path, caplog):
+def test_oversize_shrink_and_error(tmp_path: Path, caplog, monkeypatch):
     root = make_mani(tmp_path / "big", [("a", rand_image(20, 40), rect_mask(20, 40, (0, 0, 20, 20)))])
     ds = ManiDataset(str(root), is_padding=True, output_size=32)
-    s = ds[0]
+    import IMDLBenCo.datasets.dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "_oversize_logged", False)
+    with caplog.at_level("WARNING"):
+        s = ds[0]
+        ds[0]
+    assert len([r for r in caplog.records if "shrunk" in r.getMessage()]) == 1  # said once
     assert s["shape"].tolist() == [16, 32]  # long side 40 -> 32, aspect kept, no crop
     assert s["original_shape"].tolist() == [20, 40]
     assert s["shape_mask"].sum().item() == 16 * 32
@@ -209,6 +215,17 @@ def test_mask_modes_binarise_alike(tmp_path: Path, mode):
     s = ManiDataset(str(root), is_padding=True, output_size=32)[0]
     expected = (base > 127.5) if mode != "1" else (base > 127)
     assert torch.equal(s["mask"][0, :20, :30].bool(), torch.from_numpy(expected))
+
+
+def test_no_exif_rotation(tmp_path: Path):
+    # an EXIF "rotate 90" tag must not turn the image: its mask would no longer line up
+    root = make_mani(tmp_path / "exif", [])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rand_image(20, 30)).save(root / "Tp" / "a.jpg", exif=exif.tobytes())
+    Image.fromarray(rect_mask(20, 30)).save(root / "Gt" / "a.png")
+    s = ManiDataset(str(root), is_padding=True, output_size=32)[0]
+    assert s["original_shape"].tolist() == [20, 30]
 
 
 def test_pairing_by_stem_not_sort_position(tmp_path: Path):
