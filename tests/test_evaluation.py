@@ -317,3 +317,20 @@ def test_shared_batch_work_is_released_after_compute():
     assert _prepare._cache["batch"] is first  # prepared once, used by both
     f1.compute()
     assert _prepare._cache["batch"] is None
+
+
+def test_inference_mode_tensors_are_accepted():
+    with torch.inference_mode():
+        pred = torch.rand(2, 1, 8, 8)
+        mask = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    f1, auc = E.PixelF1(), E.PixelAUC()
+    for ev in (f1, auc):
+        ev.update({"pred_mask": pred}, {"mask": mask, "label": torch.ones(2)})
+    ref = pixel_reference(pred[:, 0].numpy(), mask[:, 0].numpy())
+    assert abs(f1.compute()["pixel_f1"] - ref["pixel_f1"]) < 1e-12
+    assert abs(auc.compute()["pixel_auc"] - ref["pixel_auc"]) < 1e-12
+
+
+def test_non_tensor_prediction_is_rejected_with_the_metric_name():
+    with pytest.raises(InputError, match="PixelAUC.*torch.Tensor"):
+        E.PixelAUC().update({"pred_mask": np.zeros((1, 1, 4, 4))}, _batch(1, 4))

@@ -102,6 +102,14 @@ def clear_cache() -> None:
     _cache["batch"] = None
 
 
+def _version(t: torch.Tensor) -> Optional[int]:
+    """In-place modification counter; None for inference-mode tensors, which have none."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
 def _same(refs: Optional[tuple], tensors: tuple) -> bool:
     if refs is None or len(refs) != len(tensors):
         return False
@@ -111,7 +119,7 @@ def _same(refs: Optional[tuple], tensors: tuple) -> bool:
                 return False
             continue
         ref, version = entry
-        if ref() is not t or t._version != version:
+        if ref() is not t or _version(t) != version:
             return False
     return True
 
@@ -129,8 +137,8 @@ def prepare_pixels(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric:
     if _same(_cache["refs"], key):
         return _cache["batch"]
     clear_cache()  # the previous batch's arrays can be freed before this one's are made
-    pb = PixelBatch(pred, mask, shape_mask, metric)
-    _cache["refs"] = tuple(None if t is None else (weakref.ref(t), t._version) for t in key)
+    pb = PixelBatch(pred, mask, shape_mask, metric)  # raises on anything but valid tensors
+    _cache["refs"] = tuple(None if t is None else (weakref.ref(t), _version(t)) for t in key)
     _cache["batch"] = pb
     return pb
 
