@@ -1,7 +1,7 @@
 """Checkpoint files: atomic writing, loading with ``weights_only=True``, finding them by epoch.
 
 A training checkpoint is ``{"model", "optimizer", "scaler", "scheduler", "epoch", "args",
-"model_kwargs", "best", "rng"}`` with only tensors and plain Python values, so that
+"model_kwargs", "best"}`` with only tensors and plain Python values, so that
 ``torch.load(path, weights_only=True)`` opens it. Published IMDL-BenCo weights (``{"model":
 state_dict}``) and bare state dicts load for testing too.
 """

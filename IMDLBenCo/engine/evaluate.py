@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
@@ -34,13 +36,43 @@ def metric_definitions(evaluators: Sequence[Any]) -> Dict[str, str]:
     return definitions
 
 
-def progress(iterable, runtime: Runtime, desc: str, total: Optional[int] = None):
-    """A tqdm bar with ETA on rank 0; the plain iterable elsewhere."""
+def progress(iterable, runtime: Runtime, desc: str, total: Optional[int] = None, every: Optional[int] = None):
+    """Progress on rank 0: a tqdm bar with ETA on a terminal; log lines with ETA otherwise
+    (a launcher that sends output to logs.log / error.log gets readable lines, not bar redraws)."""
     if not runtime.is_main:
         return iterable
-    from tqdm.auto import tqdm
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False, mininterval=1.0)
+        return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False, mininterval=1.0)
+    return LoggedProgress(iterable, desc, total, every)
+
+
+class LoggedProgress:
+    """Iterates ``iterable`` and logs ``desc [i/total] eta ... s/it`` every ``every`` items."""
+
+    def __init__(self, iterable, desc: str, total: Optional[int] = None, every: Optional[int] = None) -> None:
+        self.iterable = iterable
+        self.desc = desc
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.every = every or max((self.total or 50) // 5, 1)
+        self.postfix: Dict[str, Any] = {}
+
+    def set_postfix(self, values: Mapping[str, Any]) -> None:
+        self.postfix = dict(values)
+
+    def __iter__(self):
+        start = time.perf_counter()
+        i = -1
+        for i, item in enumerate(self.iterable):
+            yield item
+            done = i + 1
+            if done % self.every == 0 or done == self.total:
+                per_item = (time.perf_counter() - start) / done
+                eta = per_item * (self.total - done) if self.total else 0.0
+                extra = "  ".join(f"{k} {v}" for k, v in self.postfix.items())
+                logger.info("%s [%d/%s] eta %s (%.3f s/it)%s", self.desc, done, self.total or "?",
+                            time.strftime("%H:%M:%S", time.gmtime(eta)), per_item, f"  {extra}" if extra else "")
 
 
 @torch.no_grad()

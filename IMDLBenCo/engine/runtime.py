@@ -139,50 +139,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    """The global random states as plain Python/tensor values (``weights_only``-loadable)."""
-    state = {"python": _to_plain(random.getstate()), "torch": torch.get_rng_state()}
-    try:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
-    except ImportError:
-        pass
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
-    if not state:
-        return
-    if "python" in state:
-        random.setstate(_to_tuple(state["python"]))
-    if "torch" in state:
-        torch.set_rng_state(state["torch"].cpu())
-    if "numpy" in state:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_plain(value):
-    if isinstance(value, tuple):
-        return [_to_plain(v) for v in value]
-    return value
-
-
-def _to_tuple(value):
-    if isinstance(value, list):
-        return tuple(_to_tuple(v) for v in value)
-    return value
-
-
 def configure_logging(runtime: Runtime) -> None:
     """Console logging for script runs: INFO on rank 0, warnings only elsewhere.
 

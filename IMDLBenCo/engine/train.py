@@ -1,6 +1,12 @@
 """``train.py``: the training loop, periodic testing, checkpoints and logs.
 
 Epochs count from 0, as in IMDL-BenCo (``checkpoint-0.pth`` is written after the first one).
+
+Reproducible resume: at the start of every epoch the random state of each rank (Python, NumPy,
+torch; the loader's shuffling, its workers' augmentation seeds, a BalancedDataset's draw) is set
+from ``(--seed, epoch, rank)``. Epoch ``e`` therefore draws the same numbers whether the run got
+there without stopping or was resumed from ``checkpoint-<e-1>.pth``; together with the restored
+model, optimizer, AMP scaler and schedule position it repeats exactly (on the same hardware).
 """
 
 from __future__ import annotations
@@ -176,7 +182,7 @@ class Trainer:
         lr = self.scheduler.lr_at(epoch)
         batch = out = None
         self.optimizer.zero_grad(set_to_none=True)
-        bar = progress(self.loader, runtime, f"epoch {epoch}/{args.epochs - 1}", total=steps)
+        bar = progress(self.loader, runtime, f"epoch {epoch}/{args.epochs - 1}", total=steps, every=log_every)
         for step, batch in enumerate(bar):
             if step % args.accum_iter == 0:
                 lr = self.scheduler.step(epoch + step / steps)
@@ -205,7 +211,7 @@ class Trainer:
                 value = torch.as_tensor(value).detach().float().reshape(())
                 sums[key] = sums[key] + value if key in sums else value.clone()
             count += 1
-            if step % log_every == 0 or step + 1 == steps:
+            if (step + 1) % log_every == 0 or step + 1 == steps:
                 self._log_step(epoch, step, steps, lr, terms, bar)
         stats = self._reduce_means(sums, count)
         stats = {"lr": lr, **stats}
