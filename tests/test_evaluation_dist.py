@@ -9,6 +9,7 @@ import socket
 import pytest
 import torch
 
+from IMDLBenCo.evaluation import EvalSampler
 from eval_reference import all_evaluators, assert_matches, image_reference, pixel_reference, run_evaluators
 
 pytestmark = pytest.mark.dist
@@ -34,7 +35,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             data = _dataset(n)
             sampler = EvalSampler(range(n))  # defaults from the process group
             assert (sampler.num_replicas, sampler.rank) == (WORLD, rank)
-            results[n] = run_evaluators(all_evaluators(), *data, batch_size=2, indices=sampler)
+            evaluators = all_evaluators()
+            results[n] = run_evaluators(evaluators, *data, batch_size=2, indices=sampler)
+            local = {}
+            for ev in evaluators:
+                local.update(ev.compute(sync=False))  # this rank's shard only, no communication
+            results[(n, "local")] = local
         with open(f"{out_dir}/rank{rank}.pkl", "wb") as f:
             pickle.dump(results, f)
     finally:
@@ -63,3 +69,9 @@ def test_two_gloo_processes_equal_single_process(tmp_path):
             diff = {k: (dist_res[k], single[k]) for k in single if not _same(dist_res[k], single[k])}
             assert not diff, f"rank {r}, {n} images: {diff}"
         assert_matches(single, {**pixel_reference(*data[:3]), **image_reference(*data[3:])})
+    data = _dataset(7)
+    for r in range(WORLD):
+        shard = EvalSampler(range(7), num_replicas=WORLD, rank=r)
+        alone = run_evaluators(all_evaluators(), *data, batch_size=2, indices=shard)
+        local = per_rank[r][(7, "local")]
+        assert all(_same(local[k], alone[k]) for k in alone), r

@@ -143,13 +143,14 @@ class Evaluator:
         dev = parts[0].device
         return torch.cat([p.to(dev) for p in parts])
 
-    def synced_states(self) -> Dict[str, torch.Tensor]:
-        """All states reduced over processes (local states are left as they are)."""
+    def synced_states(self, sync: bool = True) -> Dict[str, torch.Tensor]:
+        """All states, reduced over processes when ``sync`` (local states are left as they are)."""
         keys = list(self._sums)
-        summed = reduce_sums([self._sums[k] for k in keys])
+        summed = reduce_sums([self._sums[k] for k in keys]) if sync else [self._sums[k] for k in keys]
         states = dict(zip(keys, summed))
         for k in self._cats:
-            states[k] = gather_cat(self._local_cat(k))
+            local = self._local_cat(k)
+            states[k] = gather_cat(local) if sync else local
         return states
 
     # ------------------------------------------------------------------ API
@@ -157,13 +158,14 @@ class Evaluator:
         """Add one batch: ``outputs`` is the model output dict, ``batch`` the batch dict."""
         raise NotImplementedError
 
-    def compute(self) -> Dict[str, float]:
+    def compute(self, sync: bool = True) -> Dict[str, float]:
         """Result keys → values over everything seen by every process (same on every rank).
 
-        Under ``torch.distributed`` every process must call it (it runs collectives).
+        Under ``torch.distributed`` every process must call it (it runs collectives), unless
+        ``sync=False``, which gives this process's own values without communicating.
         """
         clear_cache()
-        return {k: float(v) for k, v in self._compute(self.synced_states()).items()}
+        return {k: float(v) for k, v in self._compute(self.synced_states(sync)).items()}
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         raise NotImplementedError
