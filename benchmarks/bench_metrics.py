@@ -5,7 +5,7 @@ continuous float32 scores (a noisy sigmoid, so nearly every score is distinct; `
 rounds them to 8 bits) in batches of 8, through PixelF1, PixelIOU, PixelAccuracy, PixelAUC
 (origin) and the image metrics. scikit-learn computes the same per-image values (``f1_score``,
 ``jaccard_score``, ``accuracy_score``, ``roc_auc_score`` per manipulated image, then the mean) on
-the first ``--sklearn-images`` images (it needs about 0.6 s per image), and our evaluators run on
+the first ``--sklearn-images`` images (it needs 0.1-0.6 s per image), and our evaluators run on
 the same images to check the values. Prints ms/image for each evaluator and the ratio.
 
     .venv/bin/python benchmarks/bench_metrics.py [--images 200] [--size 512] [--batch 8]

@@ -372,8 +372,9 @@ class _NumpyOps:
         total = 0
         if body:
             blk = lab[:body].reshape(-1, w)
-            rows = blk.sum(axis=1, dtype=np.int64)
-            cols = blk.sum(axis=0, dtype=np.int64)
+            # int32 sums are exact (a sum never exceeds the row count or w) and vectorise better
+            rows = blk.sum(axis=1, dtype=np.int32).astype(np.int64)
+            cols = blk.sum(axis=0, dtype=np.int32).astype(np.int64)
             total = w * int(np.dot(np.arange(rows.shape[0], dtype=np.int64), rows)) + \
                 int(np.dot(np.arange(w, dtype=np.int64), cols))
         if body < n:
