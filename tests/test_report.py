@@ -270,3 +270,19 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert shot.is_file() and shot.stat().st_size > 10_000
     with Image.open(shot) as im:
         assert im.size == (1280, 2200)
+
+
+def test_report_reads_imdlbenco_style_log(tmp_path):
+    """An IMDL-BenCo output folder (log.txt only, mean test keys, no config) still gives a report."""
+    run = tmp_path / "old_run"
+    run.mkdir()
+    _write_lines(run / "log.txt", [
+        {"train_lr": 1e-4, "train_loss": 0.9, "epoch": 0},
+        {"train_lr": 1e-4, "train_loss": 0.7, "test_pixel-level F1": 0.31, "epoch": 1},
+        {"train_lr": 5e-5, "train_loss": 0.5, "test_pixel-level F1": 0.42, "epoch": 2},
+    ])
+    out = build_report([run], out=tmp_path / "rep")
+    page = _assert_self_contained(out)
+    assert load_run(run).metrics_over_epochs() == {"test": {"pixel-level F1": [(1.0, 0.31), (2.0, 0.42)]}}
+    assert "0.4200" in page and "no config.json in this folder" in page
+    assert any("training" in s for s in _img_sources(page))  # losses per epoch when no train_steps.jsonl
