@@ -43,7 +43,13 @@ def test_two_epochs_write_the_run_folder(tmp_path, data, caplog):
         ckpt = torch.load(out / name, weights_only=True)
         assert {"model", "optimizer", "scaler", "scheduler", "epoch", "args", "best"} <= set(ckpt)
     assert torch.load(out / "checkpoint-1.pth", weights_only=True)["epoch"] == 1
-    assert list(out.glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out), size_guidance={"images": 0, "scalars": 0}).Reload().Tags()
+    assert {"lr", "train_loss/seg_loss", "train_loss/cls_loss", "test_setA/mean_f1", "test_setB/mean_f1",
+            "test_mean/mean_f1"} <= set(events["scalars"])
+    assert {"train/image", "train/mask", "train/pred_mask", "train/pred_mask_thresh_0.5", "train/logits",
+            "test_setA/image", "test_setA/pred_mask"} <= set(events["images"])
     assert result["epoch"] == 1 and result["best"]["metric"] == "mean_f1"
     # the published form {"model": state_dict} and a bare state dict load too
     from engine_support import EngineTinyNet
