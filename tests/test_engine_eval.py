@@ -141,3 +141,22 @@ def test_complexity(tmp_path):
     assert report["flops"] == 2 * 32 * 32 * (8 * 3 * 9 + 1 * 8 * 9)
     assert report["macs"] == report["flops"] // 2
     assert json.loads((tmp_path / "cx" / "complexity.json").read_text()) == report
+
+
+def test_evaluation_mode_uses_local_batch_statistics_for_syncbn():
+    """--no_model_eval keeps train mode; SyncBatchNorm then must not wait for other ranks."""
+    from IMDLBenCo.engine.builders import evaluation_mode
+
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))
+    bn = model[0]
+    assert isinstance(bn, torch.nn.SyncBatchNorm)
+    model.eval()
+    x = torch.randn(4, 3, 5, 5) * 3 + 1
+    with evaluation_mode(model, keep_train_mode=True) as net:
+        assert net.training and "forward" in vars(bn)
+        y = net(x)
+    assert "forward" not in vars(bn) and not model.training  # restored
+    expected = torch.nn.functional.batch_norm(x, None, None, bn.weight, bn.bias, training=True)
+    assert torch.allclose(y, expected, atol=1e-5)
+    with evaluation_mode(model, keep_train_mode=False) as net:
+        assert not net.training
