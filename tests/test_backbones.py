@@ -61,8 +61,9 @@ def test_strict_load_real_model_and_forward_after():
 
 
 @pytest.mark.parametrize("family", sorted(BACKBONE_FAMILIES))
-@pytest.mark.parametrize("label", [False, True])
-def test_family_forward_backward_small(family, label):
+def test_family_forward_backward_small(family):
+    # with the label head; test_non_square_and_other_size_than_built covers pred_label None
+    label = True
     torch.manual_seed(0)
     model = MODELS.get(family)(if_predict_label=label, **SMALL[family])
     x = torch.randn(2, 3, 64, 64)
@@ -76,8 +77,8 @@ def test_family_forward_backward_small(family, label):
         assert set(out["visual_loss"]) == {"predict_loss", "label_loss", "combined_loss"}
 
 
-@pytest.mark.parametrize("prefix", EXTRACTOR_PREFIXES)
-@pytest.mark.parametrize("family", ["segformer", "vit"])
+@pytest.mark.parametrize("prefix,family", [(p, "segformer") for p in EXTRACTOR_PREFIXES]
+                         + [("sobel", "vit"), ("srm", "vit16")])
 def test_extractor_variants_forward_backward(prefix, family):
     torch.manual_seed(0)
     model = MODELS.get(f"{prefix}_{family}")(**SMALL[family])

@@ -36,10 +36,11 @@ __all__ = [
     "mit_b3",
     "mit_b4",
     "mit_b5",
+    "drop_path",
 ]
 
 
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop the whole residual branch per sample with probability ``p``."""
     if p == 0.0 or not training:
         return x
@@ -159,8 +160,8 @@ class MiTBlock(nn.Module):
         self.mlp = MixFFN(dim, int(dim * mlp_ratio), drop)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        x = x + _drop_path(self.attn(self.norm1(x), h, w), self.drop_path, self.training)
-        x = x + _drop_path(self.mlp(self.norm2(x), h, w), self.drop_path, self.training)
+        x = x + drop_path(self.attn(self.norm1(x), h, w), self.drop_path, self.training)
+        x = x + drop_path(self.mlp(self.norm2(x), h, w), self.drop_path, self.training)
         return x
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...modules.mit import drop_path
 from ...modules.pretrained import load_pretrained, warn_random_init
 from ...registry import MODELS
 
@@ -35,13 +36,6 @@ class LayerNorm2d(nn.Module):
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
-
-
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    if p == 0.0 or not training:
-        return x
-    keep = 1.0 - p
-    return x * x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep) / keep
 
 
 def _rel_pos_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -136,8 +130,8 @@ class ViTBlock(nn.Module):
             x = _window_unpartition(self.attn(x), self.window_size, padded, size)
         else:
             x = self.attn(x)
-        x = shortcut + _drop_path(x, self.drop_path, self.training)
-        return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+        x = shortcut + drop_path(x, self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 class _PatchEmbed(nn.Module):
