@@ -203,6 +203,8 @@ class Registry:
         )
 
 
-MODELS = Registry("MODELS", lazy_packages=["IMDLBenCo.modules", "IMDLBenCo.model_zoo"])
+MODELS = Registry(
+    "MODELS", lazy_packages=["IMDLBenCo.modules", "IMDLBenCo.model_zoo", "IMDLBenCo.demo.model"]
+)
 DATASETS = Registry("DATASETS", lazy_packages=["IMDLBenCo.datasets"])
 POSTFUNCS = Registry("POSTFUNCS", lazy_packages=["IMDLBenCo.model_zoo"])

@@ -126,3 +126,12 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_builtin_models_found_by_name_in_a_fresh_process():
+    code = (
+        "from IMDLBenCo.registry import MODELS; "
+        "print(all(n in MODELS for n in ('IML_ViT', 'MVSSNet', 'PSCC_Net', 'Mesorch', 'DemoNet', 'srm_vit', 'resnet')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
