@@ -182,7 +182,8 @@ class Trainer:
         lr = self.scheduler.lr_at(epoch)
         batch = out = None
         self.optimizer.zero_grad(set_to_none=True)
-        bar = progress(self.loader, runtime, f"epoch {epoch}/{args.epochs - 1}", total=steps, every=log_every)
+        bar = progress(self.loader, runtime, f"epoch {epoch}/{args.epochs - 1}", total=steps,
+                       every=max(log_every, math.ceil(steps / 10)))  # at most ~10 progress lines per epoch
         for step, batch in enumerate(bar):
             if step % args.accum_iter == 0:
                 lr = self.scheduler.step(epoch + step / steps)
@@ -215,7 +216,9 @@ class Trainer:
                 self._log_step(epoch, step, steps, lr, terms, bar)
         stats = self._reduce_means(sums, count)
         stats = {"lr": lr, **stats}
-        if batch is not None and out is not None:
+        # pictures on the test schedule (and the last epoch), beside the test pictures: writing
+        # them every epoch costs more than the logging itself on short epochs
+        if batch is not None and out is not None and (epoch % args.test_period == 0 or epoch + 1 == args.epochs):
             self.writer.images("train", batch, out, epoch)
         logger.info("epoch %d: %s", epoch, "  ".join(f"{k} {v:.5g}" for k, v in stats.items()))
         return stats

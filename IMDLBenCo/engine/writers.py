@@ -64,6 +64,7 @@ class RunWriter:
         self.log_dir = Path(log_dir or output_dir)
         self._tb = None
         self._want_tb = tensorboard
+        self._handles: Dict[str, Any] = {}
         if self.active:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -94,11 +95,14 @@ class RunWriter:
         write_json(self.output_dir / "config.json", config)
 
     def append_jsonl(self, name: str, record: Mapping[str, Any]) -> None:
+        """Append one JSON line to ``name`` (kept open between calls; flushed every line)."""
         if not self.active:
             return
-        with open(self.output_dir / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(plain(dict(record)), ensure_ascii=False) + "\n")
-            f.flush()
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = open(self.output_dir / name, "a", encoding="utf-8")
+        handle.write(json.dumps(plain(dict(record)), ensure_ascii=False) + "\n")
+        handle.flush()
 
     def drop_records_from(self, name: str, epoch: int) -> None:
         """Remove the lines of JSON-lines file ``name`` whose ``epoch`` is ``epoch`` or later.
@@ -109,6 +113,8 @@ class RunWriter:
         path = self.output_dir / name
         if not (self.active and path.is_file()):
             return
+        if name in self._handles:
+            self._handles.pop(name).close()
         kept = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
@@ -172,6 +178,9 @@ class RunWriter:
             self._tb.flush()
 
     def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
         if self._tb is not None:
             self._tb.close()
             self._tb = None
