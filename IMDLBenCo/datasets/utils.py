@@ -169,8 +169,9 @@ def normalize_batch(batch: Dict[str, Any]) -> Dict[str, Any]:
         shape = (3, 1, 1)
         mean = torch.tensor([m * 255.0 for m in IMAGENET_MEAN], device=image.device).view(shape)
         inv_std = torch.tensor([1.0 / (s * 255.0) for s in IMAGENET_STD], device=image.device).view(shape)
-        # one float allocation, then in-place ops: the cheapest order on a memory-bound CPU
-        out = torch.empty(image.shape, dtype=torch.float32, device=image.device)
+        # one float allocation in the input's memory layout (a channels-last item stays so, and
+        # the uint8 -> float copy is a straight vectorised pass), then in-place ops
+        out = torch.empty_like(image, dtype=torch.float32)
         batch["image"] = out.copy_(image).sub_(mean).mul_(inv_std)
     for key in ("mask", "shape_mask", "edge_mask"):
         value = batch.get(key)
