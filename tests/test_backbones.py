@@ -163,3 +163,15 @@ def test_help_lists_model_options(name):
     if name == "vit":
         # the script's --image_size reaches the model that needs it
         assert parse_model_kwargs(name, ["--image_size", "256"])["image_size"] == 256
+
+
+def test_outputs_pass_the_engine_check():
+    engine = pytest.importorskip("IMDLBenCo.engine")
+    torch.manual_seed(0)
+    model = MODELS.get("srm_segformer")(encoder_name="mit_b0", if_predict_label=True)
+    batch = {"image": torch.randn(2, 3, 64, 64), "mask": torch.zeros(2, 1, 64, 64),
+             "label": torch.tensor([0, 1]), "shape": torch.tensor([[64, 64]] * 2), "name": ["a", "b"]}
+    engine.check_model_output(model(**batch), batch, training=True)
+    model.eval()
+    with torch.no_grad():
+        engine.check_model_output(model(image=batch["image"]), {"image": batch["image"]}, training=False)

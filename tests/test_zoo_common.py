@@ -60,3 +60,27 @@ def test_zoo_index_lists_every_model():
     text = (ROOT / "model_zoo" / "README.md").read_text()
     for _, recipe in RECIPES:
         assert recipe["model"] in text
+
+
+E2E = {
+    "segformer": ["--encoder_name", "mit_b0", "--if_predict_label", "--if_resizing"],
+    "IML_ViT": ["--input_size", "64", "--embed_dim", "192", "--fpn_channels", "32", "--mlp_embeding_dim", "32",
+                "--edge_mask_width", "3", "--if_padding"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(E2E))
+def test_one_epoch_through_the_training_entry(name, tmp_path):
+    """A backbone and IML_ViT train one epoch and get tested by the engine, on 64-px synthetic data."""
+    engine = pytest.importorskip("IMDLBenCo.engine")
+    synth = pytest.importorskip("IMDLBenCo.datasets.synth")
+    info = synth.make_synthetic_dataset(str(tmp_path / "data"), n=6, size=64, seed=0)
+    res = engine.train_main([
+        "--model", name, "--data_path", info["splits"]["train"], "--test_data_path", info["splits"]["test"],
+        "--output_dir", str(tmp_path / "out"), "--epochs", "1", "--batch_size", "2", "--test_batch_size", "2",
+        "--image_size", "64", "--accum_iter", "1", "--warmup_epochs", "0", "--num_workers", "0",
+        "--device", "cpu", "--test_period", "1", *E2E[name]], train_transform=False)
+    losses = {k: v for k, v in res.items() if k.startswith("train_") and k.endswith("loss")}
+    assert losses and all(v == v and abs(v) < 1e3 for v in losses.values())
+    assert 0.0 <= res["test_pixel_f1"] <= 1.0
+    assert (tmp_path / "out" / "checkpoint-0.pth").exists()

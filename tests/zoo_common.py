@@ -40,7 +40,20 @@ def check_output_contract(out: dict, batch_size: int, size, want_label: bool = F
 
 
 def train_help(model_name: str) -> str:
-    """``--help`` of a minimal training entry (script options + the model's), as text."""
+    """``--help`` of the training entry (``IMDLBenCo.engine.train_main``; a minimal script parser
+    through ``parse_args_with_model`` where the engine is not available), as text."""
+    try:
+        from IMDLBenCo.engine import train_main
+    except ImportError:
+        train_main = None
+    if train_main is not None:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            try:
+                train_main(["--model", model_name, "--help"])
+            except SystemExit as err:
+                assert err.code == 0
+        return buf.getvalue()
     from IMDLBenCo.options import parse_args_with_model
 
     parser = argparse.ArgumentParser(prog="train.py", add_help=False)
