@@ -186,8 +186,13 @@ def autocast(runtime: Runtime, enabled: bool):
 
 
 def forward(model: torch.nn.Module, batch: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
-    """Call the model with the batch by keyword (plus ``if_predict_label``), as IMDL-BenCo does."""
-    return model(**batch, if_predict_label=bool(getattr(args, "if_predict_label", False)))
+    """Call the model with the batch by keyword (plus ``if_predict_label``), as IMDL-BenCo does.
+
+    The flag is also passed under IMDL-BenCo's misspelled keyword ``if_predcit_label``, which
+    models ported from it (CAT-Net) read.
+    """
+    flag = bool(getattr(args, "if_predict_label", False))
+    return model(**batch, if_predict_label=flag, if_predcit_label=flag)
 
 
 def log_run_header(runtime: Runtime, args: argparse.Namespace, model_kwargs: Dict[str, Any],
