@@ -38,3 +38,17 @@ def test_mit_rejects_wrong_channels_and_bad_config():
         mit_b0()(torch.randn(1, 4, 32, 32))
     with pytest.raises(ValueError, match="4 entries"):
         MixVisionTransformer(depths=(1, 1, 1))
+
+
+def test_block_layernorms_use_segformer_eps():
+    """SegFormer's blocks and stage norms use LayerNorm eps 1e-6 (published weights expect it)."""
+    import torch.nn as nn
+
+    from IMDLBenCo.modules.mit import MiTBlock, mit_b0
+
+    model = mit_b0()
+    blocks = [m for m in model.modules() if isinstance(m, MiTBlock)]
+    assert blocks
+    assert all(b.norm1.eps == 1e-6 and b.norm2.eps == 1e-6 for b in blocks)
+    assert all(isinstance(getattr(model, f"norm{i}"), nn.LayerNorm) and getattr(model, f"norm{i}").eps == 1e-6
+               for i in range(1, 5))

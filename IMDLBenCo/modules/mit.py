@@ -153,10 +153,12 @@ class MiTBlock(nn.Module):
                  qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
                  drop_path: float = 0.0, sr_ratio: int = 1) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        # SegFormer builds the blocks' (and the stages') LayerNorms with eps 1e-6; published
+        # weights were trained with it. The attention and patch-embedding norms keep 1e-5.
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = EfficientAttention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, sr_ratio)
         self.drop_path = drop_path
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MixFFN(dim, int(dim * mlp_ratio), drop)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:

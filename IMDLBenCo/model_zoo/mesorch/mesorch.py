@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...modules.extractors import DCTExtractor
-from ...modules.mit import MiTBlock, mit_b3
+from ...modules.mit import mit_b3
 from ...registry import MODELS
 
 logger = logging.getLogger(__name__)
@@ -140,11 +140,6 @@ class Mesorch(nn.Module):
         super().__init__()
         self.convnext = _convnext_tiny(6)
         self.segformer = mit_b3(in_chans=6, stem_bias=False)
-        # SegFormer (and Mesorch) build the blocks' LayerNorms with eps 1e-6; published weights
-        # were trained with it
-        for blk in self.segformer.modules():
-            if isinstance(blk, MiTBlock):
-                blk.norm1.eps = blk.norm2.eps = 1e-6
         self.upsample = UpsampleToQuarter()
         self.inverse = nn.ModuleList([nn.Conv2d(96, 1, 1) for _ in range(4)] + [nn.Conv2d(64, 1, 1) for _ in range(4)])
         self.gate = ScoreNetwork()
