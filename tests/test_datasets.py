@@ -410,3 +410,69 @@ def test_coverage_size_mismatch_fails_at_load(coverage_dir: Path):
     assert len(ds) == 9
     with pytest.raises(DatasetError, match=r"41t\.png: image is 588x376"):
         ds[0]
+
+
+# ---------------------------------------------------------------- padded item layout (speed path)
+@pytest.mark.parametrize("transform", [None, "numpy_flip"])
+def test_padded_deferred_item_is_contiguous_chw_with_exact_content(small_mani: Path, transform):
+    """The padded uint8 image is built as contiguous (3,S,S) zeros with the pixels copied into its
+    top-left (so the collate is a plain copy); values equal the plain HWC pad seen as CHW."""
+    flip = (lambda image, mask: {"image": image[:, ::-1], "mask": mask[:, ::-1]}) if transform else None
+    ds = ManiDataset(str(small_mani), is_padding=True, output_size=(32, 40), defer_normalization=True,
+                     common_transforms=flip)
+    for i in range(len(ds)):
+        s = ds[i]
+        img = rand_image(20, 30, i)
+        if transform:
+            img = img[:, ::-1]
+        ref = np.zeros((32, 40, 3), np.uint8)
+        ref[:20, :30] = img
+        assert s["image"].dtype == torch.uint8 and s["image"].is_contiguous()
+        assert torch.equal(s["image"], torch.from_numpy(ref).permute(2, 0, 1))
+        ref_shape = torch.zeros(1, 32, 40, dtype=torch.uint8)
+        ref_shape[:, :20, :30] = 1
+        assert torch.equal(s["shape_mask"], ref_shape)
+        assert s["mask"][:, 20:].sum() == 0 and s["mask"][:, :, 30:].sum() == 0
+
+
+def test_padded_oversize_shrink_deferred_layout(tmp_path: Path):
+    """An image shrunk to fit (torch resize output, channels-last strides) pads the same way."""
+    root = make_mani(tmp_path / "big", [("a", rand_image(20, 40, 3), rect_mask(20, 40, (0, 0, 20, 20)))])
+    s = ManiDataset(str(root), is_padding=True, output_size=32, defer_normalization=True)[0]
+    resized = ManiDataset(str(root), is_resizing=True, output_size=(16, 32), defer_normalization=True)[0]
+    assert s["image"].is_contiguous() and s["shape"].tolist() == [16, 32]
+    assert torch.equal(s["image"][:, :16, :32], resized["image"])
+    assert s["image"][:, 16:].sum() == 0
+    batch = normalize_batch(torch.utils.data.default_collate([s, s]))
+    float_item = ManiDataset(str(root), is_padding=True, output_size=32)[0]
+    assert torch.equal(batch["image"][1], float_item["image"])
+
+
+def test_normalize_batch_threads_restored_and_single_while_workers_run(small_mani: Path, monkeypatch):
+    """On the CPU the conversion runs with 1 intra-op thread while DataLoader workers (child
+    processes) are alive, torch's setting is restored after, and the values do not change."""
+    ds = ManiDataset(str(small_mani), is_padding=True, output_size=32, edge_width=3, defer_normalization=True)
+    ref = normalize_batch(torch.utils.data.default_collate([ds[0], ds[1]]))
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that "1 while workers run" is a change to see
+    before = 2
+    calls = []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real_set(n)))
+    seen_in_loop = []
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1)
+    for batch in loader:
+        calls.clear()
+        out = normalize_batch(batch)
+        seen_in_loop.append(list(calls))
+        if out["image"].shape[0] == 2 and batch["name"] == ref["name"]:
+            for key in ("image", "mask", "shape_mask", "edge_mask"):
+                assert torch.equal(out[key], ref[key]), key
+    assert torch.get_num_threads() == before
+    assert seen_in_loop[0] == [1, before]  # set to 1 for the conversion, then restored
+    calls.clear()
+    normalize_batch(torch.utils.data.default_collate([ds[0]]))
+    assert calls == []  # no workers alive: torch's setting is used as it is
+    normalize_batch(torch.utils.data.default_collate([ds[0]]), num_threads=before)
+    assert calls == []  # explicit and equal to the current setting: nothing to change
+    real_set(original)

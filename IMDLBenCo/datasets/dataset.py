@@ -247,18 +247,24 @@ class AbstractDataset(Dataset):
         original = mask.shape[:2]
         h, w = self._fit_size(index, original)
         sh, sw = self.output_size
-        pixels = _resize_hwc(_hwc_tensor(image), (h, w), copy=not self.is_padding)
+        pixels = _resize_hwc(_hwc_tensor(image), (h, w), copy=not self.is_padding)  # padding copies below
         if mask.shape != (h, w):
             mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
         edge = edge_mask(mask, self.edge_width) if self.edge_width is not None else None
         if self.is_padding:
-            pixels = torch.from_numpy(_pad(pixels, (sh, sw)))
+            # contiguous CHW zeros (calloc: the padding costs no writes) with the content copied into
+            # its top-left: the one transposing copy touches only the content, and the collate's
+            # stack of contiguous items is a plain memcpy
+            chw = np.zeros((3, sh, sw), np.uint8)  # torch.zeros would memset
+            chw[:, :h, :w] = pixels.numpy().transpose(2, 0, 1)  # numpy: no thread pool for 1 MB
+            image_t = torch.from_numpy(chw)
             mask = _pad(mask, (sh, sw))
             edge = None if edge is None else _pad(edge, (sh, sw))
-        elif not mask.flags.writeable:
-            mask = mask.copy()
-        # HWC memory seen as CHW (channels-last strides): no transposing copy, the collate copies anyway
-        image_t = pixels.permute(2, 0, 1)
+        else:
+            if not mask.flags.writeable:
+                mask = mask.copy()
+            # HWC memory seen as CHW (channels-last strides): no transposing copy, the collate copies anyway
+            image_t = pixels.permute(2, 0, 1)
         mask_t = torch.from_numpy(mask)[None]
         sample: Dict[str, Any] = {
             "image": image_t,
