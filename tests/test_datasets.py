@@ -473,6 +473,13 @@ def test_normalize_batch_threads_restored_and_single_while_workers_run(small_man
     calls.clear()
     normalize_batch(torch.utils.data.default_collate([ds[0]]))
     assert calls == []  # no workers alive: torch's setting is used as it is
+    import IMDLBenCo.datasets.utils as utils_module
+
+    monkeypatch.setattr(utils_module, "SMALL_CONVERSION", 1)  # every batch counts as large
+    for batch in torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1):
+        calls.clear()
+        normalize_batch(batch)
+        assert calls == []  # a large conversion keeps torch's threads even beside workers
     normalize_batch(torch.utils.data.default_collate([ds[0]]), num_threads=before)
     assert calls == []  # explicit and equal to the current setting: nothing to change
     real_set(original)

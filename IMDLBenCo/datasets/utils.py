@@ -155,15 +155,25 @@ def load_test_datasets(path: str) -> Dict[str, str]:
     return out
 
 
-def _conversion_threads(num_threads: Optional[int]) -> Optional[int]:
-    """Intra-op threads for a CPU conversion: ``num_threads`` when given; else 1 while this
-    process has live child processes (DataLoader workers), else None (leave torch's setting)."""
+#: below this many elements to convert, a CPU batch is converted single-threaded while
+#: DataLoader workers run (see _conversion_threads)
+SMALL_CONVERSION = 16 * 2**20
+
+
+def _conversion_threads(num_threads: Optional[int], numel: int) -> Optional[int]:
+    """Intra-op threads for a CPU conversion of ``numel`` elements: ``num_threads`` when given;
+    else 1 for a small conversion while this process has live child processes (DataLoader
+    workers); else None (torch's own setting)."""
     if num_threads is not None:
         return max(1, int(num_threads))
+    if numel >= SMALL_CONVERSION:
+        # a large batch (e.g. 8 x 1024x1024 padded) makes this process the bottleneck: its
+        # threads pay off even beside busy workers (measured on 2 cores)
+        return None
     import multiprocessing
 
-    # the workers already keep the cores busy: an OpenMP team in this process would only contend
-    # with them (measured on 2 cores: half the main-process CPU time, faster epochs)
+    # a small batch is converted quickly, and an OpenMP team would then only contend with the
+    # busy workers for the cores (2 cores, resize 512: half the main-process CPU, faster epochs)
     return 1 if multiprocessing.active_children() else None
 
 
@@ -175,12 +185,14 @@ def normalize_batch(batch: Dict[str, Any], num_threads: Optional[int] = None) ->
     Works for one item (3,H,W) and for a batch (B,3,H,W). Returns ``batch``.
 
     ``num_threads``: torch intra-op threads for a conversion on the CPU (restored afterwards);
-    by default 1 while DataLoader workers (child processes) run, else torch's own setting.
+    by default 1 for a batch under :data:`SMALL_CONVERSION` elements while DataLoader workers
+    (child processes) run, else torch's own setting.
     """
     import torch
 
     todo = [v for v in batch.values() if isinstance(v, torch.Tensor) and v.dtype == torch.uint8]
-    threads = _conversion_threads(num_threads) if any(v.device.type == "cpu" for v in todo) else None
+    cpu = [v for v in todo if v.device.type == "cpu"]
+    threads = _conversion_threads(num_threads, sum(v.numel() for v in cpu)) if cpu else None
     if threads is None or threads == torch.get_num_threads():
         return _normalize_batch(batch)
     previous = torch.get_num_threads()
