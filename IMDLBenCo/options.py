@@ -189,10 +189,10 @@ def model_params(target: Callable) -> List[ModelParam]:
                 annotation = typing.List[elem]
             else:
                 annotation = type(default)
-            optional = default is None
+            optional = not required and default is None
         else:
             annotation, optional = _strip_optional(annotation)
-            optional = optional or default is None
+            optional = optional or (not required and default is None)
 
         literal_choices = None
         if typing.get_origin(annotation) is typing.Literal:
@@ -309,13 +309,14 @@ def model_kwargs_from_namespace(
     values = vars(namespace)
     kwargs: Dict[str, Any] = {}
     missing = []
-    for param in params if params is not None else model_params(target):
+    every_param = model_params(target)
+    for param in params if params is not None else every_param:
         if param.name in values:
             kwargs[param.name] = values[param.name]
         elif param.required:
             missing.append(f"--{param.name} ({param.type_name})")
     # shared script options that the signature asks for
-    for p in model_params(target):
+    for p in every_param:
         if p.name in SHARED_SCRIPT_OPTIONS and p.name in values and p.name not in kwargs:
             kwargs[p.name] = values[p.name]
     if missing:

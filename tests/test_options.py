@@ -81,8 +81,10 @@ def test_bad_values_are_rejected(argv):
 
 
 def test_missing_required_names_it():
-    with pytest.raises(ModelOptionError, match="--MyModel_Customized_param"):
+    with pytest.raises(ModelOptionError, match=r"--MyModel_Customized_param \(int\)"):
         parse(NeedsParam, [])
+    with pytest.raises((argparse.ArgumentError, SystemExit)):  # a required int does not accept None
+        parse(NeedsParam, ["--MyModel_Customized_param", "None"])
     assert parse(NeedsParam, ["--MyModel_Customized_param", "3"]) == {"MyModel_Customized_param": 3}
 
 

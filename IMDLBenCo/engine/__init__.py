@@ -9,11 +9,19 @@ folder described in docs/ARCHITECTURE.md. They run as ``python script.py`` and u
 
 from .checkpoint import find_checkpoints, load_checkpoint, save_checkpoint
 from .complexity import complexity_main
+from .errors import exit_cleanly_on_user_errors
 from .outputs import ModelOutputError, check_model_output
 from .robustness import test_robust_main
 from .run_test import test_main
 from .save_images import save_images_main
 from .train import NonFiniteLossError, train_main
+
+# From the command line, a mistake in the user's input ends with one message, not a traceback.
+train_main = exit_cleanly_on_user_errors(train_main)
+test_main = exit_cleanly_on_user_errors(test_main)
+test_robust_main = exit_cleanly_on_user_errors(test_robust_main)
+save_images_main = exit_cleanly_on_user_errors(save_images_main)
+complexity_main = exit_cleanly_on_user_errors(complexity_main)
 
 __all__ = [
     "train_main",

@@ -1,0 +1,71 @@
+"""Command-line runs end with one message for mistakes in the input; Python calls still raise."""
+
+import subprocess
+import sys
+
+import pytest
+
+from IMDLBenCo.datasets.io import DatasetError
+from IMDLBenCo.engine.errors import _message, exit_cleanly_on_user_errors
+
+
+def _failing_main(argv=None, **kwargs):
+    raise DatasetError("/data/Tp/1.png: image is 4x4 but its mask is 5x5")
+
+
+def test_explicit_argv_raises(monkeypatch):
+    monkeypatch.delenv("IMDLBENCO_DEBUG", raising=False)
+    with pytest.raises(DatasetError):
+        exit_cleanly_on_user_errors(_failing_main)(["--model", "X"])
+
+
+def test_command_line_run_exits_with_the_message(monkeypatch, capsys):
+    monkeypatch.delenv("IMDLBENCO_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        exit_cleanly_on_user_errors(_failing_main)()
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: /data/Tp/1.png: image is 4x4 but its mask is 5x5" in err
+    assert "Traceback" not in err
+
+
+def test_debug_variable_keeps_the_traceback(monkeypatch):
+    monkeypatch.setenv("IMDLBENCO_DEBUG", "1")
+    with pytest.raises(DatasetError):
+        exit_cleanly_on_user_errors(_failing_main)()
+
+
+def test_other_errors_are_not_hidden(monkeypatch):
+    monkeypatch.delenv("IMDLBENCO_DEBUG", raising=False)
+
+    def buggy(argv=None):
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        exit_cleanly_on_user_errors(buggy)()
+
+
+def test_worker_traceback_is_reduced_to_the_message():
+    text = ("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+            '  File "x.py", line 1, in f\nIMDLBenCo.datasets.io.DatasetError: /d/Tp/a.png: unreadable\n')
+    assert _message(DatasetError(text)) == "/d/Tp/a.png: unreadable"
+
+
+def test_bad_dataset_through_train_script(tmp_path):
+    """A size mismatch met by a DataLoader worker ends the script with one message and status 1."""
+    from PIL import Image
+
+    root = tmp_path / "bad"
+    (root / "Tp").mkdir(parents=True)
+    (root / "Gt").mkdir()
+    Image.new("RGB", (32, 32), (90, 20, 20)).save(root / "Tp" / "a.png")
+    Image.new("L", (40, 32), 255).save(root / "Gt" / "a.png")
+    script = tmp_path / "train.py"
+    script.write_text("from IMDLBenCo.engine import train_main\nif __name__ == '__main__':\n    train_main()\n")
+    cmd = [sys.executable, str(script), "--model", "DemoNet", "--data_path", str(root), "--test_data_path", str(root),
+           "--if_resizing", "--image_size", "32", "--epochs", "1", "--num_workers", "1",
+           "--output_dir", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "a.png" in proc.stderr and "benco data check" in proc.stderr
