@@ -52,7 +52,7 @@ def test_worker_traceback_is_reduced_to_the_message():
 
 
 def test_bad_dataset_through_train_script(tmp_path):
-    """A size mismatch met by a DataLoader worker ends the script with one message and status 1."""
+    """A size mismatch met inside a DataLoader worker ends the script with one message and status 1."""
     from PIL import Image
 
     root = tmp_path / "bad"
@@ -64,8 +64,31 @@ def test_bad_dataset_through_train_script(tmp_path):
     script.write_text("from IMDLBenCo.engine import train_main\nif __name__ == '__main__':\n    train_main()\n")
     cmd = [sys.executable, str(script), "--model", "DemoNet", "--data_path", str(root), "--test_data_path", str(root),
            "--if_resizing", "--image_size", "32", "--epochs", "1", "--num_workers", "1",
-           "--output_dir", str(tmp_path / "out")]
+           "--output_dir", str(tmp_path / "out"), "--skip_data_check"]  # so the worker meets the pair
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "a.png" in proc.stderr and "benco data check" in proc.stderr
+
+
+def test_broken_pairs_are_refused_before_the_run(tmp_path):
+    """Every broken pair is listed before training starts, not met later inside a worker."""
+    from PIL import Image
+
+    from IMDLBenCo.engine import train_main
+
+    root = tmp_path / "bad"
+    (root / "Tp").mkdir(parents=True)
+    (root / "Gt").mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (90, 20, 20)).save(root / "Tp" / f"{i}.png")
+        Image.new("L", (32 if i else 40, 32), 255).save(root / "Gt" / f"{i}.png")
+    (root / "Tp" / "3.png").write_bytes(b"not an image")
+    Image.new("L", (32, 32), 255).save(root / "Gt" / "3.png")
+    argv = ["--model", "DemoNet", "--data_path", str(root), "--test_data_path", str(root), "--if_resizing",
+            "--image_size", "32", "--epochs", "1", "--num_workers", "0", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(DatasetError) as info:
+        train_main(argv)
+    msg = str(info.value)
+    assert "2 broken pair(s)" in msg and "0.png" in msg and "3.png" in msg and "size mismatch" in msg
+    assert not (tmp_path / "out" / "checkpoint-0.pth").exists()

@@ -47,6 +47,8 @@ def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
     g.add_argument("--device", default="auto",
                    help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N, mps")
     g.add_argument("--num_workers", type=int, default=1, help="data loader worker processes per rank")
+    g.add_argument("--skip_data_check", action="store_true",
+                   help="do not check the datasets' files (existence, format, image/mask sizes) before the run")
     g.add_argument("--seed", type=int, default=42, help="random seed (each rank adds its rank)")
     g.add_argument("--pin_mem", dest="pin_mem", action="store_true", default=True,
                    help="pin loader memory (CUDA only; default on)")

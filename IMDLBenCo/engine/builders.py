@@ -104,11 +104,39 @@ def dataset_kwargs(args: argparse.Namespace, transform: Any = None, post_func: O
     )
 
 
+_CHECKED_PATHS: set = set()
+
+
+def check_before_run(path: str, args: argparse.Namespace) -> None:
+    """Refuse a dataset with broken pairs before any work starts (headers only: fast).
+
+    Missing or unreadable files and image/mask size mismatches are listed in one message that
+    names the files; ``--skip_data_check`` turns this off. Each path is checked once a process.
+    """
+    if getattr(args, "skip_data_check", False) or path in _CHECKED_PATHS:
+        return
+    from ..datasets.check import check_dataset
+    from ..datasets.io import DatasetError
+
+    report = check_dataset(path, quick=True)
+    _CHECKED_PATHS.add(path)
+    errors = report.errors
+    if errors:
+        shown = "\n".join("  " + p.line(path) for p in errors[:10])
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise DatasetError(
+            f"{path}: {len(errors)} broken pair(s) found before the run:\n{shown}{more}\n"
+            f"Run `benco data check {path}` for the full list and `--write-clean OUT.json` to use only "
+            f"the good pairs (or pass --skip_data_check to start anyway)."
+        )
+
+
 def build_dataset(path: str, args: argparse.Namespace, transform: Any = None,
                   post_func: Optional[Callable] = None) -> Dataset:
     """The dataset at ``path`` (Mani folder, Json list, Balanced JSON) with the script's sizing."""
     from ..datasets import dataset_from_path
 
+    check_before_run(path, args)
     # ``seed`` reaches BalancedDataset only (its per-epoch draw); the others ignore it
     return dataset_from_path(path, seed=args.seed, **dataset_kwargs(args, transform, post_func))
 
