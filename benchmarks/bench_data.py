@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per pipeline; the best one counts")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per pipeline; the best one counts")
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes per pipeline before the timed ones")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     args = parser.parse_args(argv)
