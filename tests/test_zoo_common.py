@@ -72,8 +72,8 @@ E2E = {
 @pytest.mark.parametrize("name", sorted(E2E))
 def test_one_epoch_through_the_training_entry(name, tmp_path):
     """A backbone and IML_ViT train one epoch and get tested by the engine, on 64-px synthetic data."""
-    engine = pytest.importorskip("IMDLBenCo.engine")
-    synth = pytest.importorskip("IMDLBenCo.datasets.synth")
+    from IMDLBenCo import engine
+    from IMDLBenCo.datasets import synth
     info = synth.make_synthetic_dataset(str(tmp_path / "data"), n=6, size=64, seed=0)
     res = engine.train_main([
         "--model", name, "--data_path", info["splits"]["train"], "--test_data_path", info["splits"]["test"],
