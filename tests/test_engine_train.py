@@ -38,6 +38,9 @@ def test_two_epochs_write_the_run_folder(tmp_path, data, caplog):
     assert steps and {"step", "epoch", "lr", "seg_loss"} <= set(steps[0])
     config = json.loads((out / "config.json").read_text())
     assert config["script"] == "train" and config["args"]["model"] == MODEL
+    from IMDLBenCo import __version__
+
+    assert config["env"]["IMDLBenCo"] == __version__ and config["env"]["world_size"] == 1
     assert json.loads((out / "metric_definitions.json").read_text())["mean_f1"]
     for name in ("checkpoint-0.pth", "checkpoint-1.pth", "checkpoint-best.pth"):
         ckpt = torch.load(out / name, weights_only=True)

@@ -18,6 +18,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
+from ..version import __version__
 from .checkpoint import plain
 from .runtime import Runtime
 
@@ -81,13 +82,8 @@ class RunWriter:
             "device": str(runtime.device),
             "world_size": runtime.world_size,
             "backend": runtime.backend,
+            "IMDLBenCo": __version__,
         }
-        try:
-            from ..version import __version__
-
-            env["IMDLBenCo"] = __version__
-        except ImportError:  # pragma: no cover
-            pass
         config = {"script": script, "args": plain(args), "model_kwargs": plain(dict(model_kwargs)),
                   "env": env, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         if extra:
