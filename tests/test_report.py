@@ -17,7 +17,7 @@ from PIL import Image
 
 from IMDLBenCo.cli import main as benco
 from IMDLBenCo.report import RunFolderError, build_report, load_run
-from IMDLBenCo.report.gallery import pixel_f1
+from IMDLBenCo.report.gallery import pixel_f1, score_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFINITIONS = {
@@ -176,6 +176,16 @@ def test_report_gallery_ranks_by_pixel_f1(tmp_path):
     # four pictures per manipulated row (image, ground truth, prediction, thresholded)
     assert rows[0].count("<img") == 4
     assert "12.35 K" in page  # complexity: parameters
+
+
+def test_gallery_scores_a_prediction_of_another_size_at_the_mask_size(tmp_path):
+    run = make_predictions_run(tmp_path / "pred_run", tmp_path / "data")
+    for name in ("perfect", "half"):  # saved at twice the mask's 48x40 (W x H): resized back before scoring
+        pred = Image.open(run / "pred" / f"{name}.png")
+        pred.resize((96, 80), Image.NEAREST).save(run / "pred" / f"{name}.png")
+    f1 = {item.name: item.f1 for item in score_predictions(load_run(run))}
+    assert f1["perfect.png"] == pytest.approx(1.0) and f1["half.png"] == pytest.approx(2 / 3, abs=0.02)
+    assert f1["missed.png"] == 0.0 and f1["clean.png"] is None  # an authentic image has no F1
 
 
 def test_pixel_f1_matches_definition():

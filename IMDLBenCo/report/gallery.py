@@ -76,8 +76,6 @@ def _load_gray(path: Path, size=None):
 
 def score_predictions(run: RunFolder, threshold: float = 0.5) -> List[GalleryItem]:
     """Read every prediction of ``run`` and compute its pixel F1 against the ground truth."""
-    from PIL import Image
-
     items: List[GalleryItem] = []
     for entry in run.predictions:
         name = str(entry.get("name", "?"))
@@ -98,11 +96,9 @@ def score_predictions(run: RunFolder, threshold: float = 0.5) -> List[GalleryIte
                 pred_bin = pred > threshold
                 item.positive_fraction = float(pred_bin.mean())
                 if item.mask_path is not None and item.mask_path.is_file():
-                    with Image.open(item.mask_path) as m:
-                        gt_size = m.size
                     gt = _load_gray(item.mask_path) > 0.5
-                    if pred_bin.shape != gt.shape:
-                        pred_bin = _load_gray(item.pred_path, size=gt_size) > threshold
+                    if pred_bin.shape != gt.shape:  # re-read the prediction at the mask's (W, H)
+                        pred_bin = _load_gray(item.pred_path, size=(gt.shape[1], gt.shape[0])) > threshold
                     if gt.any():
                         item.f1 = pixel_f1(pred_bin, gt)
             except OSError as err:
