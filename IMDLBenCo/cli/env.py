@@ -17,8 +17,10 @@ def add_parser(sub) -> None:
 def _version_of(module: str) -> str:
     try:
         mod = importlib.import_module(module)
-    except Exception:  # not installed, or broken: say so rather than fail
-        return "not installed"
+    except Exception as err:  # not installed, or installed but broken: say which, rather than fail
+        if isinstance(err, ModuleNotFoundError) and err.name == module:
+            return "not installed"
+        return f"import failed ({type(err).__name__}: {err})"
     return str(getattr(mod, "__version__", "unknown"))
 
 
