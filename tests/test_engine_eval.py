@@ -160,3 +160,21 @@ def test_evaluation_mode_uses_local_batch_statistics_for_syncbn():
     assert torch.allclose(y, expected, atol=1e-5)
     with evaluation_mode(model, keep_train_mode=False) as net:
         assert not net.training
+
+
+def test_checkpoints_are_found_in_epoch_order_not_name_order(tmp_path):
+    from IMDLBenCo.engine.checkpoint import find_checkpoints, latest_checkpoint
+    from IMDLBenCo.engine.run_test import checkpoints_to_test
+
+    for name in ("checkpoint-10.pth", "checkpoint-2.pth", "checkpoint-best.pth", "checkpoint-3.pth.tmp"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "checkpoint-7.pth").mkdir()  # a folder, not a checkpoint
+    numbered, others = find_checkpoints(tmp_path)
+    assert numbered == [(2, tmp_path / "checkpoint-2.pth"), (10, tmp_path / "checkpoint-10.pth")]
+    assert others == [tmp_path / "checkpoint-best.pth"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10.pth" and latest_checkpoint(tmp_path / "no") is None
+    assert checkpoints_to_test(str(tmp_path / "checkpoint-best.pth")) == [(0, tmp_path / "checkpoint-best.pth")]
+    (tmp_path / "checkpoint-2.pth").unlink()
+    (tmp_path / "checkpoint-10.pth").unlink()
+    with pytest.raises(FileNotFoundError, match=r"--checkpoint_path .*checkpoint-best\.pth"):
+        checkpoints_to_test(str(tmp_path))
