@@ -53,3 +53,35 @@ def test_schedule_warms_up_linearly_then_follows_the_cosine():
 def test_resolve_lr_scales_the_base_lr_by_the_effective_batch():
     assert resolve_lr(2e-4, blr=1e-3, batch_size=8, accum_iter=2, world_size=4) == 2e-4
     assert resolve_lr(None, blr=1e-3, batch_size=8, accum_iter=2, world_size=4) == pytest.approx(1e-3 * 64 / 256)
+
+
+def test_uncallable_no_weight_decay_is_reported(caplog):
+    import logging
+
+    import torch
+
+    from IMDLBenCo.engine.schedule import param_groups
+
+    class Odd(torch.nn.Module):
+        no_weight_decay = {"w"}  # a set, not a method
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(2, 2))
+
+    with caplog.at_level(logging.WARNING):
+        groups = param_groups(Odd(), 0.05)
+    assert "no_weight_decay() could not be called" in caplog.text
+    assert sum(len(g["params"]) for g in groups if g["weight_decay"] > 0) == 1
+
+
+def test_bad_rank_variable_is_named(monkeypatch):
+    import pytest
+
+    from IMDLBenCo.engine.runtime import _env_int
+
+    monkeypatch.setenv("RANK", "zero")
+    with pytest.raises(ValueError, match="RANK='zero'"):
+        _env_int("RANK", 0)
+    monkeypatch.delenv("RANK")
+    assert _env_int("RANK", 0) == 0

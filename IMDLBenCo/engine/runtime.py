@@ -74,10 +74,14 @@ class Runtime:
 
 
 def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
+    value = os.environ.get(name)
+    if value is None or value == "":
         return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer; torchrun sets it, "
+                         f"so unset it (or launch with torchrun) and run again") from None
 
 
 def setup_runtime(device: str = "auto") -> Runtime:

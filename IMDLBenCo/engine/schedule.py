@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Dict, List, Optional
 
 import torch
+
+logger = logging.getLogger("IMDLBenCo.engine")
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
@@ -18,8 +21,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, 
     if hasattr(model, "no_weight_decay"):
         try:
             skip = set(model.no_weight_decay())
-        except TypeError:
-            skip = set()
+        except TypeError as err:
+            logger.warning("%s.no_weight_decay() could not be called (%s); every weight gets weight decay",
+                           type(model).__name__, err)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
