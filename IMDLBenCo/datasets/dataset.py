@@ -1,7 +1,8 @@
 """``ManiDataset`` and ``JsonDataset``: image/mask pairs → the sample dict of docs/ARCHITECTURE.md.
 
-Per item the CPU work is: decode image and mask (Pillow), an optional user transform, one resize
-or one top-left pad, the edge mask (when asked) on the final geometry, and a uint8 → tensor copy.
+Per item the CPU work is: decode image and mask (Pillow), an optional user transform, the edge
+mask (when asked) at the mask's own resolution, one resize (OpenCV, as IMDL-BenCo) or one top-left
+pad, and a uint8 → tensor copy.
 With ``defer_normalization=True`` the item stays uint8 and :func:`IMDLBenCo.datasets.normalize_batch`
 turns the whole batch into float on the model's device, which is much cheaper than per-sample
 float work in the loader workers.
@@ -11,18 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
-from ..transforms.geometry import OVERSIZE_CHOICES, edge_mask, shrink_to_fit
+from ..transforms.geometry import OVERSIZE_CHOICES, check_edge_width, edge_mask, resize_image, resize_mask, shrink_to_fit
 from .io import (
     NEGATIVE,
     DatasetError,
@@ -41,31 +40,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["AbstractDataset", "ManiDataset", "JsonDataset"]
 
 _oversize_logged = False  # "shrink" is said once per process, not once per image
-
-
-def _hwc_tensor(image) -> torch.Tensor:
-    """H×W×3 uint8 tensor over the pixels of a Pillow image or numpy array (not written to)."""
-    arr = np.asarray(image)
-    with warnings.catch_warnings():  # Pillow's buffer is read-only; _resize_hwc never writes to it
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(arr)
-
-
-def _resize_hwc(pixels: torch.Tensor, hw: Tuple[int, int], copy: bool) -> torch.Tensor:
-    """Bilinear (antialiased, as Pillow's BILINEAR) resize of H×W×3 uint8 to ``hw``; new memory
-    unless the size already fits and ``copy`` is False (the caller then copies, e.g. when padding).
-
-    torch's uint8 kernel is about 3x faster than Pillow's for the same result (within 1 grey level).
-    """
-    if tuple(pixels.shape[:2]) == tuple(hw):
-        return pixels.clone() if copy else pixels
-    chw = pixels.permute(2, 0, 1)[None]
-    try:
-        out = F.interpolate(chw, size=tuple(hw), mode="bilinear", antialias=True, align_corners=False)
-    except (RuntimeError, NotImplementedError):  # a torch without the uint8 kernel
-        out = F.interpolate(chw.float(), size=tuple(hw), mode="bilinear", antialias=True, align_corners=False)
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
-    return out[0].permute(1, 2, 0)
 
 
 def _pad(a, hw: Tuple[int, int]):
@@ -111,12 +85,15 @@ class AbstractDataset(Dataset):
     Args:
         path: the dataset (folder or JSON file).
         is_padding: zero-pad to ``output_size`` at the top-left (adds ``shape_mask``).
-        is_resizing: resize to ``output_size`` (image bilinear, mask nearest). Exactly one of the two.
+        is_resizing: resize to ``output_size`` (image OpenCV bilinear, mask OpenCV nearest, as
+            IMDL-BenCo). Exactly one of the two.
         output_size: S or (H, W).
         common_transforms: albumentations-style callable ``t(image=HWC uint8, mask=HW uint8 0/255)
             -> {"image", "mask"}`` applied before pad/resize; the returned mask is binarised again
             (> 127.5), and ``label`` comes from the final mask.
-        edge_width: width in output pixels of the ``edge_mask`` band; None for no edge mask.
+        edge_width: size (odd, >= 3) of the cross kernel of the ``edge_mask`` band, which is
+            computed at the mask's resolution before pad/resize (IMDL-BenCo's rule, see
+            :func:`IMDLBenCo.transforms.edge_mask`); None for no edge mask.
         post_funcs: callable or list of callables ``f(sample_dict)`` run last, in place.
         defer_normalization: keep ``image``/``mask`` (and ``shape_mask``/``edge_mask``) uint8;
             ``normalize_batch`` makes them float later, on the batch's device.
@@ -146,8 +123,8 @@ class AbstractDataset(Dataset):
             )
         if oversize not in OVERSIZE_CHOICES:
             raise ValueError(f"oversize must be one of {OVERSIZE_CHOICES}, got {oversize!r}")
-        if edge_width is not None and (isinstance(edge_width, bool) or int(edge_width) < 1):
-            raise ValueError(f"edge_width must be None or a positive number of pixels, got {edge_width!r}")
+        if edge_width is not None:
+            check_edge_width(edge_width)
         if common_transforms is not None and not callable(common_transforms):
             raise TypeError(f"common_transforms must be callable as t(image=..., mask=...), got {common_transforms!r}")
         self.entry_path = str(path)
@@ -247,24 +224,28 @@ class AbstractDataset(Dataset):
         original = mask.shape[:2]
         h, w = self._fit_size(index, original)
         sh, sw = self.output_size
-        pixels = _resize_hwc(_hwc_tensor(image), (h, w), copy=not self.is_padding)  # padding copies below
-        if mask.shape != (h, w):
-            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+        # IMDL-BenCo's order: the edge band at the mask's own resolution, then resized with it
         edge = edge_mask(mask, self.edge_width) if self.edge_width is not None else None
+        pixels = resize_image(image, (h, w))
+        mask = resize_mask(mask, (h, w))
+        if edge is not None:
+            edge = resize_mask(edge, (h, w))
         if self.is_padding:
             # contiguous CHW zeros (calloc: the padding costs no writes) with the content copied into
             # its top-left: the one transposing copy touches only the content, and the collate's
             # stack of contiguous items is a plain memcpy
             chw = np.zeros((3, sh, sw), np.uint8)  # torch.zeros would memset
-            chw[:, :h, :w] = pixels.numpy().transpose(2, 0, 1)  # numpy: no thread pool for 1 MB
+            chw[:, :h, :w] = pixels.transpose(2, 0, 1)  # numpy: no thread pool for 1 MB
             image_t = torch.from_numpy(chw)
             mask = _pad(mask, (sh, sw))
             edge = None if edge is None else _pad(edge, (sh, sw))
         else:
+            if not pixels.flags.writeable:  # Pillow's buffer (the image had the output size)
+                pixels = pixels.copy()
             if not mask.flags.writeable:
                 mask = mask.copy()
             # HWC memory seen as CHW (channels-last strides): no transposing copy, the collate copies anyway
-            image_t = pixels.permute(2, 0, 1)
+            image_t = torch.from_numpy(pixels).permute(2, 0, 1)
         mask_t = torch.from_numpy(mask)[None]
         sample: Dict[str, Any] = {
             "image": image_t,

@@ -1,11 +1,12 @@
 """Transforms: final geometry (pad/resize, edge mask), training augmentation, robustness wrappers.
 
 All transforms are albumentations-style callables ``t(image=HxWx3 uint8, mask=HxW uint8) -> dict``
-built on numpy and Pillow.
+built on numpy, Pillow and OpenCV.
 """
 
-from .geometry import OVERSIZE_CHOICES, dilate_cross, edge_mask, resize_pair, shrink_to_fit
-from .functional import gaussian_blur, gaussian_kernel, gaussian_noise, jpeg_roundtrip
+from .geometry import (OVERSIZE_CHOICES, check_edge_width, dilate_cross, edge_mask, edge_mask_tensor, resize_image,
+                       resize_mask, resize_pair, shrink_to_fit)
+from .functional import gaussian_blur, gaussian_kernel, gaussian_noise, jpeg_roundtrip, jpeg_roundtrip_as_bgr
 from .augment import (
     Compose,
     DualTransform,
@@ -23,8 +24,9 @@ from .augment import (
 from .robustness import AbstractTransformWrapper, GaussianBlurWrapper, GaussianNoiseWrapper, JpegCompressionWrapper
 
 __all__ = [
-    "OVERSIZE_CHOICES", "dilate_cross", "edge_mask", "resize_pair", "shrink_to_fit",
-    "gaussian_blur", "gaussian_kernel", "gaussian_noise", "jpeg_roundtrip",
+    "OVERSIZE_CHOICES", "check_edge_width", "dilate_cross", "edge_mask", "edge_mask_tensor", "resize_image",
+    "resize_mask", "resize_pair", "shrink_to_fit",
+    "gaussian_blur", "gaussian_kernel", "gaussian_noise", "jpeg_roundtrip", "jpeg_roundtrip_as_bgr",
     "Compose", "DualTransform", "GaussianBlur", "HorizontalFlip", "ImageCompression",
     "RandomBrightnessContrast", "RandomCopyMove", "RandomInpainting", "RandomRotate90",
     "RandomScale", "VerticalFlip", "default_train_transform",

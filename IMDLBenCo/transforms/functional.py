@@ -1,4 +1,5 @@
-"""Small image functions on uint8 numpy arrays (H×W×3 images, H×W masks), numpy + Pillow only."""
+"""Small image functions on uint8 numpy arrays (H×W×3 images, H×W masks): numpy, Pillow, and
+OpenCV where IMDL-BenCo's numbers depend on its exact arithmetic (blur, JPEG attack)."""
 
 from __future__ import annotations
 
@@ -8,58 +9,75 @@ from typing import Tuple
 import numpy as np
 from PIL import Image
 
-__all__ = ["gaussian_kernel", "gaussian_blur", "jpeg_roundtrip", "gaussian_noise", "box_filter", "diffusion_fill"]
+__all__ = [
+    "gaussian_kernel", "gaussian_blur", "jpeg_roundtrip", "jpeg_roundtrip_as_bgr", "gaussian_noise",
+    "box_filter", "diffusion_fill",
+]
 
 
 def gaussian_kernel(ksize: int, sigma: float = 0.0) -> np.ndarray:
-    """1-D normalised Gaussian of odd size ``ksize``; ``sigma <= 0`` derives it from the size
-    the way OpenCV does (``0.3 * ((ksize - 1) * 0.5 - 1) + 0.8``)."""
+    """1-D normalised Gaussian of odd size ``ksize`` as OpenCV builds it (``getGaussianKernel``):
+    with ``sigma <= 0`` and ``ksize <= 7`` its fixed small kernels (3: 1/4, 1/2, 1/4), otherwise
+    σ = ``0.3 * ((ksize - 1) * 0.5 - 1) + 0.8``."""
     ksize = int(ksize)
     if ksize < 1 or ksize % 2 == 0:
         raise ValueError(f"Gaussian kernel size must be a positive odd int, got {ksize}")
-    if sigma <= 0:
-        sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
-    x = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
-    k = np.exp(-(x * x) / (2 * sigma * sigma))
-    return (k / k.sum()).astype(np.float32)
+    import cv2
+
+    return cv2.getGaussianKernel(ksize, float(sigma), cv2.CV_32F).ravel()
 
 
 def gaussian_blur(image: np.ndarray, ksize: int, sigma: float = 0.0) -> np.ndarray:
-    """Separable Gaussian blur with a ``ksize``×``ksize`` kernel, mirrored borders (OpenCV's default)."""
-    if int(ksize) <= 1:
+    """OpenCV's Gaussian blur with a ``ksize``×``ksize`` kernel (σ derived from the size when
+    ``sigma <= 0``), mirrored borders (reflect-101): IMDL-BenCo's blur, value for value."""
+    ksize = int(ksize)
+    if ksize <= 1:
         return image.copy()
-    k = gaussian_kernel(ksize, sigma)
-    r = len(k) // 2
-    out = image.astype(np.float32)
-    for axis in (0, 1):
-        n = out.shape[axis]
-        if n <= r:  # too small to mirror: nothing sensible to blur along this axis
-            continue
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (r, r)
-        padded = np.pad(out, pad, mode="reflect")
-        acc = np.zeros_like(out)
-        for i, w in enumerate(k):
-            acc += w * np.take(padded, np.arange(i, i + n), axis=axis)
-        out = acc
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    gaussian_kernel(ksize)  # validates the size
+    import cv2
+
+    return cv2.GaussianBlur(np.ascontiguousarray(image), (ksize, ksize), float(sigma))
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encode as JPEG at exactly ``quality`` (1–100) with Pillow and decode again."""
-    quality = int(quality)
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    """Encode an RGB image as JPEG at exactly ``quality`` (1–100) with Pillow and decode it again
+    (a correct colour round trip)."""
+    quality = _check_quality(quality)
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     return np.array(Image.open(buf).convert("RGB"))
 
 
-def gaussian_noise(image: np.ndarray, variance: float, rng=np.random) -> np.ndarray:
-    """Add zero-mean Gaussian noise of ``variance`` (0–255 units, so std = sqrt(variance))."""
-    noise = rng.normal(0.0, float(variance) ** 0.5, image.shape).astype(np.float32)
-    return np.clip(image.astype(np.float32) + noise + 0.5, 0, 255).astype(np.uint8)
+def jpeg_roundtrip_as_bgr(image: np.ndarray, quality: int) -> np.ndarray:
+    """IMDL-BenCo's JPEG attack: OpenCV encodes the RGB array *as if it were BGR* at ``quality``
+    and decodes it again (so red and blue swap roles in the colour conversion). Kept to
+    reproduce published robustness numbers; :func:`jpeg_roundtrip` is the correct round trip."""
+    quality = _check_quality(quality)
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image), (cv2.IMWRITE_JPEG_QUALITY, quality))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not JPEG-encode an array of shape {image.shape}")
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
+def _check_quality(quality) -> int:
+    quality = int(quality)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    return quality
+
+
+def gaussian_noise(image: np.ndarray, variance: float, rng=np.random, rounding: bool = False) -> np.ndarray:
+    """Add zero-mean Gaussian noise of ``variance`` (0–255 units, so std = sqrt(variance)), drawn
+    independently per pixel and channel, then clip to 0..255. The result is truncated to uint8 as
+    in IMDL-BenCo (mean shift about -0.5); ``rounding=True`` rounds instead."""
+    noise = rng.normal(0.0, float(variance) ** 0.5, image.shape)
+    out = image.astype(np.float32) + noise
+    if rounding:
+        out += 0.5
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def box_filter(a: np.ndarray, radius: int, axis: int) -> np.ndarray:

@@ -12,7 +12,12 @@ dataset as ``common_transforms`` (applied before pad/resize and normalisation). 
                 return {"image": image, "mask": mask}
             return t
 
-Noise is drawn from numpy's global RNG, which ``--seed`` seeds, so results reproduce.
+The three built-in attacks compute what IMDL-BenCo 0.1.45's do (parity fixtures
+``data/robust__*.npz``): OpenCV's Gaussian blur (its fixed small kernels for sizes 3 and 7), the
+JPEG attack with its quality drawn from ``{q-1, q}`` and the RGB array encoded as if it were BGR,
+and Gaussian noise truncated to uint8. The JPEG wrapper's ``exact_quality`` and ``correct_colors``
+switch to an exact-quality, colour-correct round trip (other numbers than published tables).
+Noise and the JPEG quality draw use numpy's global RNG, which ``--seed`` seeds, so results reproduce.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 import numpy as np
 
-from .functional import gaussian_blur, gaussian_noise, jpeg_roundtrip
+from .functional import gaussian_blur, gaussian_noise, jpeg_roundtrip, jpeg_roundtrip_as_bgr
 
 __all__ = [
     "AbstractTransformWrapper",
@@ -51,24 +56,44 @@ class _ImageOnly:
 
 
 class GaussianBlurAttack(_ImageOnly):
-    """Gaussian blur with a ``param``×``param`` kernel (odd); σ derived from the size as OpenCV does."""
+    """OpenCV Gaussian blur with a ``param``×``param`` kernel (odd), σ derived by OpenCV."""
 
     def apply(self, image):
         return gaussian_blur(image, int(self.param))
 
 
 class GaussianNoiseAttack(_ImageOnly):
-    """Additive Gaussian noise of variance ``param`` in 0–255 units (std = sqrt(param))."""
+    """Additive Gaussian noise of variance ``param`` in 0–255 units (std = sqrt(param)), truncated
+    to uint8 as IMDL-BenCo does."""
 
     def apply(self, image):
         return gaussian_noise(image, float(self.param))
 
 
 class JpegCompressionAttack(_ImageOnly):
-    """JPEG round trip at exactly quality ``param``."""
+    """JPEG round trip at quality ``param``.
+
+    Default (IMDL-BenCo 0.1.45): the quality is drawn from ``{param - 1, param}`` at every call
+    and OpenCV encodes the RGB array as if it were BGR. ``exact_quality``: always ``param``;
+    ``correct_colors``: a colour-correct RGB round trip (Pillow).
+    """
+
+    def __init__(self, param, exact_quality: bool = False, correct_colors: bool = False) -> None:
+        super().__init__(param)
+        self.exact_quality = bool(exact_quality)
+        self.correct_colors = bool(correct_colors)
+
+    def quality(self) -> int:
+        q = int(self.param)
+        return q if self.exact_quality or q <= 1 else int(np.random.randint(q - 1, q + 1))
 
     def apply(self, image):
-        return jpeg_roundtrip(image, int(self.param))
+        q = self.quality()
+        return jpeg_roundtrip(image, q) if self.correct_colors else jpeg_roundtrip_as_bgr(image, q)
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}=True" for k in ("exact_quality", "correct_colors") if getattr(self, k))
+        return f"{type(self).__name__}({self.param!r}{extra})"
 
 
 class AbstractTransformWrapper:
@@ -130,13 +155,21 @@ class GaussianNoiseWrapper(AbstractTransformWrapper):
 
 
 class JpegCompressionWrapper(AbstractTransformWrapper):
-    """JPEG compression; each strength is the exact quality, e.g. ``[50, 60, 70, 80, 90, 100]``."""
+    """JPEG compression; each strength is a quality, e.g. ``[50, 60, 70, 80, 90, 100]``.
 
-    def __init__(self, param_list: Iterable[int] = (50, 60, 70, 80, 90, 100)) -> None:
+    As in IMDL-BenCo, quality ``q`` means a quality drawn from ``{q-1, q}`` per image and the RGB
+    array is encoded as if it were BGR (so published robustness tables reproduce).
+    ``exact_quality=True`` uses exactly ``q``; ``correct_colors=True`` does a colour-correct round trip.
+    """
+
+    def __init__(self, param_list: Iterable[int] = (50, 60, 70, 80, 90, 100), exact_quality: bool = False,
+                 correct_colors: bool = False) -> None:
         super().__init__(param_list)
         bad = [p for p in self.param_list if p != 0 and not 1 <= p <= 100]
         if bad:
             raise ValueError(f"JpegCompressionWrapper: qualities must be in 1..100 (0 = none), got {bad}")
+        self.exact_quality = bool(exact_quality)
+        self.correct_colors = bool(correct_colors)
 
     def build(self, param):
-        return JpegCompressionAttack(int(param))
+        return JpegCompressionAttack(int(param), self.exact_quality, self.correct_colors)
