@@ -172,28 +172,47 @@ def test_label_from_final_mask_after_transform(small_mani: Path):
 
 
 # ---------------------------------------------------------------- edge mask
-@pytest.mark.parametrize("width", [1, 2, 3, 7])
+@pytest.mark.parametrize("width", [3, 5, 7])
 def test_edge_mask_band_width(width):
+    # IMDL-BenCo's cross kernel of size k: k//2 pixels on each side of a straight boundary
     m = np.zeros((20, 40), np.uint8)
     m[:, 20:] = 1
     band = edge_mask(m, width)
     cols = np.flatnonzero(band[10])
-    assert len(cols) == width and band.sum() == 20 * width
-    assert cols.min() == 20 - width // 2 and cols.max() == 20 + (width + 1) // 2 - 1
+    r = width // 2
+    assert len(cols) == 2 * r and band.sum() == 20 * 2 * r
+    assert cols.min() == 20 - r and cols.max() == 20 + r - 1
     assert edge_mask(np.zeros((9, 9), np.uint8), width).sum() == 0
     assert edge_mask(np.ones((9, 9), np.uint8), width).sum() == 0
 
 
-def test_edge_mask_is_in_output_pixels(tmp_path: Path):
-    # a 10x20 image with the right half tampered, resized 4x: the band is still 3 output pixels wide
+@pytest.mark.parametrize("width", [0, 1, 2, 6, -3, 7.0, True])
+def test_edge_width_must_be_odd_and_at_least_3(width):
+    with pytest.raises(ValueError, match="odd number of pixels >= 3"):
+        edge_mask(np.zeros((9, 9), np.uint8), width)
+
+
+def test_edge_mask_tensor_equals_numpy_rule():
+    from IMDLBenCo.transforms import edge_mask_tensor
+
+    rng = np.random.default_rng(0)
+    m = (rng.random((2, 1, 24, 31)) > 0.7).astype(np.float32)
+    t = edge_mask_tensor(torch.from_numpy(m), 7)
+    for i in range(2):
+        assert np.array_equal(t[i, 0].numpy().astype(np.uint8), edge_mask(m[i, 0].astype(np.uint8), 7))
+
+
+def test_edge_mask_is_built_before_resizing(tmp_path: Path):
+    # a 10x20 mask with the right half tampered, resized 4x: the 2-pixel band (width 3) of the
+    # original resolution becomes 8 output pixels, as in IMDL-BenCo
     m = np.zeros((10, 20), np.uint8)
     m[:, 10:] = 255
     root = make_mani(tmp_path / "e", [("a", rand_image(10, 20), m)])
     s = ManiDataset(str(root), is_resizing=True, output_size=(40, 80), edge_width=3)[0]
-    assert s["edge_mask"][0, 20].sum().item() == 3
+    assert s["edge_mask"][0, 20].sum().item() == 8
     # padding: no band along the content border where the mask touches the padding
     p = ManiDataset(str(root), is_padding=True, output_size=32, edge_width=3)[0]
-    assert p["edge_mask"][0, :, 19:].sum().item() == 0 and p["edge_mask"][0, :10].sum().item() == 30
+    assert p["edge_mask"][0, :, 19:].sum().item() == 0 and p["edge_mask"][0, :10].sum().item() == 20
 
 
 # ---------------------------------------------------------------- masks and pairing
@@ -215,6 +234,58 @@ def test_mask_modes_binarise_alike(tmp_path: Path, mode):
     s = ManiDataset(str(root), is_padding=True, output_size=32)[0]
     expected = (base > 127.5) if mode != "1" else (base > 127)
     assert torch.equal(s["mask"][0, :20, :30].bool(), torch.from_numpy(expected))
+
+
+def _one_pair(root: Path, mask_img: Image.Image, h: int = 20, w: int = 30) -> Path:
+    make_mani(root, [("a", rand_image(h, w), None)])
+    mask_img.save(root / "Gt" / "a.png")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["01_L", "01_I16", "0255_I16", "0_100_L"])
+def test_two_valued_masks_are_read_by_their_nonzero_value(tmp_path: Path, kind):
+    """Masks that IMDL-BenCo reads as empty (0/1 in 8 or 16 bits, 0/255 in 16 bits): manipulated
+    where non-zero, in the dataset and in `benco data check` alike."""
+    from IMDLBenCo.datasets import check_dataset
+
+    base = rect_mask(20, 30) > 0
+    value = {"01_L": 1, "01_I16": 1, "0255_I16": 255, "0_100_L": 100}[kind]
+    arr = base.astype(np.uint16 if "I16" in kind else np.uint8) * value
+    root = _one_pair(tmp_path / kind, Image.fromarray(arr))
+    s = ManiDataset(str(root), is_padding=True, output_size=32)[0]
+    assert torch.equal(s["mask"][0, :20, :30].bool(), torch.from_numpy(base)) and s["label"].item() == 1
+    report = check_dataset(str(root))
+    assert not report.errors and [p.kind for p in report.warnings] == ["two-valued mask"]
+
+
+@pytest.mark.parametrize("kind", ["red_on_black", "faint"])
+def test_unclear_masks_are_refused_naming_the_file(tmp_path: Path, kind):
+    from IMDLBenCo.datasets import check_dataset
+
+    base = rect_mask(20, 30) > 0
+    if kind == "red_on_black":
+        rgb = np.zeros((20, 30, 3), np.uint8)
+        rgb[base] = (255, 0, 0)
+        img = Image.fromarray(rgb)
+    else:  # several faint values, none above the threshold
+        arr = base.astype(np.uint8) * 60
+        arr[0, :5] = 30
+        img = Image.fromarray(arr)
+    root = _one_pair(tmp_path / kind, img)
+    ds = ManiDataset(str(root), is_padding=True, output_size=32)
+    with pytest.raises(DatasetError, match=r"Gt/a\.png: .*white \(255\) on black") as info:
+        ds[0]
+    assert ("coloured" in str(info.value)) == (kind == "red_on_black")
+    report = check_dataset(str(root))
+    assert [p.kind for p in report.errors] == ["unclear mask"] and report.errors[0].path.endswith("a.png")
+
+
+def test_valid_white_masks_with_stray_grey_keep_the_threshold_rule(tmp_path: Path):
+    arr = rect_mask(20, 30)
+    arr[0, 0] = 100  # a stray grey pixel next to real 255 content: read as 0 (IMDL-BenCo's rule)
+    root = _one_pair(tmp_path / "grey", Image.fromarray(arr))
+    s = ManiDataset(str(root), is_padding=True, output_size=32)[0]
+    assert torch.equal(s["mask"][0, :20, :30].bool(), torch.from_numpy(arr > 127.5))
 
 
 def test_no_exif_rotation(tmp_path: Path):

@@ -92,3 +92,39 @@ def test_broken_pairs_are_refused_before_the_run(tmp_path):
     msg = str(info.value)
     assert "2 broken pair(s)" in msg and "0.png" in msg and "3.png" in msg and "size mismatch" in msg
     assert not (tmp_path / "out" / "checkpoint-0.pth").exists()
+
+
+@pytest.mark.parametrize("script", ["train", "test"])
+def test_coloured_mask_is_refused_in_training_and_testing(tmp_path, script):
+    """A red-on-black mask (read as empty by IMDL-BenCo) stops the run with a message naming it."""
+    import numpy as np
+    from PIL import Image
+
+    from IMDLBenCo.engine import test_main, train_main
+
+    root = tmp_path / "red"
+    (root / "Tp").mkdir(parents=True)
+    (root / "Gt").mkdir()
+    Image.new("RGB", (32, 32), (90, 20, 20)).save(root / "Tp" / "a.png")
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[8:20, 8:20] = (255, 0, 0)
+    Image.fromarray(red).save(root / "Gt" / "a.png")
+    common = ["--model", "DemoNet", "--if_resizing", "--image_size", "32", "--num_workers", "0",
+              "--output_dir", str(tmp_path / "out")]
+    if script == "train":
+        argv = common + ["--data_path", str(root), "--test_data_path", str(root), "--epochs", "1"]
+        run = train_main
+    else:
+        import json
+
+        import torch
+
+        from IMDLBenCo.registry import MODELS
+
+        (tmp_path / "sets.json").write_text(json.dumps({"red": str(root)}))
+        (tmp_path / "ck").mkdir()
+        torch.save({"model": MODELS.get("DemoNet")().state_dict()}, tmp_path / "ck" / "checkpoint-0.pth")
+        argv = common + ["--test_data_json", str(tmp_path / "sets.json"), "--checkpoint_path", str(tmp_path / "ck")]
+        run = test_main
+    with pytest.raises(DatasetError, match=r"Gt/a\.png: .*coloured"):
+        run(argv)

@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .io import MASK_THRESHOLD, NEGATIVE, DatasetError, list_images, mask_gray, pair_by_stem, try_open_image
+from .io import (MASK_THRESHOLD, NEGATIVE, DatasetError, decode_mask, list_images, mask_gray, pair_by_stem,
+                 try_open_image)
 from .utils import detect_format, read_balanced_entries, read_json_pairs
 
 __all__ = ["Problem", "CheckReport", "check_dataset", "write_json_dataset", "pair_folders"]
@@ -164,18 +165,29 @@ def _check_pair(pair: Tuple[str, str]) -> List[Problem]:
             ERROR, "size mismatch", tp,
             f"image is {image.size[0]}x{image.size[1]} (WxH) but its mask {_short(gt)} is {mask.size[0]}x{mask.size[1]}",
         ))
+    try:
+        binary = decode_mask(mask, gt)
+    except DatasetError as err:
+        problems.append(Problem(ERROR, "unclear mask", gt, str(err).split(": ", 1)[-1].split(" Run `benco")[0]))
+        return problems
     gray = np.asarray(mask_gray(mask), dtype=np.float32)
     grey_fraction = float(np.mean((gray > 0.5) & (gray < 254.5))) if gray.size else 0.0
-    if grey_fraction > 0:
+    if grey_fraction > 0 and float(gray.max()) > MASK_THRESHOLD:
         problems.append(Problem(
             WARNING, "non-binary mask", gt,
             f"{grey_fraction:.2%} of pixels are neither black nor white (mode {mask.mode}); "
             f"they are read as manipulated when above {MASK_THRESHOLD} on the 8-bit scale",
         ))
-    if not (gray > MASK_THRESHOLD).any():
+    elif gray.max() > 0 and float(gray.max()) <= MASK_THRESHOLD:
+        problems.append(Problem(
+            WARNING, "two-valued mask", gt,
+            f"values 0 and {int(np.asarray(mask).max())} (mode {mask.mode}); read with the non-zero value as "
+            f"manipulated (IMDL-BenCo would read this mask as empty)",
+        ))
+    if not binary.any():
         problems.append(Problem(
             ERROR, "empty mask", gt,
-            f"no pixel above {MASK_THRESHOLD}, yet {os.path.basename(tp)} is listed as tampered; "
+            f"no manipulated pixel, yet {os.path.basename(tp)} is listed as tampered; "
             f'list it with mask "Negative" if it is authentic',
         ))
     return problems

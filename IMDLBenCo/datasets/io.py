@@ -27,6 +27,7 @@ __all__ = [
     "try_open_image",
     "load_rgb",
     "load_mask",
+    "decode_mask",
     "mask_gray",
     "binarize_gray",
     "check_hint",
@@ -133,9 +134,62 @@ def binarize_gray(gray: np.ndarray) -> np.ndarray:
     return (gray > MASK_THRESHOLD).view(np.uint8) if gray.dtype != np.uint8 else (gray > 127).view(np.uint8)
 
 
+def _coloured_pixels(rgb: np.ndarray) -> int:
+    """Pixels that are clearly coloured (one channel above the threshold, the grey mean not):
+    e.g. pure red, green or blue, which the grey rule would read as authentic."""
+    hi = rgb.max(axis=2) > MASK_THRESHOLD
+    if not hi.any():
+        return 0
+    return int(np.count_nonzero(hi & (rgb.mean(axis=2, dtype=np.float32) <= MASK_THRESHOLD)))
+
+
+def decode_mask(img: Image.Image, path: str = "mask", root: Optional[str] = None) -> np.ndarray:
+    """A decoded mask image as a uint8 H×W array in {0,1} (1 = manipulated).
+
+    The rule, per mask file:
+
+    * the grey value (:func:`mask_gray`: mean of the RGB channels, 16-bit scaled to 8 bits) above
+      :data:`MASK_THRESHOLD` is manipulated: IMDL-BenCo's rule, so 0/255 masks read exactly as there;
+    * a mask with exactly two values ``{0, v}`` whose ``v`` is at or below the threshold (0/1 masks in
+      8 or 16 bits, 0/255 stored in 16 bits) reads ``v`` as manipulated (IMDL-BenCo reads such
+      masks as empty and trains on them as if nothing were tampered);
+    * a mask whose non-zero pixels are all faint (several values, none above the threshold) or that
+      holds coloured pixels (e.g. red on black) is refused with a :class:`DatasetError` naming the
+      file: there is no safe reading of it.
+    """
+    if img.mode == "1":
+        return np.asarray(img, dtype=np.uint8)
+    if img.mode == "P" and "transparency" not in img.info:
+        img = img.convert("RGB")
+    if img.mode == "RGB":
+        rgb = np.asarray(img)
+        n = _coloured_pixels(rgb)
+        if n:
+            raise DatasetError(
+                f"{path}: {n} mask pixel(s) are coloured (one channel bright, e.g. red on black), which the grey "
+                f"rule (mean of R, G, B > {MASK_THRESHOLD}) would read as authentic. Save the mask as white "
+                f"(255) on black (0), e.g. with `benco data prepare` or Pillow's convert('L') and a threshold. "
+                f"{check_hint(root)}"
+            )
+    gray = mask_gray(img)
+    mx = float(gray.max()) if gray.size else 0.0
+    if mx > MASK_THRESHOLD or mx == 0.0:
+        return binarize_gray(gray)
+    # nothing above the threshold, something above zero: a two-valued {0, v} mask, or refuse
+    raw = np.asarray(img) if img.mode in ("L", "I;16", "I;16B", "I;16L", "I") else gray
+    nonzero = raw != 0
+    if raw.ndim == 2 and np.all(raw[nonzero] == raw[nonzero].flat[0]):
+        return nonzero.view(np.uint8)
+    raise DatasetError(
+        f"{path}: the mask has non-zero pixels but none above {MASK_THRESHOLD} on the 8-bit scale (largest "
+        f"{mx:.1f}, mode {img.mode}), and it is not a two-valued 0/v mask, so which pixels are manipulated "
+        f"is unclear. Save it as white (255) on black (0). {check_hint(root)}"
+    )
+
+
 def load_mask(path: str, root: Optional[str] = None) -> np.ndarray:
-    """The mask at ``path`` as a uint8 H×W array in {0,1} (threshold :data:`MASK_THRESHOLD`)."""
-    return binarize_gray(mask_gray(open_image(path, root)))
+    """The mask at ``path`` as a uint8 H×W array in {0,1}; see :func:`decode_mask` for the rule."""
+    return decode_mask(open_image(path, root), path, root)
 
 
 def unique_names(paths: Sequence[str]) -> List[str]:
