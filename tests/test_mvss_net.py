@@ -69,12 +69,24 @@ def test_eval_without_mask(model):
     assert 0 <= float(out["pred_mask"].min()) and float(out["pred_mask"].max()) <= 1
 
 
-def test_label_loss_is_bce_on_the_max_probability(train_out):
+def test_label_loss_is_the_reference_bce_with_logits_of_the_max_probability(train_out):
+    # IMDL-BenCo 0.1.45 (the default): BCE-with-logits applied to the max *probability*
     label = _batch()[3]
     out = train_out
-    p = out["pred_label"].detach().clamp(1e-6, 1 - 1e-6)
-    expected = torch.nn.functional.binary_cross_entropy(p, label.float())
-    torch.testing.assert_close(out["visual_loss"]["label_loss"], expected, rtol=1e-4, atol=1e-4)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out["pred_label"].detach(), label.float())
+    torch.testing.assert_close(out["visual_loss"]["label_loss"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_corrected_label_loss_is_an_option():
+    torch.manual_seed(0)
+    m = MVSSNet(pretrained_base=False, label_loss_on_logits=True).train()
+    image, mask, edge, label = _batch()
+    out = m(image, mask, edge, label)
+    p = out["pred_label"].detach().double()
+    expected = torch.nn.functional.binary_cross_entropy(p, label.double())
+    torch.testing.assert_close(out["visual_loss"]["label_loss"].double(), expected, rtol=1e-4, atol=1e-5)
+    assert parse_model_kwargs("MVSSNet", ["--label_loss_on_logits", "true"])["label_loss_on_logits"] is True
+    assert "--label_loss_on_logits" in train_help("MVSSNet")
 
 
 def test_dice_loss_values():
@@ -83,12 +95,22 @@ def test_dice_loss_values():
     assert float(dice_loss(1 - g, g)) == pytest.approx(1 - 1 / 5)
 
 
-def test_bayar_kernel_is_constrained():
+def test_bayar_kernel_is_projected_in_place_before_the_convolution():
     conv = BayarConv2d(1, 3, 5, padding=2)
+    x = torch.randn(2, 1, 12, 12)
+    y = conv(x)  # the forward pass rewrites ``kernel`` (IMDL-BenCo 0.1.45)
+    torch.testing.assert_close(conv.kernel.detach().sum(-1), torch.ones(1, 3))
     k = conv.constrained_kernel()
     assert k.shape == (3, 1, 5, 5)
     torch.testing.assert_close(k[:, 0, 2, 2], -torch.ones(3))
     torch.testing.assert_close(k.sum(dim=(1, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    # the gradient is the plain convolution gradient of the applied kernel, not through the projection
+    y.square().sum().backward()
+    kk = k.detach().clone().requires_grad_(True)
+    torch.nn.functional.conv2d(x, kk, padding=2).square().sum().backward()
+    ctr = 12
+    expected = torch.cat([kk.grad.reshape(1, 3, 25)[..., :ctr], kk.grad.reshape(1, 3, 25)[..., ctr + 1:]], -1)
+    torch.testing.assert_close(conv.kernel.grad, expected)
 
 
 def test_params_and_strict_load(model):

@@ -20,6 +20,7 @@ are buffers, not parameters: they never reach an optimiser.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Tuple
 
 import torch
@@ -46,20 +47,27 @@ def _check_input(module: nn.Module, x: torch.Tensor, channels: int) -> None:
 
 
 def minmax_per_sample(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale every sample of ``x`` (over all its channels and pixels) to [0, 1]."""
+    """Scale every sample of ``x`` (over all its channels and pixels) to [0, 1]; the range is
+    raised to ``eps`` when smaller (``eps=0``: IMDL-BenCo's plain division)."""
     flat = x.flatten(1)
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
-    return ((flat - lo) / (hi - lo).clamp_min(eps)).view_as(x)
+    rng = hi - lo
+    if eps > 0:
+        rng = rng.clamp_min(eps)
+    return ((flat - lo) / rng).view_as(x)
 
 
 class BayarConv2D(nn.Module):
     """Constrained convolution of Bayar & Stamm (2018): a learnable high-pass filter.
 
-    Each 5x5 kernel is projected, at every forward, onto ``{w : w[centre] = -1, sum(w) = 0}``:
-    ``w = w * bayar_mask`` (centre zeroed), ``w = w / sum(w)`` (off-centre weights sum to 1),
-    ``w = w + bayar_final`` (centre -1). The projection is differentiable and leaves the stored
-    weight untouched (IMDL-BenCo rewrote the weight in place before each call).
+    Before every convolution the stored weight is projected, in place, onto
+    ``{w : w[centre] = -1, sum of the off-centre weights = 1}``: ``w *= bayar_mask`` (centre
+    zeroed), ``w /= sum(w)`` per (out, in) kernel, ``w += bayar_final`` (centre -1). The
+    convolution then uses the weight as an ordinary parameter, so the gradient is the plain
+    convolution gradient and does not flow through the projection. This is what IMDL-BenCo
+    0.1.45 computes (same forward, same gradients; parity fixtures ``bayar_*``); the next
+    optimiser step moves the weight off the constraint and the next forward projects it back.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, kernel_size: int = 5) -> None:
@@ -80,16 +88,24 @@ class BayarConv2D(nn.Module):
         # positive init keeps the normalising sums away from zero
         nn.init.uniform_(self.BayarConv2D.weight, 0.0, 1.0)
 
+    @torch.no_grad()
+    def project_(self) -> torch.Tensor:
+        """Project the stored weight onto the constraint, in place; returns it."""
+        w = self.BayarConv2D.weight
+        w.mul_(self.bayar_mask)
+        w.mul_(w.sum(dim=(2, 3), keepdim=True).reciprocal())
+        w.add_(self.bayar_final)
+        return w
+
     def constrained_weight(self) -> torch.Tensor:
-        w = self.BayarConv2D.weight * self.bayar_mask
-        s = w.sum(dim=(2, 3), keepdim=True)
-        # a sum near zero would blow the kernel up; keep its sign, bound its size
-        s = torch.where(s.abs() < 1e-6, torch.full_like(s, 1e-6), s)
-        return w / s + self.bayar_final
+        """The projected kernel (a copy; the stored weight is not changed)."""
+        w = self.BayarConv2D.weight.detach() * self.bayar_mask
+        return w / w.sum(dim=(2, 3), keepdim=True) + self.bayar_final
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.in_channels)
-        return F.conv2d(x, self.constrained_weight(), padding=self.kernel_size // 2)
+        self.project_()
+        return self.BayarConv2D(x)
 
 
 #: IMDL-BenCo's spelling
@@ -150,9 +166,13 @@ class _FixedKernel(nn.Module):
 class SobelFilter(nn.Module):
     """Sobel gradient magnitude ``sqrt(gx^2 + gy^2)`` of the sum of the input channels (-> 1 ch).
 
-    ``sobel_x``/``sobel_y`` apply the x/y Sobel kernels (replicated over the input channels, so the
-    channels are summed). ``conv_x``/``conv_y`` hold the same kernels; they exist only so that
-    IMDL-BenCo checkpoints, which carry these four entries, load strictly.
+    As in IMDL-BenCo 0.1.45 the module holds two kernel pairs: ``conv_x``/``conv_y`` (the ones
+    the forward pass uses: ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` and its transpose) and
+    ``sobel_x.0``/``sobel_y.0`` (the same kernels with the opposite sign, unused). Both are kept
+    so that checkpoints with the four entries load strictly, and the forward pass reads the same
+    pair as the reference, so a checkpoint whose two pairs differ gives the reference's output.
+    Nothing is added inside the square root; where both gradients are exactly zero the square
+    root's argument is raised to 1e-30 (output 1e-15 instead of 0) so that its gradient stays finite.
     """
 
     out_channels = 1
@@ -163,17 +183,16 @@ class SobelFilter(nn.Module):
         kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
         wx = kx.expand(1, in_channels, 3, 3).clone()
         wy = kx.t().expand(1, in_channels, 3, 3).clone()
-        self.sobel_x = nn.Sequential(_FixedKernel(wx))
-        self.sobel_y = nn.Sequential(_FixedKernel(wy))
-        self.conv_x = _FixedKernel(wx.clone())
-        self.conv_y = _FixedKernel(wy.clone())
+        self.sobel_x = nn.Sequential(_FixedKernel(-wx))
+        self.sobel_y = nn.Sequential(_FixedKernel(-wy))
+        self.conv_x = _FixedKernel(wx)
+        self.conv_y = _FixedKernel(wy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, self.in_channels)
-        gx = self.sobel_x(x)
-        gy = self.sobel_y(x)
-        # eps inside the sqrt: the gradient of sqrt at 0 is infinite
-        return torch.sqrt(gx * gx + gy * gy + 1e-12)
+        gx = self.conv_x(x)
+        gy = self.conv_y(x)
+        return torch.sqrt((gx * gx + gy * gy).clamp_min(1e-30))
 
 
 def _check_alpha(name: str, alpha: float) -> float:
@@ -184,19 +203,27 @@ def _check_alpha(name: str, alpha: float) -> float:
 
 
 def dct_matrix(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Orthonormal DCT-II matrix ``D`` (n x n): ``D @ x`` transforms along the first axis."""
-    i = torch.arange(n, device=device, dtype=torch.float64)
-    d = torch.cos(torch.pi * (2 * i[None, :] + 1) * i[:, None] / (2 * n)) * (2.0 / n) ** 0.5
-    d[0] /= 2 ** 0.5
-    return d.to(dtype)
+    """Orthonormal DCT-II matrix ``D`` (n x n): ``D @ x`` transforms along the first axis.
+
+    Evaluated in float32 as IMDL-BenCo 0.1.45 does (row 0 = 1/sqrt(n), row k =
+    sqrt(2/n) cos(pi k (2i+1) / 2n)), then cast to ``dtype``; a float64 matrix differs by
+    ~1e-7, which saturating models amplify past the parity tolerance.
+    """
+    i = torch.arange(n, dtype=torch.float32).reshape(1, n)
+    k = torch.arange(n, dtype=torch.float32).reshape(n, 1)
+    d = torch.sqrt(torch.tensor(2.0 / n)) * torch.cos(math.pi * k * (2 * i + 1) / (2 * n))
+    d[0, :] = 1 / math.sqrt(n)
+    return d.to(device=device, dtype=dtype)
 
 
 class DCTExtractor(nn.Module):
-    """DCT band filter: ``D_H X D_W^T``, zero a corner block, inverse, per-sample min-max to [0, 1].
+    """DCT band filter: ``D_H (X D_W^T)``, zero a corner block, ``D_H^T (Y D_W)``, per-sample min-max.
 
     ``mode="high"`` (default, high-pass) zeros the top-left ``int(alpha*H) x int(alpha*W)``
     low-frequency coefficients; ``mode="low"`` (low-pass) zeros the bottom-right block of that
-    size instead (Mesorch uses high/0.05 and low/0.95). Channels are kept (C -> C).
+    size instead (Mesorch uses high/0.05 and low/0.95). Channels are kept (C -> C). The products
+    are evaluated in IMDL-BenCo's order (right product first) with its float32 matrix. The
+    min-max range is raised to 1e-8 (IMDL-BenCo divides by zero on a constant sample).
     """
 
     def __init__(self, alpha: float = 0.1, mode: str = "high") -> None:
@@ -219,14 +246,14 @@ class DCTExtractor(nn.Module):
         _check_input(self, x, 0)
         h, w = x.shape[-2:]
         dh, dw = self._matrix(h, x), self._matrix(w, x)
-        coef = dh @ x @ dw.t()
+        coef = dh @ (x @ dw.t())
         bh, bw = int(self.alpha * h), int(self.alpha * w)
         keep = torch.ones(h, w, device=x.device, dtype=x.dtype)
         if self.mode == "high":
             keep[:bh, :bw] = 0
         else:
             keep[h - bh:, w - bw:] = 0
-        out = dh.t() @ (coef * keep) @ dw
+        out = dh.t() @ ((coef * keep) @ dw)
         return minmax_per_sample(out)
 
 

@@ -248,7 +248,7 @@ class PredictHead(nn.Module):
     ``embed_dim``, norm (BN / LN / IN), dropout, 1x1 conv to one logit map (no activation in
     between, as in IMDL-BenCo, so its checkpoints give the same outputs)."""
 
-    def __init__(self, in_channels: int, embed_dim: int = 256, norm: str = "BN", dropout: float = 0.1) -> None:
+    def __init__(self, in_channels: int, embed_dim: int = 256, norm: str = "BN", dropout: float = 0.5) -> None:
         super().__init__()
         self.linear_fuse = nn.Conv2d(in_channels, embed_dim, 1)
         if norm == "BN":

@@ -110,8 +110,9 @@ def _sobel_pair(in_chans: int) -> Tuple[nn.Sequential, nn.Sequential]:
 
 
 def _sobel_gate(conv_x: nn.Module, conv_y: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``sigmoid(sqrt(gx^2 + gy^2)) * x``; the epsilon keeps the square root's gradient finite."""
-    g = torch.sqrt(conv_x(x).pow(2) + conv_y(x).pow(2) + 1e-12)
+    """``sigmoid(sqrt(gx^2 + gy^2)) * x``. Nothing is added inside the square root (as in the
+    reference); an argument of exactly 0 is raised to 1e-30 so that the gradient stays finite."""
+    g = torch.sqrt((conv_x(x).pow(2) + conv_y(x).pow(2)).clamp_min(1e-30))
     return torch.sigmoid(g) * x
 
 
@@ -137,9 +138,10 @@ class BayarConv2d(nn.Module):
     """Bayar & Stamm's constrained convolution, stored as IMDL-BenCo/MVSS-Net do.
 
     ``kernel`` ``(in, out, k*k-1)`` holds the off-centre weights; the applied kernel has them
-    normalised to sum 1 and a fixed centre of -1 (a prediction-error high-pass filter). The
-    normalisation is computed in the forward pass (differentiable) instead of rewriting the
-    parameter in place.
+    normalised to sum 1 and a fixed centre of -1 (a prediction-error high-pass filter). As in
+    IMDL-BenCo 0.1.45, the normalisation rewrites ``kernel`` in place before every convolution and
+    the convolution then uses it as an ordinary parameter: the gradient reaches ``kernel`` directly,
+    not through the normalisation (same forward and gradients as the reference).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 3, kernel_size: int = 5, padding: int = 2) -> None:
@@ -148,9 +150,15 @@ class BayarConv2d(nn.Module):
         self.kernel_size, self.padding = kernel_size, padding
         self.kernel = nn.Parameter(torch.rand(in_channels, out_channels, kernel_size ** 2 - 1))
 
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Normalise the off-centre weights of every kernel to sum 1, in place."""
+        self.kernel.div_(self.kernel.sum(dim=-1, keepdim=True))
+
     def constrained_kernel(self) -> torch.Tensor:
-        k = self.kernel / self.kernel.sum(dim=-1, keepdim=True)
+        """The applied ``(out, in, k, k)`` kernel: ``kernel`` with the centre -1 inserted."""
         ctr = self.kernel_size ** 2 // 2
+        k = self.kernel
         minus1 = -torch.ones_like(k[..., :1])
         full = torch.cat([k[..., :ctr], minus1, k[..., ctr:]], dim=-1)
         return full.reshape(self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
@@ -158,6 +166,7 @@ class BayarConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"BayarConv2d: expected (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        self.project_()
         return F.conv2d(x, self.constrained_kernel().to(x.dtype), padding=self.padding)
 
 
@@ -243,11 +252,11 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
 
 
 def _edge_from_mask(mask: torch.Tensor, width: int = 7) -> torch.Tensor:
-    """Boundary band of a binary mask (dilation minus erosion with a ``width`` square)."""
-    pad = width // 2
-    dil = F.max_pool2d(mask, width, stride=1, padding=pad)
-    ero = -F.max_pool2d(-mask, width, stride=1, padding=pad)
-    return (dil - ero).clamp(0, 1)
+    """Boundary band of a binary mask when the batch has no ``edge_mask``: the dataset's rule
+    (:func:`IMDLBenCo.transforms.geometry.edge_mask`, a ``width`` cross kernel) on the mask as given."""
+    from ...transforms.geometry import edge_mask_tensor
+
+    return edge_mask_tensor(mask, width)
 
 
 # ------------------------------------------------------------------ the model
@@ -268,12 +277,18 @@ class MVSSNet(nn.Module):
             ``resnet50_weights`` (nothing is downloaded).
         resnet50_weights: local torchvision ResNet-50 file (``resnet50-19c8e357.pth`` or
             ``resnet50-0676ba61.pth``); used only with ``pretrained_base``.
+        label_loss_on_logits: the image-level BCE on the maximal mask *logit* (a correct
+            BCE-with-logits). Off (default, IMDL-BenCo 0.1.45): BCE-with-logits applied to the
+            maximal mask *probability*, which squashes it through a second sigmoid (the loss
+            never goes below ~0.31 for a manipulated image and trains the label term weakly);
+            keep it off to reproduce published MVSS-Net numbers.
     """
 
     def __init__(self, nclass: int = 1, aux: bool = False, sobel: bool = True, if_label: bool = True,
                  constrain: bool = True, n_input: int = 3, pretrained_base: bool = True,
-                 resnet50_weights: Optional[str] = None) -> None:
+                 resnet50_weights: Optional[str] = None, label_loss_on_logits: bool = False) -> None:
         super().__init__()
+        self.label_loss_on_logits = bool(label_loss_on_logits)
         if nclass != 1:
             raise ValueError(f"MVSSNet: nclass must be 1 (one-channel manipulation mask), got {nclass}")
         self.aux, self.sobel, self.if_label, self.constrain = aux, sobel, if_label, constrain
@@ -340,8 +355,8 @@ class MVSSNet(nn.Module):
 
         pred_mask = torch.sigmoid(mask_logits)
         edge_prob = torch.sigmoid(edge_logits)
-        # image score = global max of the pixel probabilities; sigmoid is monotonic, so the max
-        # logit gives the same score and a numerically safe BCE-with-logits
+        # image score = global max of the pixel probabilities (sigmoid is monotonic: the max logit
+        # gives the same score)
         max_logit = mask_logits.flatten(1).max(dim=1).values.float()
         pred_label = torch.sigmoid(max_logit)
 
@@ -358,7 +373,9 @@ class MVSSNet(nn.Module):
             label = (mask.flatten(1).amax(dim=1) > 0)
         seg = dice_loss(pred_mask, mask)
         edge = dice_loss(edge_prob, edge_mask)
-        lab = F.binary_cross_entropy_with_logits(max_logit, label.float().view(-1))
+        # reference: BCE-with-logits of the max *probability*; corrected: of the max logit
+        lab = F.binary_cross_entropy_with_logits(max_logit if self.label_loss_on_logits else pred_label,
+                                                 label.float().view(-1))
         if self.if_label:
             combined = 0.16 * seg + 0.04 * lab + 0.8 * edge
         else:

@@ -3,8 +3,9 @@ localisation (Liu, Liu, Zhang, Chen, Wang; IEEE TCSVT 2022).
 
 An HRNet-W18-small-v2 feature extractor (``FENet``) gives four feature maps at full, 1/2, 1/4 and
 1/8 resolution. The localisation network ``SegNet`` (NLCDetection) predicts a mask at the coarsest
-scale with a spatio-channel non-local block (SCCM), gates the next finer features with that mask's
-probability, and repeats down to full resolution: four masks, coarse to fine. The detection head
+scale with a spatio-channel non-local block (SCCM), gates the next finer features with that mask
+(its raw logits, as IMDL-BenCo does; its probability with ``gate_with_probability``), and repeats
+down to full resolution: four masks, coarse to fine. The detection head
 ``ClsNet`` (HRNet's classification head: bottlenecks per branch, strided fusion, pooling, MLP)
 gives 2-class image logits. State-dict names follow IMDL-BenCo (``weights``, ``FENet.*``,
 ``SegNet.getmask{1..4}.*``, ``ClsNet.*``), so its checkpoints load with ``strict=True``.
@@ -71,13 +72,17 @@ class NonLocalMask(nn.Module):
 
 
 class NLCDetection(nn.Module):
-    """Progressive localisation: mask at 1/8, gate 1/4 features by its probability, ... to 1/1.
+    """Progressive localisation: mask at 1/8, gate the 1/4 features with it, ... to 1/1.
 
+    The gate is the coarser mask's upsampled logits (IMDL-BenCo 0.1.45; the network then learns
+    with unbounded gates) or, with ``gate_with_probability``, its sigmoid (the paper's
+    description and the authors' code, where the mask head ends in a sigmoid).
     Returns the mask logits ``[full, 1/2, 1/4, 1/8]``.
     """
 
-    def __init__(self, channels=(18, 36, 72, 144)) -> None:
+    def __init__(self, channels=(18, 36, 72, 144), gate_with_probability: bool = False) -> None:
         super().__init__()
+        self.gate_with_probability = bool(gate_with_probability)
         c1, c2, c3, c4 = channels
         self.getmask4 = NonLocalMask(c4, 1)
         self.getmask3 = NonLocalMask(c3, 2)
@@ -92,7 +97,7 @@ class NLCDetection(nn.Module):
             if gate is not None:
                 s = s * F.interpolate(gate, size=s.shape[-2:], mode="bilinear", align_corners=True)
             logit, _ = head(s)
-            gate = torch.sigmoid(logit)
+            gate = torch.sigmoid(logit) if self.gate_with_probability else logit
             logits.append(logit)
         return logits[::-1]
 
@@ -161,16 +166,27 @@ class PSCC_Net(nn.Module):
         pretrain_path: local ImageNet HRNet-W18-small-v2 file (``hrnet_w18_small_v2.pth``) for the
             feature extractor, loaded by key name (missing/unexpected keys are logged). Empty:
             random initialisation with one warning.
+        gate_with_probability: gate the finer branches with the coarser mask's probability
+            (sigmoid), as the paper describes. Off (default, IMDL-BenCo 0.1.45): with its raw
+            logits; keep it off for IMDL-BenCo's published PSCC-Net checkpoints and numbers.
+        weighted_cls_loss: the detection loss as the authors' code has it, a cross-entropy with
+            the class weights ``weights`` (1/0.5947, 1/0.4053: authentic/fake ratios of their
+            training set). Off (default, IMDL-BenCo 0.1.45): unweighted binary cross-entropy of
+            the fake-class probability (computed from the logits, so it also runs under AMP).
     """
 
-    def __init__(self, input_size: int = 256, pretrain_path: Optional[str] = None) -> None:
+    def __init__(self, input_size: int = 256, pretrain_path: Optional[str] = None,
+                 gate_with_probability: bool = False, weighted_cls_loss: bool = False) -> None:
         super().__init__()
         self.input_size = input_size
-        # class weights of the detection cross-entropy (a frozen parameter, as in IMDL-BenCo,
-        # so checkpoints carry it)
-        self.weights = nn.Parameter(torch.tensor([0.5, 0.5]), requires_grad=False)
+        self.weighted_cls_loss = bool(weighted_cls_loss)
+        # class weights of the authors' detection cross-entropy (a frozen parameter, as in
+        # IMDL-BenCo, so checkpoints carry it); used only with weighted_cls_loss
+        authentic_ratio = 0.5947
+        self.weights = nn.Parameter(torch.tensor([1.0 / authentic_ratio, 1.0 / (1.0 - authentic_ratio)]),
+                                    requires_grad=False)
         self.FENet = HRNetW18SmallV2()
-        self.SegNet = NLCDetection(self.FENet.out_channels)
+        self.SegNet = NLCDetection(self.FENet.out_channels, gate_with_probability)
         self.ClsNet = DetectionHead(self.FENet.out_channels)
         if pretrain_path:
             from ...modules.pretrained import load_pretrained
@@ -216,7 +232,9 @@ class PSCC_Net(nn.Module):
             if mask_logits[0].shape[-2:] != mask.shape[-2:] else mask
         targets = _scaled_masks(first, [m.shape[-2:] for m in mask_logits])
         seg = sum(balanced_bce_with_logits(lg, t) for lg, t in zip(mask_logits, targets))
-        cls = F.cross_entropy(cls_logits.float(), label.long().view(-1), weight=self.weights.float())
+        # BCE of softmax[:, 1] == 2-class cross-entropy of the logits (log-softmax: AMP-safe)
+        cls = F.cross_entropy(cls_logits.float(), label.long().view(-1),
+                              weight=self.weights.float() if self.weighted_cls_loss else None)
         combined = seg + cls
         out.update(backward_loss=combined,
                    visual_loss={"seg_loss": seg.detach(), "cls_loss": cls.detach(),
@@ -231,7 +249,7 @@ def convert_official_checkpoints(fenet: str, segnet: str, clsnet: str) -> Dict[s
     ``weights``. Load the result with ``model.load_state_dict(sd, strict=True)``."""
     from ...modules.pretrained import read_state_dict
 
-    sd: Dict[str, torch.Tensor] = {"weights": torch.tensor([0.5, 0.5])}
+    sd: Dict[str, torch.Tensor] = {"weights": torch.tensor([1.0 / 0.5947, 1.0 / (1.0 - 0.5947)])}
     for prefix, path in (("FENet.", fenet), ("SegNet.", segnet), ("ClsNet.", clsnet)):
         part: Mapping[str, torch.Tensor] = read_state_dict(path)
         sd.update({prefix + k: v for k, v in part.items()})
