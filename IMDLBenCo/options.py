@@ -37,6 +37,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .errors import ModelOptionError
+
 __all__ = [
     "SHARED_SCRIPT_OPTIONS",
     "ModelOptionError",
@@ -54,10 +56,6 @@ SHARED_SCRIPT_OPTIONS = frozenset({"image_size", "if_predict_label", "edge_mask_
 _NONE_WORDS = {"none", "null"}
 _TRUE_WORDS = {"true", "1", "yes", "y", "on", "t"}
 _FALSE_WORDS = {"false", "0", "no", "n", "off", "f"}
-
-
-class ModelOptionError(ValueError):
-    """A model's constructor cannot be turned into options, or an option value is wrong."""
 
 
 def str2bool(text: str) -> bool:
@@ -361,6 +359,12 @@ def parse_args_with_model(
             params = add_model_options(full, target, script_dests)
         except ModelOptionError as err:
             full.error(str(err))
+    elif not any(a in ("-h", "--help") for a in argv):
+        _, unknown = full.parse_known_args(argv)
+        flags = [a for a in unknown if a.startswith("--")]
+        if flags:  # model options without a model: say what is missing, not "unrecognized"
+            full.error(f"the option --{model_option} is required: {' '.join(flags[:4])}"
+                       f"{' ...' if len(flags) > 4 else ''} can only be read as options of the model it names")
     args = full.parse_args(argv)
     model_kwargs: Dict[str, Any] = {}
     if target is not None:

@@ -52,6 +52,26 @@ class EngineTinyNet(nn.Module):
         }
 
 
+@MODELS.register_module(name="FailingTinyNet", force=True)
+class FailingTinyNet(EngineTinyNet):
+    """EngineTinyNet whose forward raises a DatasetError on rank ``fail_rank`` at its
+    ``fail_call``-th call in train (``phase="train"``) or eval mode (``phase="test"``)."""
+
+    def __init__(self, fail_rank: int = 1, fail_call: int = 2, phase: str = "train") -> None:
+        super().__init__()
+        self.fail_rank, self.fail_call, self.phase = fail_rank, fail_call, phase
+        self.calls = 0
+
+    def forward(self, image, mask, label, *args, **kwargs):
+        if self.training == (self.phase == "train"):
+            self.calls += 1
+        if int(os.environ.get("RANK", "0")) == self.fail_rank and self.calls == self.fail_call:
+            from IMDLBenCo.datasets.io import DatasetError
+
+            raise DatasetError(f"/data/Tp/broken.png: cannot be read (raised on rank {self.fail_rank})")
+        return super().forward(image, mask, label)
+
+
 class MeanF1:
     """A stand-in evaluator (per-image pixel F1 averaged, exact under any process count)."""
 
@@ -125,9 +145,11 @@ def read_jsonl(path: os.PathLike) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def run_in_group(cmd: List[str], cwd: os.PathLike, env: Dict[str, str], timeout: float = 300) -> str:
-    """Run ``cmd`` in its own process group and return its stdout; a failure shows the output's
-    tail, and on timeout the whole group (torchrun workers too) is killed."""
+def run_in_group(cmd: List[str], cwd: os.PathLike, env: Dict[str, str], timeout: float = 300,
+                 check: bool = True):
+    """Run ``cmd`` in its own process group and return its stdout (``check=False``: the
+    ``CompletedProcess``); a failure shows the output's tail, and on timeout the whole group
+    (torchrun workers too) is killed and the test fails."""
     import signal
     import subprocess
 
@@ -141,5 +163,7 @@ def run_in_group(cmd: List[str], cwd: os.PathLike, env: Dict[str, str], timeout:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         pytest.fail(f"{cmd} timed out after {timeout} s:\n{out[-3000:]}\n{err[-3000:]}")
+    if not check:
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     assert proc.returncode == 0, f"{cmd} failed:\n{out[-3000:]}\n{err[-3000:]}"
     return out

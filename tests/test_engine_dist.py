@@ -90,3 +90,52 @@ def test_one_and_two_processes_agree(tmp_path):
     assert log[0]["epoch"] == 0 and log[0]["test_A/count"] == 5
     assert json.loads((outputs[2] / "train" / "config.json").read_text())["env"]["world_size"] == 2
     assert torch.load(outputs[2] / "train" / "checkpoint-0.pth", weights_only=True)["epoch"] == 0
+
+
+FAILING = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import engine_support  # registers FailingTinyNet
+    from IMDLBenCo.engine import {main}
+    if __name__ == "__main__":
+        {main}()  # the command line: errors end the run with one message
+""")
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("script, phase, rank", [("train", "train", 1), ("train", "test", 0), ("test", "test", 1)])
+def test_a_failing_rank_ends_the_run_at_once_with_one_message(tmp_path, script, phase, rank):
+    """One rank raises (in a training step or a test pass); the other is waiting in a collective.
+    The run must end within seconds, print the error once (by the rank that had it) and exit
+    non-zero, instead of hanging until the process group's 30-minute timeout."""
+    import time
+
+    data = make_mani(tmp_path / "data", 8, seed=1)
+    common = ["--model", "FailingTinyNet", "--phase", phase,
+              "--fail_rank", str(rank), "--image_size", "32", "--if_resizing", "--num_workers", "0",
+              "--device", "cpu", "--test_batch_size", "2"]
+    main = {"train": "train_main", "test": "test_main"}[script]
+    if script == "train":
+        argv = common + ["--data_path", str(data), "--test_data_path", str(data), "--epochs", "2",
+                         "--batch_size", "2", "--accum_iter", "1", "--output_dir", str(tmp_path / "out")]
+    else:
+        ckpt = tmp_path / "ckpts"
+        ckpt.mkdir()
+        torch.manual_seed(0)
+        torch.save({"model": EngineTinyNet().state_dict()}, ckpt / "checkpoint-0.pth")
+        argv = common + ["--test_data_path", str(data), "--checkpoint_path", str(ckpt),
+                         "--output_dir", str(tmp_path / "out")]
+    path = tmp_path / f"{script}.py"
+    path.write_text(FAILING.format(tests=str(TESTS), main=main))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("IMDLBENCO_DEBUG", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(path), *argv]
+    start = time.monotonic()
+    proc = run_in_group(cmd, tmp_path, env, timeout=120, check=False)
+    elapsed = time.monotonic() - start
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert elapsed < 90, f"the run took {elapsed:.0f} s to end"
+    assert text.count("cannot be read (raised on rank") == 1, text[-3000:]
+    assert f"error{' (rank 1)' if rank else ''}: /data/Tp/broken.png" in text
+    assert "[rank0]: Traceback" not in text and "[rank1]: Traceback" not in text

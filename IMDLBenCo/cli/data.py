@@ -74,13 +74,16 @@ def run_check(args: argparse.Namespace) -> int:
         report = check_dataset(args.path, workers=args.workers)
     except DatasetError as err:
         return _error(str(err))
-    root = args.path if os.path.isdir(args.path) else os.path.dirname(args.path)
+    root = args.path if os.path.isdir(args.path) else ""
     if not args.quiet:
         for problem in report.problems:
             print(problem.line(root))
         for note in report.notes:
             print(f"note: {note}")
     print(report.summary() + f" [{time.perf_counter() - start:.1f} s]")
+    if not report.pairs and not report.errors:
+        return _error(f"{args.path}: the dataset is empty (no image/mask pair found); a ManiDataset folder holds "
+                      "images in Tp/ and masks with the same stems in Gt/")
     if args.write_clean:
         write_json_dataset(report.good, args.write_clean)
         print(f"wrote {len(report.good)} good pairs to {args.write_clean} (JsonDataset; originals untouched)")

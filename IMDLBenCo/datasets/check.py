@@ -33,7 +33,10 @@ class Problem:
     detail: str
 
     def line(self, root: str = "") -> str:
-        shown = os.path.relpath(self.path, root) if root and os.path.isabs(self.path) == os.path.isabs(root) else self.path
+        """The problem as one line; paths relative to ``root`` when it is a folder (a JSON file's
+        entries are shown resolved, as the reader opens them)."""
+        relative = root and os.path.isdir(root) and os.path.isabs(self.path) == os.path.isabs(root)
+        shown = os.path.relpath(self.path, root) if relative else self.path
         return f"{self.severity.upper():7s} {self.kind}: {shown}: {self.detail}"
 
 

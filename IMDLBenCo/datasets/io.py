@@ -14,6 +14,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..errors import DatasetError
+
 __all__ = [
     "DatasetError",
     "IMAGE_EXTENSIONS",
@@ -41,10 +43,6 @@ MASK_SUFFIXES = ("_gt", "_mask", "-gt", "-mask")
 MASK_THRESHOLD = 127.5
 #: mask path that marks an authentic image (all-black mask, label 0)
 NEGATIVE = "Negative"
-
-
-class DatasetError(ValueError):
-    """A dataset problem: the message names the file, the problem and what to do."""
 
 
 def check_hint(root: Optional[str] = None) -> str:

@@ -43,6 +43,11 @@ def _load_json(path: str, expected: str):
         raise DatasetError(f"{path}: not valid JSON ({err}); expected {expected}.") from None
 
 
+def _looks_like_class_name(name: str) -> bool:
+    """A CamelCase identifier without extension or folder (``ManiDatset``), not a file name."""
+    return name.isidentifier() and name[:1].isupper() and any(c.isupper() for c in name[1:])
+
+
 def _is_dataset_class(name: object) -> bool:
     # image paths are never identifiers ("a.png"), so the registry (and torch) is only loaded
     # for strings that could be class names
@@ -51,18 +56,39 @@ def _is_dataset_class(name: object) -> bool:
     return isinstance(name, str) and name.isidentifier() and name in DATASETS
 
 
+def _is_negative(p: str, base: str) -> bool:
+    """``"Negative"`` in any letter case (``"negative"`` is a common slip), unless such a file exists."""
+    return p == NEGATIVE or (p.lower() == NEGATIVE.lower() and not os.path.exists(os.path.join(base, p)))
+
+
 def _resolve(base: str, p: str) -> str:
-    return p if p == NEGATIVE else os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p))
+    if _is_negative(p, base):
+        return NEGATIVE
+    return os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p))
+
+
+def _entry_problem(entry: Any) -> Optional[str]:
+    """Why ``entry`` is not a ``[str, str]`` pair, or None."""
+    if not isinstance(entry, (list, tuple)):
+        return f"a JSON {type(entry).__name__} ({entry!r}), not a pair"
+    if len(entry) == 0:
+        return "an empty list"
+    if len(entry) != 2:
+        return f"a list of {len(entry)} elements ({list(entry)!r}), not a pair"
+    if not all(isinstance(x, str) for x in entry):
+        return f"{list(entry)!r}: both elements must be strings"
+    return None
 
 
 def _pair_list(path: str, data, expected: str) -> List[Tuple[str, str]]:
     if not isinstance(data, list) or not data:
-        found = "an empty list" if data == [] else f"a JSON {type(data).__name__}"
+        found = "an empty list: the file lists no entries" if data == [] else f"a JSON {type(data).__name__}"
         hint = " (an object {name: path} is a test_datasets.json, read with load_test_datasets)" if isinstance(data, dict) else ""
         raise DatasetError(f"{path}: found {found}; expected {expected}{hint}.")
     for i, entry in enumerate(data):
-        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
-            raise DatasetError(f"{path}: entry {i} is {entry!r}; expected {expected}.")
+        problem = _entry_problem(entry)
+        if problem:
+            raise DatasetError(f"{path}: entry {i} is {problem}; expected {expected}.")
     return [tuple(e) for e in data]  # type: ignore[misc]
 
 
@@ -105,11 +131,22 @@ def detect_format(path: str) -> str:
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: no such file or folder; expected {_FORMATS}.")
     data = _load_json(path, _FORMATS)
-    if isinstance(data, list) and data and all(isinstance(e, (list, tuple)) and len(e) == 2 for e in data):
-        first = data[0][0]
+    if isinstance(data, list):
+        entries = _pair_list(path, data, _FORMATS)  # empty lists and malformed entries: one message
+        first, second = entries[0]
         base = os.path.dirname(os.path.abspath(path))
-        if _is_dataset_class(first) and data[0][1] != NEGATIVE and not os.path.isfile(os.path.join(base, first)):
+        if _is_dataset_class(first) and second != NEGATIVE and not os.path.isfile(os.path.join(base, first)):
             return "BalancedDataset"
+        if _looks_like_class_name(first) and not os.path.exists(os.path.join(base, first)):
+            from ..registry import DATASETS
+
+            try:
+                DATASETS.get(first)
+            except KeyError as err:
+                raise DatasetError(
+                    f"{path}: entry 0 starts with {first!r}, which is neither a file (looked for "
+                    f"{os.path.join(base, first)}) nor a dataset class: {err.args[0]}"
+                ) from None
         return "JsonDataset"
     if isinstance(data, dict):
         raise DatasetError(

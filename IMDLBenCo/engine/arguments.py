@@ -8,7 +8,9 @@ has one definition everywhere. The model's own constructor options are added on 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Optional, Sequence, Tuple
+import math
+import re
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 SCRIPTS = ("train", "test", "test_robust", "test_save_images", "test_complexity")
 
@@ -37,7 +39,8 @@ def _add_input_group(p: argparse.ArgumentParser) -> None:
     g.add_argument("--if_padding", action="store_true", help="zero-pad images to S×S at the top-left")
     g.add_argument("--if_resizing", action="store_true", help="resize images to S×S")
     g.add_argument("--edge_mask_width", type=int, default=None,
-                   help="also give the model an edge_mask band of this width (IML-ViT uses 7)")
+                   help="also give the model an edge_mask: the band around the mask's boundary, found with "
+                        "a cross kernel of this odd size at the image's resolution (IML-ViT and MVSS-Net use 7)")
 
 
 def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
@@ -56,10 +59,11 @@ def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
     g.add_argument("--if_not_amp", action="store_true",
                    help="turn automatic mixed precision off (AMP is used on CUDA only)")
     # accepted for compatibility with IMDL-BenCo launchers; torchrun's environment decides
-    g.add_argument("--world_size", type=int, default=1, help=argparse.SUPPRESS)
-    g.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
-    g.add_argument("--dist_url", default="env://", help=argparse.SUPPRESS)
-    g.add_argument("--dist_on_itp", action="store_true", help=argparse.SUPPRESS)
+    ignored = "accepted for IMDL-BenCo launchers and ignored: torchrun's environment decides"
+    g.add_argument("--world_size", type=int, default=1, help=ignored)
+    g.add_argument("--local_rank", type=int, default=-1, help=ignored)
+    g.add_argument("--dist_url", default="env://", help=ignored)
+    g.add_argument("--dist_on_itp", action="store_true", help=ignored)
 
 
 def _add_train_group(p: argparse.ArgumentParser) -> None:
@@ -158,7 +162,62 @@ def parse_script_args(script: str, argv: Optional[Sequence[str]] = None) -> Tupl
         args.test_data_json = args.test_data_path = path
     if script == "train":
         args.test_data_path = args.test_data_path or args.test_data_json
-        for name in ("batch_size", "test_batch_size", "epochs", "accum_iter", "test_period"):
-            if getattr(args, name) < 1:
-                parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    validate_args(script, args, parser.error)
     return args, model_kwargs
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: (option, rule, text of the accepted range) checked by validate_args; the rule gets the value
+_RULES = {
+    "image_size": (lambda v: v >= 1, "a positive number of pixels"),
+    "num_workers": (lambda v: v >= 0, "0 (load in the main process) or more"),
+    "test_batch_size": (lambda v: v >= 1, "1 or more"),
+    "batch_size": (lambda v: v >= 1, "1 or more"),
+    "epochs": (lambda v: v >= 1, "1 or more"),
+    "accum_iter": (lambda v: v >= 1, "1 or more"),
+    "test_period": (lambda v: v >= 1, "1 or more"),
+    "start_epoch": (lambda v: v >= 0, "0 or more"),
+    "save_period": (lambda v: v >= 0, "0 (on test epochs) or a positive number of epochs"),
+    "log_per_epoch_count": (lambda v: v >= 1, "1 or more"),
+    "lr": (lambda v: v is None or (_finite(v) and v > 0), "a positive finite number (or leave it out to use --blr)"),
+    "blr": (lambda v: _finite(v) and v > 0, "a positive finite number"),
+    "min_lr": (lambda v: _finite(v) and v >= 0, "0 or a positive finite number"),
+    "weight_decay": (lambda v: _finite(v) and v >= 0, "0 or a positive finite number"),
+    "warmup_epochs": (lambda v: _finite(v) and v >= 0, "0 or a positive finite number of epochs"),
+    "clip_grad": (lambda v: v is None or (_finite(v) and v > 0), "a positive finite gradient norm (leave it out for no clipping)"),
+    "edge_mask_width": (lambda v: v is None or (v >= 3 and v % 2 == 1), "an odd number of pixels >= 3 (7 is usual)"),
+}
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def validate_args(script: str, args: argparse.Namespace, error: Callable[[str], Any]) -> None:
+    """Check every numeric and device option of ``script`` before any work; ``error(message)``
+    is called (argparse's ``parser.error``: usage, message, exit status 2) for the first bad one,
+    naming the option, the value and what it accepts."""
+    for name, (ok, accepted) in _RULES.items():
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if value is not None and isinstance(value, float) and not math.isfinite(value):
+            error(f"--{name} {value}: must be {accepted}")
+        if not ok(value):
+            error(f"--{name} {value}: must be {accepted}")
+    if script == "train" and args.lr is not None and args.min_lr > args.lr:
+        error(f"--min_lr {args.min_lr} is above --lr {args.lr}: the schedule would raise the learning rate "
+              f"while it should decay; give --min_lr at most --lr")
+    device = str(args.device).lower()
+    if not _DEVICE.match(device):
+        error(f"--device {args.device}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    if device.startswith("cuda") or device == "mps":
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            error(f"--device {args.device}: PyTorch sees no CUDA device here; use --device cpu (or auto)")
+        if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+            error(f"--device {args.device}: there are only {torch.cuda.device_count()} CUDA device(s) here")
+        if device == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            error(f"--device {args.device}: the Apple MPS device is not available here; use --device cpu (or auto)")

@@ -232,6 +232,13 @@ def log_run_header(runtime: Runtime, args: argparse.Namespace, model_kwargs: Dic
         logger.info("model options: %s", ", ".join(f"{k}={v!r}" for k, v in model_kwargs.items()))
 
 
+def batch_where(index: int, batch: Dict[str, Any], shown: int = 3) -> str:
+    """``batch 4 (a.png, b.png, ...)``: where in a loop a problem was met, for messages."""
+    names = names_of(batch)
+    listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+    return f"batch {index}" + (f" ({listed})" if listed else "")
+
+
 def names_of(batch: Dict[str, Any]) -> List[str]:
     names = batch.get("name")
     if names is None:

@@ -17,6 +17,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from ..errors import CheckpointError
+from .fileio import atomic_write
+
 logger = logging.getLogger("IMDLBenCo.engine")
 
 PathLike = Union[str, os.PathLike]
@@ -38,18 +41,24 @@ def plain(value: Any) -> Any:
     return repr(value)
 
 
+def _state_bytes(state: Any) -> int:
+    """Bytes of the tensors in ``state`` (about the size of its checkpoint file)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(v) for v in state)
+    return 0
+
+
 def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write ``state`` to ``path`` atomically (temp file in the same folder, then rename).
+
+    A failed write (disk full, ...) raises :class:`~IMDLBenCo.errors.OutputWriteError` saying how
+    much space was needed and leaves the previous file, if any, untouched.
+    """
+    return atomic_write(path, lambda tmp: torch.save(state, tmp), needed=_state_bytes(state))
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -69,10 +78,73 @@ def _model_state(checkpoint: Any, path: PathLike) -> Dict[str, torch.Tensor]:
         if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
             return checkpoint  # a bare state dict
     keys = list(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-    raise ValueError(
+    raise CheckpointError(
         f"{path}: found no model weights (keys: {keys}); expected a dict with a 'model' state dict "
         "(as written by train.py and published for IMDL-BenCo's zoo) or a bare state dict"
     )
+
+
+def _describe_unreadable(path: Path, err: Exception) -> str:
+    """What is wrong with a file ``torch.load`` could not open, in the user's terms."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes): an interrupted save or copy. Use another checkpoint"
+    with open(path, "rb") as f:
+        head = f.read(64)
+    text = str(err)
+    if "Unsupported global" in text or "weights_only" in text and "GLOBAL" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"it holds pickled Python objects{what} besides tensors, which weights_only=True refuses "
+                "(IMDL-BenCo's checkpoints store args as an argparse.Namespace). If you trust the file, "
+                "re-save its weights once: torch.save({'model': torch.load(p, weights_only=False)['model']}, p)")
+    if head.startswith(b"PK"):
+        return (f"the file is a damaged PyTorch checkpoint ({text.splitlines()[0][:120]}): truncated or corrupted, "
+                "e.g. by an interrupted copy. Use another checkpoint")
+    if head[:1] != b"\x80" and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        shown = head.decode("ascii", "replace").splitlines()[0][:40] if head.strip() else ""
+        return f"it is a text file, not a PyTorch checkpoint (it begins with {shown!r})"
+    if head[:1] != b"\x80":
+        return "it is not a PyTorch checkpoint (its first bytes are neither a zip archive, PyTorch's format, nor a pickle)"
+    return f"it is not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:120] if text else '?'})"
+
+
+def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` with one :class:`~IMDLBenCo.errors.CheckpointError`
+    saying what the file is when that fails. ``mmap=True`` maps the file instead of reading it
+    (cheap when only the metadata is needed)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder; this script takes one checkpoint file "
+                                "(e.g. checkpoint-best.pth inside it)")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist (give the path of a .pth file)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as err:
+        if mmap and "mmap" in str(err):  # an old (non-zip) file: read it the ordinary way
+            return read_checkpoint(path, map_location)
+        raise CheckpointError(f"cannot load checkpoint {path}: {_describe_unreadable(path, err)}") from err
+
+
+def _mismatch_message(path: Path, target: torch.nn.Module, state: Dict[str, Any], checkpoint: Any,
+                      missing: List[str], unexpected: List[str], shapes: List[str]) -> str:
+    name = type(target).__name__
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)):
+        if items:
+            parts.append(f"{len(items)} key(s) {label} (e.g. {', '.join(items[:3])})")
+    recorded = None
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("args"), dict):
+        recorded = checkpoint["args"].get("model")
+    if recorded and recorded != name:
+        cause = f"it was written by a run of --model {recorded}, this run builds {name}"
+    elif shapes and not missing and not unexpected:
+        cause = "the model options (sizes) differ from the training run's; pass the same options"
+    else:
+        cause = "check --model and its options: they must be those of the training run"
+    return (f"checkpoint {path} does not fit {name}: " + "; ".join(parts) + f" ({len(state)} keys in the file, "
+            f"{len(target.state_dict())} in the model). {cause}")
 
 
 def load_checkpoint(
@@ -87,44 +159,37 @@ def load_checkpoint(
     """Load ``path`` with ``weights_only=True`` into the given objects; returns the checkpoint dict.
 
     Accepts a full training checkpoint, ``{"model": state_dict}`` or a bare state dict. A
-    ``module.`` prefix (weights saved from a DDP wrapper) is removed. With ``strict`` a key
-    mismatch raises an error listing missing and unexpected keys.
+    ``module.`` prefix (weights saved from a DDP wrapper) is removed. Every failure (unreadable
+    file, weights that do not fit the model: missing, unexpected or differently shaped keys) is
+    one :class:`~IMDLBenCo.errors.CheckpointError` saying what the file is and what was expected.
     """
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"checkpoint {path} is a folder; this script takes one checkpoint file "
-                                "(e.g. checkpoint-best.pth inside it)")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist (give the path of a .pth file)")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle errors name classes; say what to do
-        raise RuntimeError(
-            f"cannot open {path} with torch.load(weights_only=True): {err}. Checkpoints holding pickled "
-            "Python objects (such as IMDL-BenCo's argparse.Namespace 'args') must be re-saved as "
-            "{'model': state_dict} with a trusted torch.load(weights_only=False)"
-        ) from err
+    checkpoint = read_checkpoint(path, map_location)
     if model is not None:
         state = _model_state(checkpoint, path)
         if state and all(k.startswith("module.") for k in state):
             state = {k[len("module."):]: v for k, v in state.items()}
         target = unwrap_model(model)
-        result = target.load_state_dict(state, strict=False)
-        if strict and (result.missing_keys or result.unexpected_keys):
-            raise RuntimeError(
-                f"{path} does not fit {type(target).__name__}: missing keys {result.missing_keys[:10]}"
-                f"{' ...' if len(result.missing_keys) > 10 else ''}, unexpected keys "
-                f"{result.unexpected_keys[:10]}{' ...' if len(result.unexpected_keys) > 10 else ''}. "
-                "Check --model and its options (they must match the training run)"
-            )
+        own = target.state_dict()
+        shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+                  if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)]
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if shapes or (strict and (missing or unexpected)):
+            raise CheckpointError(_mismatch_message(path, target, state, checkpoint, missing, unexpected, shapes))
+        target.load_state_dict(state, strict=False)
     if not isinstance(checkpoint, dict):
         checkpoint = {"model": checkpoint}
-    if optimizer is not None and "optimizer" in checkpoint:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    if scaler is not None and checkpoint.get("scaler"):
-        scaler.load_state_dict(checkpoint["scaler"])
-    if scheduler is not None and checkpoint.get("scheduler"):
-        scheduler.load_state_dict(checkpoint["scheduler"])
+    try:
+        if optimizer is not None and "optimizer" in checkpoint:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        if scaler is not None and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        if scheduler is not None and checkpoint.get("scheduler"):
+            scheduler.load_state_dict(checkpoint["scheduler"])
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path}: its optimizer/scaler/scheduler state does not fit this run "
+                              f"({err}); the model or its trainable parameters differ from the run that wrote it") from err
     return checkpoint
 
 

@@ -13,18 +13,16 @@ import os
 import sys
 from typing import Any, Callable, Optional, Sequence, Tuple, Type
 
-__all__ = ["user_error_types", "exit_cleanly_on_user_errors"]
+__all__ = ["user_error_types", "exit_cleanly_on_user_errors", "peer_failed"]
 
 _WORKER_PREFIX = "Original Traceback (most recent call last):"
 
 
 def user_error_types() -> Tuple[Type[BaseException], ...]:
-    """Exceptions that describe a problem with the user's data, model output or paths."""
-    from ..datasets.io import DatasetError
-    from .outputs import ModelOutputError
-    from .train import NonFiniteLossError
+    """Exceptions that describe a problem with the user's data, options, files or model output."""
+    from ..errors import IMDLBenCoError
 
-    return (DatasetError, ModelOutputError, NonFiniteLossError, FileNotFoundError, IsADirectoryError)
+    return (IMDLBenCoError, FileNotFoundError, IsADirectoryError)
 
 
 def _message(err: BaseException) -> str:
@@ -39,19 +37,46 @@ def _message(err: BaseException) -> str:
     return text
 
 
+#: what gloo (and the TCP store) say when the process at the other end of a collective is gone
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "remote worker crashing",
+              "Connection refused")
+
+
+def peer_failed(err: BaseException) -> bool:
+    """True when ``err`` is a collective that failed because another rank of the run stopped."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    try:
+        from torch.distributed import DistError
+    except ImportError:  # pragma: no cover - torch without distributed
+        DistError = ()  # type: ignore[assignment]
+    text = str(err)
+    return isinstance(err, DistError) or (isinstance(err, RuntimeError) and any(s in text for s in _PEER_GONE))
+
+
 def exit_cleanly_on_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a ``*_main(argv=None, **kw)`` entry point (see the module docstring)."""
+    """Wrap a ``*_main(argv=None, **kw)`` entry point (see the module docstring).
+
+    Under torchrun, the rank that meets an error prints it; a rank whose collective fails because
+    that rank left says so in one line (no second traceback) and exits too.
+    """
 
     @functools.wraps(main)
     def wrapper(argv: Optional[Sequence[str]] = None, **kwargs: Any) -> Any:
         if argv is not None or os.environ.get("IMDLBENCO_DEBUG"):
             return main(argv, **kwargs)
+        rank = os.environ.get("RANK")
+        where = f" (rank {rank})" if rank not in (None, "0") else ""
         try:
             return main(argv, **kwargs)
         except user_error_types() as err:
-            rank = os.environ.get("RANK")
-            where = f" (rank {rank})" if rank not in (None, "0") else ""
             print(f"\nerror{where}: {_message(err)}\n(set IMDLBENCO_DEBUG=1 to see the traceback)",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        except Exception as err:
+            if not peer_failed(err):
+                raise
+            print(f"[rank {rank}] stopped: another process of this run failed (its message is above)",
                   file=sys.stderr, flush=True)
             raise SystemExit(1) from None
 

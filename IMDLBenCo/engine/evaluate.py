@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from .builders import autocast, batch_to_device, evaluation_mode, forward
+from .builders import autocast, batch_to_device, batch_where, evaluation_mode, forward
 from .outputs import check_model_output
 from .runtime import Runtime
 from .writers import RunWriter
@@ -101,8 +101,8 @@ def evaluate(
             with autocast(runtime, use_amp):
                 out = forward(net, batch, args)
             out = _float_outputs(out)
-            if i == 0:
-                check_model_output(out, batch, training=False)
+            # every batch: a model may give logits or NaN only on some images
+            check_model_output(out, batch, training=False, where=batch_where(i, batch))
             for ev in evaluators:
                 ev.update(out, batch)
             if i == 0 and writer is not None and image_tag:

@@ -6,43 +6,50 @@ from typing import Any, Dict, Mapping
 
 import torch
 
+from ..errors import ModelOutputError
+
 OUTPUT_KEYS = ("backward_loss", "pred_mask", "pred_label", "visual_loss", "visual_image")
 
 
-class ModelOutputError(ValueError):
-    """The dictionary a model's forward() returned breaks the output contract."""
-
-
-def _fail(msg: str) -> None:
+def _fail_at(msg: str, where: str = "") -> None:
     raise ModelOutputError(
-        f"model output: {msg}. forward() must return a dict with 'backward_loss' (0-dim tensor), "
-        "'pred_mask' ((B,1,H,W) probabilities in [0,1], or None), 'pred_label' ((B,) probabilities "
+        f"model output{f' ({where})' if where else ''}: {msg}. forward() must return a dict with "
+        "'backward_loss' (0-dim tensor), 'pred_mask' ((B,1,H,W) probabilities in [0,1], or None), 'pred_label' ((B,) probabilities "
         "in [0,1], or None), 'visual_loss' (dict of 0-dim tensors), 'visual_image' (dict of "
         "(B,C,H,W) tensors)"
     )
 
 
-def _check_probabilities(name: str, tensor: torch.Tensor) -> None:
+def _check_probabilities_at(name: str, tensor: torch.Tensor, where: str = "") -> None:
     if not torch.is_floating_point(tensor):
-        _fail(f"'{name}' has dtype {tensor.dtype}; expected floating-point probabilities")
-    lo, hi = float(tensor.detach().min()), float(tensor.detach().max())
+        _fail_at(f"'{name}' has dtype {tensor.dtype}; expected floating-point probabilities", where)
+    if tensor.numel() == 0:
+        return
+    lo, hi = torch.stack(list(torch.aminmax(tensor.detach()))).float().tolist()  # one pass, one copy to host
     if not (lo == lo and hi == hi):  # NaN
-        _fail(f"'{name}' contains NaN")
+        _fail_at(f"'{name}' contains NaN", where)
     if lo < 0.0 or hi > 1.0:
-        _fail(
+        _fail_at(
             f"'{name}' has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]: these look like logits; "
-            f"return torch.sigmoid(...) as '{name}' (and compute the loss on the logits)"
+            f"return torch.sigmoid(...) as '{name}' (and compute the loss on the logits)", where
         )
 
 
-def check_model_output(out: Any, batch: Mapping[str, Any], training: bool) -> Dict[str, Any]:
+def check_model_output(out: Any, batch: Mapping[str, Any], training: bool, where: str = "") -> Dict[str, Any]:
     """Validate a model's output dict against the batch; return it unchanged.
 
     In training ``backward_loss`` must be a 0-dim tensor; in evaluation at least one of
     ``pred_mask`` / ``pred_label`` must be given. ``pred_mask`` must be (B,1,H,W) like the
     batch's ``mask`` and hold probabilities; ``pred_label`` must be (B,) (not (B,1)).
-    Raises :class:`ModelOutputError` naming the key, what was found and what was expected.
+    Raises :class:`ModelOutputError` naming the key, what was found and what was expected;
+    ``where`` (e.g. the batch and its images) is quoted in the message.
     """
+    def _fail(msg: str) -> None:
+        _fail_at(msg, where)
+
+    def _check_probabilities(name: str, tensor: torch.Tensor) -> None:
+        _check_probabilities_at(name, tensor, where)
+
     if not isinstance(out, Mapping):
         _fail(f"forward() returned {type(out).__name__}, not a dict")
     image = batch.get("image")

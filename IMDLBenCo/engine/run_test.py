@@ -12,6 +12,7 @@ from .builders import build_dataset, eval_loader, test_set_paths
 from .checkpoint import checkpoint_epoch, find_checkpoints, load_checkpoint
 from .evaluate import default_evaluators, evaluate, flat_test_record, format_table, metric_definitions
 from .session import eval_session
+from .writers import write_text
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
@@ -59,7 +60,7 @@ def test_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequ
         summary = {"rows": rows}
         writer.write_json("summary.json", summary)
         if runtime.is_main:
-            (Path(args.output_dir) / "summary.csv").write_text(_csv(rows), encoding="utf-8")
+            write_text(Path(args.output_dir) / "summary.csv", _csv(rows))
             columns = ["epoch", "set"] + [k for k in rows[0] if k not in ("epoch", "set", "checkpoint")] if rows else []
             logger.info("summary (%s):\n%s", Path(args.output_dir) / "summary.json", format_table(rows, columns))
         return summary

@@ -9,15 +9,18 @@ per local rank), otherwise CPU (backend gloo). ``--device`` overrides the automa
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import random
 import sys
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
+
+from ..errors import UsageError
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
@@ -72,6 +75,26 @@ class Runtime:
         """
         self.barrier()
 
+    def fail(self) -> None:
+        """This rank is leaving the run on an error: it must not wait for the others (they may
+        be waiting in a collective for it). Its process exits without tearing the group down;
+        the other ranks' collectives then fail at once (gloo) or torchrun stops them."""
+        global _failed
+        _failed = True
+
+
+@contextlib.contextmanager
+def run_scope(runtime: Runtime) -> Iterator[Runtime]:
+    """The lifetime of one script call on ``runtime``: on success all ranks meet at the end
+    (:meth:`Runtime.close`); on an error this rank leaves at once (:meth:`Runtime.fail`), so a
+    failing rank never hangs the run."""
+    try:
+        yield runtime
+    except BaseException:
+        runtime.fail()
+        raise
+    runtime.close()
+
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
@@ -98,7 +121,7 @@ def setup_runtime(device: str = "auto") -> Runtime:
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
     if wanted.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(
+            raise UsageError(
                 f"--device {device} was asked for, but PyTorch sees no CUDA device here; "
                 "use --device cpu (or --device auto)"
             )
@@ -126,8 +149,12 @@ def setup_runtime(device: str = "auto") -> Runtime:
     return runtime
 
 
+_failed = False  # set when a rank leaves a run on an error (see Runtime.fail)
+
+
 def _destroy_group() -> None:
-    if dist.is_initialized():
+    # after a failure the peers may be gone or stuck: tearing the group down could block
+    if dist.is_initialized() and not _failed:
         dist.destroy_process_group()
 
 

@@ -16,11 +16,13 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .builders import autocast, batch_to_device, build_dataset, eval_loader, evaluation_mode, forward, names_of
+from .builders import (autocast, batch_to_device, batch_where, build_dataset, eval_loader, evaluation_mode, forward,
+                       names_of)
 from .checkpoint import load_checkpoint
 from .evaluate import progress
 from .outputs import check_model_output
 from .session import eval_session
+from .fileio import atomic_write
 from .writers import write_json
 
 logger = logging.getLogger("IMDLBenCo.engine")
@@ -94,8 +96,7 @@ def save_images_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 batch = batch_to_device(batch, runtime.device)
                 with autocast(runtime, use_amp):
                     out = forward(net, batch, args)
-                if i == 0:
-                    check_model_output(out, batch, training=False)
+                check_model_output(out, batch, training=False, where=batch_where(i, batch))
                 records += _save_batch(batch, out, pred_paths, out_dir, no_ground_truth, Image)
         gathered = [r for part in runtime.all_gather_object(records) for r in part]
         gathered.sort(key=lambda r: order.get(r["name"], 0))
@@ -121,7 +122,8 @@ def _save_batch(batch: Dict[str, Any], out: Dict[str, Any], pred_paths: Dict[str
             target = out_dir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             pixels = to_uint8(restore_size(pred_mask[j], batch["shape"][j], batch["original_shape"][j]))
-            Image.fromarray(pixels).save(target)  # 2-D uint8: 8-bit grey
+            # 2-D uint8: 8-bit grey; atomic, so a full disk leaves no truncated PNG
+            atomic_write(target, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"), needed=pixels.size)
         mask_path = batch["mask_path"][j] if "mask_path" in batch else None
         records.append({
             "name": name,

@@ -11,7 +11,7 @@ import torch
 
 from .arguments import parse_script_args
 from .builders import build_model, find_post_function, log_run_header, prepare_model
-from .runtime import Runtime, configure_logging, seed_everything, setup_runtime
+from .runtime import Runtime, configure_logging, run_scope, seed_everything, setup_runtime
 from .writers import RunWriter
 
 
@@ -35,7 +35,7 @@ def eval_session(script: str, argv: Optional[Sequence[str]], tensorboard: bool =
     open the run folder and write ``config.json``; leave the process group on exit."""
     args, model_kwargs = parse_script_args(script, argv)
     runtime = setup_runtime(device or args.device)
-    try:
+    with run_scope(runtime):
         configure_logging(runtime)
         log_run_header(runtime, args, model_kwargs, script)
         seed_everything(args.seed + runtime.rank)
@@ -44,5 +44,3 @@ def eval_session(script: str, argv: Optional[Sequence[str]], tensorboard: bool =
         writer.write_config(script, args, model_kwargs, runtime)
         yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model), writer)
         writer.close()
-    finally:
-        runtime.close()

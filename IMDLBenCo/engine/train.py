@@ -2,6 +2,27 @@
 
 Epochs count from 0, as in IMDL-BenCo (``checkpoint-0.pth`` is written after the first one).
 
+Checkpoint files and the order they are written in at the end of epoch ``e`` (each write is
+atomic: a temporary file renamed over the target, see :mod:`IMDLBenCo.engine.fileio`):
+
+1. ``checkpoint-<e>.pth`` on save epochs (``--save_period``; by default the test epochs and the
+   last): the model and the run's metadata, what ``test.py`` needs;
+2. ``checkpoint-resume.pth`` every epoch: the full state (model, optimizer, AMP scaler, schedule
+   position, best so far, this epoch's training statistics, whether its test is still to run),
+   what resuming needs; it replaces the previous epoch's, so only one full state is on disk;
+3. the test pass (test epochs), then the epoch's line in ``log.txt``;
+4. ``checkpoint-best.pth`` when the test improved the best metric: a hard link to
+   ``checkpoint-<e>.pth`` (no extra disk) or, without one, the model and metadata.
+
+A finished epoch is never lost: its weights are on disk before its test runs, so an error found
+while testing (or a kill) leaves them. The consistency rule, checked by ``--resume``: ``log.txt``
+is the record of what was tested. Resuming from ``checkpoint-resume.pth`` of epoch ``e`` runs
+epoch ``e``'s test first when its line is missing from ``log.txt``, recomputes the best epoch
+from the logged test metrics of epochs ``<= e``, and makes ``checkpoint-best.pth`` hold that
+epoch (from ``checkpoint-<best>.pth``, or the resumed model when the best is ``e``; a best file
+from a later epoch than ``e`` is removed). So a kill at any moment, during any of the writes,
+resumes to the same files as a run that was never interrupted.
+
 Reproducible resume: at the start of every epoch the random state of each rank (Python, NumPy,
 torch; the loader's shuffling, its workers' augmentation seeds, a BalancedDataset's draw) is set
 from ``(--seed, epoch, rank)``. Epoch ``e`` therefore draws the same numbers whether the run got
@@ -13,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import time
@@ -21,21 +43,25 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from ..errors import NonFiniteLossError, UsageError
 from .arguments import parse_script_args
 from .builders import (autocast, batch_to_device, build_dataset, build_model, eval_loader, find_post_function,
                        forward, log_run_header, prepare_model, start_epoch, test_set_paths, train_loader)
-from .checkpoint import latest_checkpoint, load_checkpoint, plain, save_checkpoint, unwrap_model
+from .checkpoint import (checkpoint_epoch, latest_checkpoint, load_checkpoint, plain, read_checkpoint,
+                         save_checkpoint, unwrap_model)
+from .fileio import link_or_copy, remove_stale_temporaries
 from .evaluate import default_evaluators, evaluate, flat_test_record, mean_over_sets, metric_definitions, progress
 from .outputs import check_model_output
-from .runtime import Runtime, configure_logging, seed_everything, setup_runtime
+from .runtime import Runtime, configure_logging, run_scope, seed_everything, setup_runtime
 from .schedule import WarmupCosineSchedule, param_groups, resolve_lr
 from .writers import RunWriter
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite during training."""
+#: the full training state (model, optimizer, scaler, schedule, best, epoch statistics)
+RESUME_NAME = "checkpoint-resume.pth"
+#: the model of the epoch with the best test metric
+BEST_NAME = "checkpoint-best.pth"
 
 
 def train_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequence[Any]] = None,
@@ -51,10 +77,8 @@ def train_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Seq
     args, model_kwargs = parse_script_args("train", argv)
     runtime = setup_runtime(args.device)
     configure_logging(runtime)
-    try:
+    with run_scope(runtime):
         return Trainer(args, model_kwargs, runtime, evaluators, train_transform).run()
-    finally:
-        runtime.close()
 
 
 def _default_transform(train_transform: Any) -> Any:
@@ -93,6 +117,10 @@ class Trainer:
 
         self.model = prepare_model(self.model, runtime, args, train=True)
         self.lr = resolve_lr(args.lr, args.blr, args.batch_size, args.accum_iter, runtime.world_size)
+        if args.min_lr > self.lr:
+            raise UsageError(f"--min_lr {args.min_lr} is above the learning rate {self.lr:.3g} (from --blr {args.blr} "
+                             f"x effective batch / 256): the schedule would raise it while it should decay; "
+                             f"lower --min_lr or give --lr")
         self.optimizer = torch.optim.AdamW(param_groups(unwrap_model(self.model), args.weight_decay),
                                            lr=self.lr, betas=(0.9, 0.999))
         self.scheduler = WarmupCosineSchedule(self.optimizer, self.lr, args.min_lr, args.warmup_epochs, args.epochs)
@@ -102,39 +130,137 @@ class Trainer:
         self.best: Dict[str, Any] = {"metric": args.best_metric, "mode": args.best_metric_mode,
                                      "value": None, "epoch": None}
         self.start_epoch = args.start_epoch
+        self.pending_test: Optional[Dict[str, Any]] = None  # an epoch whose test a kill interrupted
+        self.resumed_here = False  # resumed from this output folder's own checkpoint
+        if runtime.is_main:
+            remove_stale_temporaries(args.output_dir)
         if args.resume:
             self._resume(args.resume)
 
     # ------------------------------------------------------------------ resume
     def _resume(self, resume: str) -> None:
-        path = latest_checkpoint(self.args.output_dir) if resume == "auto" else Path(resume)
+        out = Path(self.args.output_dir)
+        if resume == "auto":
+            path = out / RESUME_NAME if (out / RESUME_NAME).is_file() else latest_checkpoint(out)
+            if path is not None and path.name != RESUME_NAME and "optimizer" not in read_checkpoint(path, mmap=True):
+                logger.info("--resume auto: %s holds the model only and there is no %s (the run stopped before "
+                            "its first full state): starting from scratch (--resume %s starts from its weights)",
+                            path.name, RESUME_NAME, path)
+                path = None
+        else:
+            path = Path(resume)
         if path is None:
-            logger.info("--resume auto: no checkpoint in %s, starting from scratch", self.args.output_dir)
+            logger.info("--resume auto: no checkpoint in %s, starting from scratch", out)
             return
+        ckpt = read_checkpoint(path, mmap=True)
+        if "optimizer" not in ckpt:
+            # a model-only checkpoint-<e>.pth: the full state of the same epoch may lie beside it
+            full = path.parent / RESUME_NAME
+            meta = read_checkpoint(full, mmap=True) if full.is_file() else {}
+            if "epoch" in ckpt and meta.get("epoch") == ckpt.get("epoch") and "optimizer" in meta:
+                path = full
+            else:
+                logger.warning("%s holds the model only (no optimizer state): training continues from its weights "
+                               "with a fresh optimizer; resume from %s to continue exactly", path, RESUME_NAME)
         ckpt = load_checkpoint(path, self.model, self.optimizer, self.scaler, self.scheduler)
         if "epoch" in ckpt:
             self.start_epoch = int(ckpt["epoch"]) + 1
+        elif checkpoint_epoch(path) is not None:
+            self.start_epoch = int(checkpoint_epoch(path)) + 1
         if isinstance(ckpt.get("best"), dict):
             self.best.update({k: ckpt["best"].get(k) for k in ("value", "epoch")})
             self.best["metric"] = self.best["metric"] or ckpt["best"].get("metric")
+        self.resumed_here = path.parent.resolve() == out.resolve()
+        if ckpt.get("test_pending") and self.resumed_here:
+            self.pending_test = {"epoch": int(ckpt["epoch"]), "train_stats": dict(ckpt.get("train_stats") or {})}
         logger.info("resumed from %s: continuing at epoch %d", path, self.start_epoch)
+        if not self.resumed_here:
+            logger.info("the checkpoint is from another folder: %s starts its own log and checkpoints (the best "
+                        "so far, %s, is the other run's)", out, self.best["value"])
         old_epochs = (ckpt.get("args") or {}).get("epochs") if isinstance(ckpt.get("args"), dict) else None
         if old_epochs is not None and int(old_epochs) != self.args.epochs:
             # the cosine schedule spans --epochs: a new value moves the curve under the run
             before = WarmupCosineSchedule(self.optimizer, self.lr, self.args.min_lr, self.args.warmup_epochs,
                                           int(old_epochs)).lr_at(self.start_epoch)
-            logger.warning("the checkpoint's run had --epochs %s, this one %d: the learning rate at epoch %d "
-                           "jumps from %.3g to %.3g (the cosine schedule spans --epochs)", old_epochs,
-                           self.args.epochs, self.start_epoch, before, self.scheduler.lr_at(self.start_epoch))
+            after = self.scheduler.lr_at(self.start_epoch)
+            if abs(before - after) > 1e-6 * max(abs(before), abs(after)):
+                logger.warning("the checkpoint's run had --epochs %s, this one %d: the learning rate at epoch %d "
+                               "changes from %.3g to %.3g (the cosine schedule spans --epochs)", old_epochs,
+                               self.args.epochs, self.start_epoch, before, after)
+
+    def _logged_records(self) -> list:
+        """``log.txt`` records (rank 0 reads the file, every rank gets the same list)."""
+        records = []
+        if self.runtime.is_main:
+            path = Path(self.args.output_dir) / "log.txt"
+            if path.is_file():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:  # a line cut short by a kill
+                        continue
+        return self.runtime.all_gather_object(records)[0]
+
+    def _after_resume(self) -> None:
+        """Make the run folder consistent with the resumed state (the rule in the module docstring)."""
+        last = self.start_epoch - 1
+        records = [r for r in self._logged_records() if isinstance(r.get("epoch"), int) and r["epoch"] <= last]
+        if self.pending_test is not None and not any(r["epoch"] == last for r in records):
+            logger.info("epoch %d was not tested before the run stopped: testing it now", last)
+            record = self._close_epoch(last, self.pending_test["train_stats"], tested=bool(self.test_loaders),
+                                       saved=None)
+            records.append(record)
+        self.pending_test = None
+        metric, mode = self.best["metric"], self.best["mode"]
+        best_value, best_epoch = None, None
+        for r in records:
+            value = r.get(f"test_{metric}") if metric else None
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                if best_value is None or (value > best_value if mode == "max" else value < best_value):
+                    best_value, best_epoch = float(value), int(r["epoch"])
+        if best_epoch is not None:
+            self.best.update(value=best_value, epoch=best_epoch)
+        if self.runtime.is_main:
+            self._reconcile_best_file(last)
+
+    def _reconcile_best_file(self, last: int) -> None:
+        out = Path(self.args.output_dir)
+        best_file = out / BEST_NAME
+        have = None
+        if best_file.is_file():
+            try:
+                have = read_checkpoint(best_file, mmap=True).get("epoch")
+            except Exception:  # a damaged file is replaced below
+                have = None
+        want = self.best["epoch"]
+        if want is None:
+            if best_file.is_file() and (have is None or have > last):
+                best_file.unlink()
+                logger.info("removed %s (epoch %s): no tested epoch up to %d", BEST_NAME, have, last)
+            return
+        if have == want:
+            return
+        numbered = out / f"checkpoint-{want}.pth"
+        if want == last:
+            self._save(self._model_state(last), BEST_NAME)
+        elif numbered.is_file():
+            link_or_copy(numbered, best_file)
+        else:
+            logger.warning("%s should hold epoch %d (best %s %.4f in log.txt) but that epoch's weights were not kept "
+                           "(no checkpoint-%d.pth); it still holds epoch %s", BEST_NAME, want, self.best["metric"],
+                           self.best["value"], want, have)
+            return
+        logger.info("%s now holds epoch %d (best %s in log.txt)", BEST_NAME, want, self.best["metric"])
 
     # ------------------------------------------------------------------ epochs
     def run(self) -> Dict[str, Any]:
         args, runtime = self.args, self.runtime
         definitions = metric_definitions(self.evaluators)
+        self._check_best_metric(definitions)
         rule = None
         if self.test_loaders:
-            metric = f"'{args.best_metric}'" if args.best_metric else "the first metric of the first evaluator"
-            rule = (f"checkpoint-best.pth: the {'lowest' if args.best_metric_mode == 'min' else 'highest'} mean "
+            metric = f"'{self.best['metric']}'" if self.best["metric"] else "the first metric of the first evaluator"
+            rule = (f"{BEST_NAME}: the {'lowest' if self.best['mode'] == 'min' else 'highest'} mean "
                     f"over the test sets of {metric}, checked on every test epoch")
             logger.info(rule)
         self.writer.write_config("train", args, self.model_kwargs, runtime,
@@ -143,32 +269,75 @@ class Trainer:
         self.writer.write_json("metric_definitions.json", definitions)
         for name in ("log.txt", "train_steps.jsonl"):  # a resumed run repeats the epochs after its checkpoint
             self.writer.drop_records_from(name, self.start_epoch)
+        if self.resumed_here:
+            self._after_resume()
         logger.info("%d training samples, %d steps per epoch, lr %.3g, AMP %s", len(self.train_set),
                     len(self.loader), self.lr, "on" if self.use_amp else "off")
         started = time.time()
         record: Dict[str, Any] = {}
         for epoch in range(self.start_epoch, args.epochs):
             train_stats = self.train_one_epoch(epoch)
-            record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
-            last = epoch + 1 == args.epochs
+            stop = self._stop_requested(epoch)
+            last = epoch + 1 == args.epochs or stop
             tested = bool(self.test_loaders) and (epoch % args.test_period == 0 or last)
-            improved = False
-            if tested:
-                per_set = self.test(epoch)
-                record.update(flat_test_record(per_set))
-                improved = self._update_best(mean_over_sets(per_set), epoch)
-            self.writer.append_jsonl("log.txt", record)
             save = last or (epoch % args.save_period == 0 if args.save_period > 0 else tested)
-            if save or improved:
-                state = self._checkpoint_state(epoch)
-                if save:
-                    self._save(state, f"checkpoint-{epoch}.pth")
-                if improved:
-                    self._save(state, "checkpoint-best.pth")
+            # the epoch's work is on disk before its test can fail (module docstring)
+            saved = self._save(self._model_state(epoch), f"checkpoint-{epoch}.pth") if save else None
+            self._save(self._full_state(epoch, train_stats, tested), RESUME_NAME)
+            record = self._close_epoch(epoch, train_stats, tested, saved)
             runtime.barrier()
+            if stop:
+                break
         self.writer.close()
         logger.info("training time %s", time.strftime("%H:%M:%S", time.gmtime(time.time() - started)))
         return {**record, "best": dict(self.best), "output_dir": str(args.output_dir)}
+
+    def _close_epoch(self, epoch: int, train_stats: Dict[str, float], tested: bool,
+                     saved: Optional[Path]) -> Dict[str, Any]:
+        """Test (when due), write the epoch's log line, update the best checkpoint."""
+        record: Dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
+        improved = False
+        if tested:
+            per_set = self.test(epoch)
+            record.update(flat_test_record(per_set))
+            improved = self._update_best(mean_over_sets(per_set), epoch)
+        self.writer.append_jsonl("log.txt", record)
+        if improved and self.runtime.is_main:
+            if saved is not None and saved.is_file():
+                link_or_copy(saved, Path(self.args.output_dir) / BEST_NAME)
+                logger.info("saved %s (epoch %d)", BEST_NAME, epoch)
+            else:
+                self._save(self._model_state(epoch), BEST_NAME)
+        return record
+
+    def _stop_requested(self, epoch: int) -> bool:
+        """A file named ``STOP`` in the output folder ends the run after this epoch (tested,
+        checkpoint written, logs closed); the file is removed, so ``--resume auto`` continues."""
+        stop = False
+        if self.runtime.is_main:
+            flag = Path(self.args.output_dir) / "STOP"
+            if flag.exists():
+                stop = True
+                try:
+                    flag.unlink()
+                except OSError:
+                    pass
+                if epoch + 1 < self.args.epochs:
+                    logger.info("found %s: stopping after epoch %d (resume with --resume auto)", flag, epoch)
+        return bool(self.runtime.all_gather_object(stop)[0])
+
+    def _check_best_metric(self, definitions: Dict[str, str]) -> None:
+        """``--best_metric`` must name a metric of the evaluators; checked before the first epoch."""
+        if not self.test_loaders:
+            return
+        declared = all(callable(getattr(ev, "definitions", None)) for ev in self.evaluators)
+        if not declared or not definitions:
+            return  # evaluators without definitions(): the name is checked at the first test
+        if self.best["metric"] is None:
+            self.best["metric"] = next(iter(definitions))
+        elif self.best["metric"] not in definitions:
+            raise UsageError(f"--best_metric {self.best['metric']!r} is not a metric of the evaluators; "
+                             f"choose one of {sorted(definitions)}")
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         args, runtime, model = self.args, self.runtime, self.model
@@ -282,7 +451,7 @@ class Trainer:
             self.best["metric"] = next(iter(means))
         key = self.best["metric"]
         if key not in means:
-            raise KeyError(f"--best_metric {key!r} is not among the test metrics {sorted(means)}")
+            raise UsageError(f"--best_metric {key!r} is not among the test metrics {sorted(means)}")
         value = means[key]
         old = self.best["value"]
         better = old is None or (value > old if self.best["mode"] == "max" else value < old)
@@ -293,19 +462,30 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_state(self, epoch: int) -> Dict[str, Any]:
+    def _model_state(self, epoch: int) -> Dict[str, Any]:
+        """What testing needs: the weights and the run's metadata."""
         return {
             "model": unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
             "args": plain(self.args),
             "model_kwargs": plain(self.model_kwargs),
             "best": plain(self.best),
         }
 
-    def _save(self, state: Dict[str, Any], name: str) -> None:
-        if self.runtime.is_main:
-            path = save_checkpoint(Path(self.args.output_dir) / name, state)
-            logger.info("saved %s", path)
+    def _full_state(self, epoch: int, train_stats: Dict[str, float], test_pending: bool) -> Dict[str, Any]:
+        """What resuming needs (``checkpoint-resume.pth``)."""
+        return {
+            **self._model_state(epoch),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "train_stats": plain(train_stats),
+            "test_pending": bool(test_pending),
+        }
+
+    def _save(self, state: Dict[str, Any], name: str) -> Optional[Path]:
+        if not self.runtime.is_main:
+            return None
+        path = save_checkpoint(Path(self.args.output_dir) / name, state)
+        logger.info("saved %s", path)
+        return path

@@ -20,6 +20,7 @@ import torch
 
 from ..version import __version__
 from .checkpoint import plain
+from .fileio import atomic_write, write_error
 from .runtime import Runtime
 
 logger = logging.getLogger("IMDLBenCo.engine")
@@ -29,13 +30,14 @@ MAX_IMAGES = 4
 
 
 def write_json(path: os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write ``data`` as indented JSON atomically (:func:`~IMDLBenCo.engine.fileio.atomic_write`)."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text(path: os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically; a failure raises one OutputWriteError naming the file."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), needed=len(data))
 
 
 def _scale01(tensor: torch.Tensor) -> torch.Tensor:
@@ -94,11 +96,15 @@ class RunWriter:
         """Append one JSON line to ``name`` (kept open between calls; flushed every line)."""
         if not self.active:
             return
-        handle = self._handles.get(name)
-        if handle is None:
-            handle = self._handles[name] = open(self.output_dir / name, "a", encoding="utf-8")
-        handle.write(json.dumps(plain(dict(record)), ensure_ascii=False) + "\n")
-        handle.flush()
+        line = json.dumps(plain(dict(record)), ensure_ascii=False) + "\n"
+        try:
+            handle = self._handles.get(name)
+            if handle is None:
+                handle = self._handles[name] = open(self.output_dir / name, "a", encoding="utf-8")
+            handle.write(line)
+            handle.flush()
+        except OSError as err:  # a line cut short is skipped by readers (and dropped on --resume)
+            raise write_error(self.output_dir / name, err, len(line)) from err
 
     def drop_records_from(self, name: str, epoch: int) -> None:
         """Remove the lines of JSON-lines file ``name`` whose ``epoch`` is ``epoch`` or later.
@@ -119,9 +125,7 @@ class RunWriter:
                 continue
             if int(record.get("epoch", -1)) < epoch:
                 kept.append(line)
-        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, "".join(k + "\n" for k in kept))
 
     def write_json(self, name: str, data: Any) -> None:
         if self.active:

@@ -24,6 +24,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from ..errors import EvaluatorInputError as InputError
+
 _SENTINEL = 0x7FFFFFFF  # larger than every packed key of a value in [0, 1] (<= 0x7F000001)
 
 #: bins of the pooled (dataset-level) pixel AUC histogram; a power of two so that
@@ -36,10 +38,6 @@ HIST_BINS = 1 << 12
 #: CPU tensors go through numpy (faster there); tests turn this off to run the torch code path,
 #: the one used on GPUs, on CPU.
 USE_NUMPY_ON_CPU = True
-
-
-class InputError(ValueError):
-    """Raised when an evaluator gets inputs of the wrong kind; the message says what to do."""
 
 
 # ------------------------------------------------------------------ checks

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..errors import RunFolderError
+
 __all__ = ["RunFolder", "RunFolderError", "load_run", "split_metric_key", "KNOWN_FILES"]
 
 #: files a run folder may hold; a folder with none of them is not a run folder
@@ -27,10 +29,6 @@ KNOWN_FILES = (
     "pred_label.json",
     "complexity.json",
 )
-
-
-class RunFolderError(ValueError):
-    """A run folder is missing or one of its files cannot be read."""
 
 
 @dataclass

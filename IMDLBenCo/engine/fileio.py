@@ -1,0 +1,152 @@
+"""Writing result files so that a failure never leaves half a file, and says what happened.
+
+Every file of a run folder is written to a temporary name beside its target and renamed over it
+only when complete (``os.replace`` is atomic on POSIX and Windows), so a reader (or a resumed run)
+sees the old file or the new one, never a truncated one. A write that fails (disk full, no
+permission, read-only file system) removes the temporary file and raises one
+:class:`~IMDLBenCo.errors.OutputWriteError` naming the file, the reason and, when the disk is full,
+how much space was needed and how much was free. Temporary files left by a killed process
+(``.<name>.tmp-<pid>``) are removed by :func:`remove_stale_temporaries` when a run starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable, List, Optional, Union
+
+from ..errors import OutputWriteError
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+PathLike = Union[str, os.PathLike]
+_TMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")
+
+__all__ = ["temporary_name", "atomic_write", "write_error", "remove_stale_temporaries", "link_or_copy"]
+
+
+def temporary_name(path: PathLike) -> Path:
+    """``.<name>.tmp-<pid>`` beside ``path``: hidden, and recognisably ours."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def write_error(path: PathLike, err: OSError, needed: Optional[int] = None) -> OutputWriteError:
+    """One :class:`OutputWriteError` for a failed write of ``path``."""
+    path = Path(path)
+    reason = err.strerror or str(err)
+    detail = ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = shutil.disk_usage(path.parent).free
+            detail = f" ({_size(needed)} needed, {_size(free)} free)" if needed else f" ({_size(free)} free)"
+        except OSError:
+            pass
+        hint = "free some space (old checkpoints, --save_period 0) or choose another --output_dir"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "choose an --output_dir you can write to"
+    else:
+        hint = "check the disk and the --output_dir folder"
+    return OutputWriteError(err.errno, f"cannot write {path}: {reason}{detail}; nothing was left half-written. {hint}")
+
+
+def atomic_write(path: PathLike, write: Callable[[Path], None], needed: Optional[int] = None) -> Path:
+    """Call ``write(tmp)`` to fill a temporary file, then rename it to ``path``.
+
+    ``needed``: the expected size in bytes, quoted when the disk is full. Any ``OSError`` becomes
+    an :class:`OutputWriteError`; the temporary file is removed whatever happens.
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OutputWriteError:
+        raise
+    except OSError as err:
+        raise write_error(path, err, needed) from err
+    except RuntimeError as err:  # torch.save reports a failed write as RuntimeError
+        cause = _os_error_in(err)
+        if cause is None:
+            raise
+        raise write_error(path, cause, needed) from err
+    finally:
+        if tmp.exists():
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+    return path
+
+
+def _os_error_in(err: RuntimeError) -> Optional[OSError]:
+    """The OSError behind a RuntimeError from torch's file writer, if it is one."""
+    text = str(err)
+    for code, words in ((errno.ENOSPC, ("No space left", "file write failed")), (errno.EACCES, ("Permission denied",))):
+        if any(w in text for w in words):
+            return OSError(code, os.strerror(code))
+    return None
+
+
+def remove_stale_temporaries(folder: PathLike) -> List[Path]:
+    """Remove ``.<name>.tmp-<pid>`` files in ``folder`` whose process is gone (a killed write);
+    returns what was removed."""
+    folder = Path(folder)
+    removed: List[Path] = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TMP_NAME.match(entry.name)
+        if not match or not entry.is_file():
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _alive(pid):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
+                    ", ".join(p.name for p in removed[:5]))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def link_or_copy(source: PathLike, target: PathLike) -> Path:
+    """Make ``target`` hold ``source``'s content: a hard link (no extra disk) where the file
+    system allows, a copy otherwise; atomic either way."""
+    source, target = Path(source), Path(target)
+
+    def write(tmp: Path) -> None:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+    return atomic_write(target, write, needed=source.stat().st_size)
