@@ -126,9 +126,21 @@ def test_json_command(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "imgs/y.png" in out and "masks/z.png" in out
     entries = json.loads(out_json.read_text())
-    assert entries == [["../imgs/x.jpg", "../masks/x_mask.png"], ["../au/r.png", "Negative"]]
+    # absolute folders give absolute paths (no ../../.. chains)
+    assert entries == [[str(tmp_path / "imgs" / "x.jpg"), str(tmp_path / "masks" / "x_mask.png")],
+                       [str(tmp_path / "au" / "r.png"), "Negative"]]
     ds = JsonDataset(str(out_json), is_resizing=True, output_size=8)
     assert [ds[i]["label"].item() for i in range(2)] == [1, 0]
+
+
+def test_json_command_relative_folders(tmp_path: Path, monkeypatch):
+    save(tmp_path / "imgs" / "x.jpg", img())
+    save(tmp_path / "masks" / "x.png", mask())
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "json", "imgs", "masks", "-o", "out/d.json"]) == 0
+    # relative folders: paths relative to the JSON file's folder, which JsonDataset resolves against
+    assert json.loads((tmp_path / "out" / "d.json").read_text()) == [["../imgs/x.jpg", "../masks/x.png"]]
+    assert len(JsonDataset(str(tmp_path / "out" / "d.json"), is_resizing=True, output_size=8)) == 1
 
 
 def test_synth_command_and_determinism(tmp_path: Path, capsys):

@@ -22,7 +22,12 @@ def test_init_base_writes_the_project(tmp_path, monkeypatch, capsys):
     for name in init_cmd.SCRIPTS:
         text = (tmp_path / name).read_text()
         compile(text, name, "exec")
-        assert "from mymodel import MyModel" in text and "TODO" in text  # editable import line
+        # editable import line: the class in the three scripts the tutorial edits, the module in
+        # the two it does not mention (so renaming the class keeps them working)
+        if name in ("train.py", "test.py", "test_robust.py"):
+            assert "from mymodel import MyModel" in text and "TODO" in text
+        else:
+            assert "\nimport mymodel  # noqa: F401  TODO" in text and "MyModel" not in text.split("import mymodel")[1]
         assert text.count("_main(") == 1  # one library call: the script stays thin
     train = (tmp_path / "train.py").read_text()
     assert "evaluators = [" in train and "train_transform = Compose([" in train
@@ -120,8 +125,11 @@ def test_init_model_zoo_writes_run_scripts_per_recipe(tmp_path, monkeypatch):
     assert "--lr" not in test and "--image_size 256" in test and "./test.py" in test
     assert {p.name for p in (work / "runs").iterdir()} == {
         "train_Foo_Net.sh", "test_Foo_Net.sh", "test_robust_Foo_Net.sh", "save_images_Foo_Net.sh"}
-    assert "# from mymodel import MyModel" in (work / "train.py").read_text()
+    for name in init_cmd.SCRIPTS:
+        assert "# from mymodel import MyModel" in (work / name).read_text() and "\nimport mymodel" not in (work / name).read_text()
     assert not (work / "mymodel.py").exists()
+    readme = (work / "README-IMDLBenCo.md").read_text()
+    assert "runs/train_<Model>.sh" in readme and "mymodel.py" not in readme
     main(["init", "backbone", "--yes"])
     assert (work / "runs" / "train_srm_bar.sh").is_file() and (work / "runs" / "save_images_bar.sh").is_file()
 
@@ -142,3 +150,35 @@ def test_real_zoo_recipes_give_scripts(tmp_path, monkeypatch):
     main(["init", "model_zoo", "--yes"])
     for _, recipe in recipes:
         assert (tmp_path / "runs" / f"train_{recipe['model']}.sh").is_file()
+
+
+def test_zoo_recipe_paths_replace_the_placeholders(tmp_path, monkeypatch):
+    """A recipe that names its own --data_path gets it once (not the placeholder as well)."""
+    zoo = tmp_path / "pkg" / "model_zoo" / "foo"
+    zoo.mkdir(parents=True)
+    (zoo / "recipe.json").write_text(json.dumps({
+        "model": "Foo_Net", "nproc_per_node": 1,
+        "train": {"if_resizing": True, "data_path": "/data/balanced.json", "image_size": 64},
+        "weights": {"option": "--w", "file": "w.pth", "source": "x"}}))
+    monkeypatch.setattr(init_cmd, "PACKAGE", tmp_path / "pkg")
+    monkeypatch.chdir(tmp_path)
+    main(["init", "model_zoo", "--yes"])
+    train = (tmp_path / "runs" / "train_Foo_Net.sh").read_text()
+    assert train.count("--data_path") == 1 and '--data_path "/data/balanced.json"' in train
+    assert train.count("--test_data_path") == 1
+
+
+def test_failed_launcher_prints_the_end_of_error_log(tmp_path):
+    """The launchers send all output to log files; a failed run must still say so on the console."""
+    subprocess.run([sys.executable, "-m", "IMDLBenCo.cli", "init"], cwd=tmp_path, check=True, capture_output=True)
+    launcher = tmp_path / "train_mymodel.sh"
+    text = launcher.read_text().replace("torchrun \\\n    --standalone \\\n    --nnodes=1 \\\n    --nproc_per_node=1 \\\n",
+                                        f"{sys.executable} \\\n")
+    assert sys.executable in text
+    launcher.write_text(text)
+    proc = subprocess.run(["sh", str(launcher)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode != 0
+    assert "train_mymodel.sh: training failed (exit status" in proc.stderr
+    assert "The last lines of ./output_dir/error.log" in proc.stderr
+    assert "/mnt/data0/public_datasets/IML/CASIA2.0" in proc.stderr  # the actual error, from error.log

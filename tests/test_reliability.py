@@ -352,3 +352,55 @@ def test_data_check_fails_on_an_empty_dataset(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "IMDLBenCo.cli", "data", "check", str(tmp_path / "empty")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "the dataset is empty" in proc.stderr
+
+
+# ------------------------------------------------------------------ offline weights
+OFFLINE_MODEL = '''
+import timm
+import torch.nn as nn
+from IMDLBenCo.registry import MODELS
+
+
+@MODELS.register_module(force=True)
+class AsksForWeights(nn.Module):
+    def __init__(self, weights_file: str = ""):
+        super().__init__()
+        overlay = dict(file=weights_file) if weights_file else None
+        self.backbone = timm.create_model("convnext_atto", pretrained=True, features_only=True,
+                                          pretrained_cfg_overlay=overlay)
+        self.head = nn.Conv2d(320, 1, 1)
+
+    def forward(self, image, mask, label, *args, **kwargs):
+        raise NotImplementedError
+'''
+
+
+def test_a_model_asking_for_a_download_gets_one_message_naming_its_line(tmp_path, monkeypatch):
+    """The tutorial's timm.create_model(..., pretrained=True) offline: an error within seconds
+    naming the user's file and line and the fix, not a minute of retries and a Hub message; the
+    fix it names (a local file through pretrained_cfg_overlay) works."""
+    import time
+
+    import timm
+
+    from IMDLBenCo.engine.builders import build_model
+    from IMDLBenCo.errors import UsageError
+
+    (tmp_path / "asks_model.py").write_text(OFFLINE_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("IMDLBENCO_ALLOW_DOWNLOADS", raising=False)
+    import importlib
+
+    module = importlib.import_module("asks_model")
+    start = time.monotonic()
+    args = type("A", (), {"model": "AsksForWeights"})()
+    with pytest.raises(UsageError) as info:
+        build_model(args, {})
+    assert time.monotonic() - start < 20
+    text = str(info.value)
+    assert f"{tmp_path / 'asks_model.py'}, line 12" in text and "pretrained=True" in text
+    assert "pretrained=False" in text and "pretrained_cfg_overlay" in text and "IMDLBENCO_ALLOW_DOWNLOADS" in text
+    weights = tmp_path / "atto.pth"
+    torch.save(timm.create_model("convnext_atto").state_dict(), weights)
+    model = build_model(args, {"weights_file": str(weights)})
+    assert isinstance(model, module.AsksForWeights)

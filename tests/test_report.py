@@ -141,8 +141,11 @@ def test_report_on_robustness_folder(tmp_path):
     assert "GaussianBlur" in page and "JpegCompression" in page
     plots = [s for s in _img_sources(page) if "robust" in s]
     assert len(plots) == 2 and all(s.startswith("r_files/") for s in plots)
-    # the table lists each strength with its values (strength 7 of blur: image_auc 0.7, pixel_f1 0.4)
-    assert re.search(r"<td>7</td><td class=\"num\">0\.7000</td><td class=\"num\">0\.4000</td>", page)
+    # metrics down, clean + strengths across (blur: clean 0.9, 3 → 0.8, 7 → 0.7 for image_auc)
+    blur = page.split("<h3>GaussianBlur</h3>")[1].split("</table>")[0]
+    assert "<th>clean</th><th>3</th><th>7</th>" in blur
+    row = next(r for r in blur.split("<tr>") if "image_auc" in r)
+    assert re.search(r'class="num">0\.9000</td><td class="num">0\.8000</td><td class="num">0\.7000</td>', row)
 
 
 def test_report_on_two_runs_side_by_side(tmp_path):
@@ -173,8 +176,10 @@ def test_report_gallery_ranks_by_pixel_f1(tmp_path):
     # the wrongly labelled one is marked, and accuracy counts it: 3 of 4 right
     assert 'class="bad">authentic (0.10)' in rows[0]
     assert "image-level accuracy 0.7500 (3/4)" in page
-    # four pictures per manipulated row (image, ground truth, prediction, thresholded)
+    # four pictures per manipulated row (image, ground truth, prediction, thresholded); an empty
+    # thresholded mask is captioned (black on black would read as a missing picture otherwise)
     assert rows[0].count("<img") == 4
+    assert '<div class="cap">no pixel above 0.5</div>' in rows[0]
     assert "12.35 K" in page  # complexity: parameters
 
 
@@ -296,3 +301,44 @@ def test_report_reads_imdlbenco_style_log(tmp_path):
     assert load_run(run).metrics_over_epochs() == {"test": {"pixel-level F1": [(1.0, 0.31), (2.0, 0.42)]}}
     assert "0.4200" in page and "no config.json in this folder" in page
     assert any("training" in s for s in _img_sources(page))  # losses per epoch when no train_steps.jsonl
+
+
+def test_report_polish(tmp_path):
+    """The tutorial run's report: NaN metrics shown with the reason; every attack compared with
+    the clean image (also one without a strength 0 of its own); one name per test set; error bounds
+    not ranked; processes from the environment; a thresholded mask that is all white is captioned."""
+    runs = []
+    root = tmp_path / "train"
+    root.mkdir()
+    sets = tmp_path / "sets.json"
+    sets.write_text(json.dumps({"synth_test": str(tmp_path / "data" / "test.json")}))
+    _write_json(root / "config.json", {"script": "train", "args": {"model": "M", "world_size": 1, "test_data_path": str(sets)},
+                                       "env": {"world_size": 2, "device": "cpu"}, "started": "x"})
+    (root / "log.txt").write_text(json.dumps({"epoch": 0, "test_synth_test/image_auc": float("nan"),
+                                              "test_synth_test/pixel_f1": 0.5,
+                                              "test_synth_test/pixel_auc_pooled_error_bound": 0.001}) + "\n")
+    runs.append(root)
+    other = tmp_path / "other"
+    other.mkdir()
+    _write_json(other / "config.json", {"script": "test", "args": {"model": "M"}, "env": {}, "started": "x"})
+    (other / "log.txt").write_text(json.dumps({"epoch": 0, "test_synth_test/pixel_f1": 0.2,
+                                               "test_synth_test/pixel_auc_pooled_error_bound": 0.0001}) + "\n")
+    runs.append(other)
+    rob = tmp_path / "robust"
+    rob.mkdir()
+    _write_json(rob / "config.json", {"script": "test_robust", "args": {"model": "M"}, "env": {}, "started": "x"})
+    _write_json(rob / "robustness.json", {"checkpoint": "c.pth", "dataset": str(tmp_path / "data" / "test.json"), "results": [
+        {"attack": "GaussianBlur", "param": 0, "metrics": {"pixel_f1": 0.5}},
+        {"attack": "GaussianBlur", "param": 3, "metrics": {"pixel_f1": 0.4}},
+        {"attack": "JpegCompression", "param": 50, "metrics": {"pixel_f1": 0.3}},
+    ]})
+    runs.append(rob)
+    page = _assert_self_contained(build_report(runs, out=tmp_path / "rep"))
+    assert "nan" in page and "undefined on this set" in page
+    jpeg = page.split("<h3>JpegCompression</h3>")[1].split("</table>")[0]
+    assert "<th>clean</th><th>50</th>" in jpeg and re.search(r'class="num">0\.5000</td><td class="num">0\.3000<', jpeg)
+    assert "(test set synth_test)" in page and "test.json" not in page.split('id="compare"')[1].split("</table>")[0]
+    compare = page.split('id="compare"')[1].split("</table>")[0]
+    bound = next(r for r in compare.split("<tr>") if "error_bound" in r)
+    assert "best" not in bound
+    assert "<td>processes</td><td>2</td>" in page and "<td>world_size</td><td>1</td>" not in page

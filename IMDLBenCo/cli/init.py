@@ -27,6 +27,10 @@ BASE_FILES = ["mymodel.py", *SCRIPTS, "train_mymodel.sh", "test_mymodel.sh", "te
               "test_save_image_mymodel.sh", "test_complexity_mymodel.sh", *DATASET_FILES, "README-IMDLBenCo.md"]
 
 IMPORT_LINE = "from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model"
+#: test_save_images.py and test_complexity.py import the module, not a class: the tutorial renames
+#: the class and edits only train.py, test.py and test_robust.py, and these two must keep working
+MODULE_IMPORT_LINE = ("import mymodel  # noqa: F401  TODO: the module that defines your model (importing it "
+                      "registers every model in it for --model)")
 ZOO_IMPORT_LINE = ("# from mymodel import MyModel  # TODO: import your own model here; zoo models and backbones "
                    "need no import")
 
@@ -112,8 +116,27 @@ def template(name: str) -> str:
 def script_text(name: str, with_model_import: bool) -> str:
     text = template(name)
     if not with_model_import:
-        text = text.replace(IMPORT_LINE, ZOO_IMPORT_LINE)
+        text = text.replace(IMPORT_LINE, ZOO_IMPORT_LINE).replace(MODULE_IMPORT_LINE, ZOO_IMPORT_LINE)
     return text
+
+
+#: what each launcher does, for its failure message
+_STAGE_WORDS = {"train": "training", "test": "testing", "test_robust": "the robustness test",
+                "save_images": "saving the predictions"}
+
+
+def failure_epilogue(launcher: str, what: str) -> List[str]:
+    """Shell lines after a launcher's command: on failure say so and show the end of error.log
+    (all output goes to log files, so a failed run would otherwise return silently)."""
+    return [
+        "status=$?",
+        "if [ $status -ne 0 ]; then",
+        f'    echo "{launcher}: {what} failed (exit status $status). The last lines of ${{base_dir}}/error.log:" >&2',
+        '    tail -n 25 "${base_dir}/error.log" >&2',
+        '    echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2',
+        "fi",
+        "exit $status",
+    ]
 
 
 # ---------------------------------------------------------------------------------- recipes
@@ -162,33 +185,39 @@ def run_script(recipe: Dict[str, Any], source: Path, stage: str) -> str:
     nproc = int(recipe.get("nproc_per_node", 1) or 1)
     script, base_dir, data, options = {
         "train": ("train.py", f"./output_dir_{model}",
-                  ['--data_path "/path/to/train_dataset"', '--test_data_path "./test_datasets.json"'], train),
+                  {"data_path": "/path/to/train_dataset", "test_data_path": "./test_datasets.json"}, train),
         "test": ("test.py", f"./eval_dir_{model}",
-                 ['--test_data_json "./test_datasets.json"', f'--checkpoint_path "./output_dir_{model}/"'], test),
+                 {"test_data_json": "./test_datasets.json", "checkpoint_path": f"./output_dir_{model}/"}, test),
         "test_robust": ("test_robust.py", f"./eval_robust_dir_{model}",
-                        ['--test_data_path "/path/to/test_dataset"',
-                         f'--checkpoint_path "./output_dir_{model}/checkpoint-best.pth"'], test),
+                        {"test_data_path": "/path/to/test_dataset",
+                         "checkpoint_path": f"./output_dir_{model}/checkpoint-best.pth"}, test),
         "save_images": ("test_save_images.py", f"./save_img_dir_{model}",
-                        ['--test_data_path "/path/to/images_or_dataset"',
-                         f'--checkpoint_path "./output_dir_{model}/checkpoint-best.pth"'], test),
+                        {"test_data_path": "/path/to/images_or_dataset",
+                         "checkpoint_path": f"./output_dir_{model}/checkpoint-best.pth"}, test),
     }[stage]
+    # the recipe's own paths replace the placeholders (one --data_path, not two)
+    data = {key: options.get(key, value) for key, value in data.items()}
+    options = {k: v for k, v in options.items() if k not in data}
     try:
         where = source.relative_to(PACKAGE.parent)
     except ValueError:
         where = source
+    launcher = f"{'save_images' if stage == 'save_images' else stage}_{model}.sh"
     head = [f"# {stage.replace('_', ' ')} {model} with its recommended settings (from {where}).",
-            "# Run from the project folder:  sh runs/<this file>. Edit the dataset paths first."]
+            "# Run from the project folder:  sh runs/<this file>. Edit the dataset paths first.",
+            "# Console output goes to ${base_dir}/logs.log and error.log; a failure shows the end of error.log."]
     weights = recipe.get("weights") or {}
     if weights and stage == "train":
         head.append(f"# Weights: {weights.get('option', '')} {weights.get('file', '')} "
                     f"(download from {weights.get('source', 'the model README')}; nothing is downloaded at run time)")
-    body = [f"--model {model}", *data, *option_lines(options),
+    body = [f"--model {model}", *(f'--{k} "{v}"' for k, v in data.items()), *option_lines(options),
             "--output_dir ${base_dir}/", "--log_dir ${base_dir}/"]
     lines = head + ["", f'base_dir="{base_dir}"', "mkdir -p ${base_dir}", "",
                     "torchrun \\", "    --standalone \\", "    --nnodes=1 \\", f"    --nproc_per_node={nproc} \\",
                     f"./{script} \\"]
     lines += [f"    {line} \\" for line in body]
     lines.append("2> ${base_dir}/error.log 1>${base_dir}/logs.log")
+    lines += failure_epilogue(launcher, _STAGE_WORDS[stage])
     return "\n".join(lines) + "\n"
 
 
@@ -204,8 +233,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         for name in SCRIPTS:
             writer.write(name, script_text(name, with_model_import=False))
-        for name in DATASET_FILES + ["README-IMDLBenCo.md"]:
+        for name in DATASET_FILES:
             writer.write(name, template(name))
+        zoo_readme = (TEMPLATES.parent / "zoo" / "README-IMDLBenCo.md").read_text(encoding="utf-8")
+        writer.write("README-IMDLBenCo.md", zoo_readme)
         recipes = find_recipes(args.kind)
         if not recipes:
             where = "IMDLBenCo/model_zoo/*/recipe.json" if args.kind == "model_zoo" else \

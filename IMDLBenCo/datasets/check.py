@@ -238,13 +238,16 @@ def check_dataset(path: str, workers: Optional[int] = None, quick: bool = False)
     return report
 
 
-def write_json_dataset(pairs: Sequence[Tuple[str, str]], out: str) -> str:
-    """Write ``pairs`` as a JsonDataset file; paths are made relative to its folder when possible."""
+def write_json_dataset(pairs: Sequence[Tuple[str, str]], out: str, relative: bool = False) -> str:
+    """Write ``pairs`` as a JsonDataset file. Absolute paths stay absolute unless ``relative``
+    (a dataset folder meant to be moved as a whole); relative ones (relative to the working
+    folder) are rewritten relative to the file's folder, which is what JsonDataset resolves them
+    against."""
     out_dir = os.path.dirname(os.path.abspath(out))
     os.makedirs(out_dir, exist_ok=True)
 
     def rel(p: str) -> str:
-        if p == NEGATIVE:
+        if p == NEGATIVE or (os.path.isabs(p) and not relative):
             return p
         try:
             return os.path.relpath(os.path.abspath(p), out_dir)

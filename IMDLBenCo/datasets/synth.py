@@ -189,7 +189,7 @@ def make_synthetic_dataset(out: str, n: int = 200, size: int = 128, seed: int = 
                 Image.fromarray(image).save(os.path.join(folder, "Tp", stem + ".png"))
                 Image.fromarray(mask).save(os.path.join(folder, "Gt", stem + ".png"))
                 entries.append((os.path.join(folder, "Tp", stem + ".png"), os.path.join(folder, "Gt", stem + ".png")))
-        json_path = write_json_dataset(entries, os.path.join(out, f"{split}.json"))
+        json_path = write_json_dataset(entries, os.path.join(out, f"{split}.json"), relative=True)
         info["splits"][split] = folder  # type: ignore[index]
         info["json"][split] = json_path  # type: ignore[index]
     with open(os.path.join(out, "test_datasets.json"), "w", encoding="utf-8") as f:

@@ -21,11 +21,24 @@ logger = logging.getLogger("IMDLBenCo.engine")
 
 # ------------------------------------------------------------------------------- model
 def build_model(args: argparse.Namespace, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
-    """The registered model ``args.model`` built with its parsed constructor options."""
+    """The registered model ``args.model`` built with its parsed constructor options.
+
+    Nothing is downloaded while it is built (:mod:`IMDLBenCo.modules.downloads`): a constructor
+    that asks for pretrained weights from the network gets one error naming its line and the fix.
+    """
     from ..registry import MODELS
 
+    from ..modules.downloads import download_refused, no_downloads
+
     model_cls = MODELS.get(args.model)
-    model = model_cls(**model_kwargs)
+    try:
+        with no_downloads():
+            model = model_cls(**model_kwargs)
+    except Exception as err:
+        refused = download_refused(err, args.model)
+        if refused is None:
+            raise
+        raise refused from None
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"MODELS['{args.model}'] returned {type(model).__name__}, not a torch.nn.Module")
     return model

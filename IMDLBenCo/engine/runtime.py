@@ -176,12 +176,12 @@ def configure_logging(runtime: Runtime) -> None:
     Leaves an already configured root logger alone (a host program decides then).
     """
     root = logging.getLogger()
+    if root.handlers:
+        return  # a host program (benco demo, a notebook, pytest) chose handlers and levels
     level = logging.INFO if runtime.is_main else logging.WARNING
-    engine_logger = logging.getLogger("IMDLBenCo")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        prefix = f"[rank {runtime.rank}] " if runtime.distributed and not runtime.is_main else ""
-        handler.setFormatter(logging.Formatter(f"[%(asctime)s] {prefix}%(message)s", "%H:%M:%S"))
-        root.addHandler(handler)
-        root.setLevel(logging.WARNING)
-    engine_logger.setLevel(level)
+    handler = logging.StreamHandler(sys.stdout)
+    prefix = f"[rank {runtime.rank}] " if runtime.distributed and not runtime.is_main else ""
+    handler.setFormatter(logging.Formatter(f"[%(asctime)s] {prefix}%(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("IMDLBenCo").setLevel(level)

@@ -6,7 +6,8 @@ The registry imports this package lazily, on the first ``MODELS.get`` miss.
 import importlib
 
 #: sub-packages, each registering its model(s) in ``MODELS`` (and post-functions in POSTFUNCS)
-ZOO_PACKAGES = ["iml_vit", "mvss_net", "pscc_net", "mesorch"]
+ZOO_PACKAGES = ["iml_vit", "mvss_net", "pscc_net", "mesorch", "cat_net", "trufor", "object_former", "sparse_vit",
+                "mantra_net", "span", "mscdi_net"]
 
 for _name in ZOO_PACKAGES:
     try:

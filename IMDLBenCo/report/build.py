@@ -24,8 +24,11 @@ logger = logging.getLogger(__name__)
 KEY_ARGS = (
     "model", "data_path", "test_data_path", "test_data_json", "checkpoint_path", "epochs", "batch_size",
     "test_batch_size", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "accum_iter", "image_size",
-    "if_padding", "if_resizing", "edge_mask_width", "seed", "test_period", "world_size",
+    "if_padding", "if_resizing", "edge_mask_width", "seed", "test_period",
 )
+#: accepted for IMDL-BenCo's launchers and ignored by the engine: never shown as if they meant something
+IGNORED_ARGS = ("world_size", "local_rank", "dist_url", "dist_on_itp")
+NAN_NOTE = "undefined on this set (see the definition)"
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
@@ -40,7 +43,8 @@ td.def{color:#475467;max-width:560px}.best{font-weight:700;color:#0b7a3b}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}.card{background:#fff;border:1px solid #dfe3ea;border-radius:6px;padding:8px 14px}
 .card .v{font-size:22px;font-weight:700}.card .k{font-size:12px;color:#667085}
 img.plot{max-width:100%;background:#fff;border:1px solid #dfe3ea;margin:4px 0}
-.gallery td{text-align:center}.gallery img{max-width:224px;max-height:224px;display:block;margin:auto}
+.gallery td{text-align:center}.gallery img{max-width:224px;max-height:224px;display:block;margin:auto;border:1px solid #98a2b3}
+.gallery .cap{font-size:11px;color:#667085}.nan{color:#98a2b3}
 .tag{display:inline-block;padding:1px 6px;border-radius:4px;font-size:12px;color:#fff}
 .tag.worst{background:#c0392b}.tag.best{background:#1e8449}.tag.authentic{background:#5d6d7e}.tag.sample{background:#2455c3}
 .ok{color:#0b7a3b;font-weight:600}.bad{color:#c0392b;font-weight:600}
@@ -53,6 +57,24 @@ def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of ``metric`` is the better one (false alarms, losses, errors)."""
     m = metric.lower()
     return any(word in m for word in ("fpr", "false_positive", "loss", "error", "eer"))
+
+
+def is_quality_metric(metric: str) -> bool:
+    """Whether ``metric`` ranks models: not a diagnostic (an error bound) or a count, which the
+    report shows but never colours as the best."""
+    m = metric.lower()
+    return not (m.endswith("error_bound") or m in ("count", "n", "images") or m.endswith("_count"))
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def _num_cell(value: Any, cls: str = "num") -> str:
+    """A table cell for a metric value; NaN says why it is there."""
+    if _is_nan(value):
+        return f'<td class="{cls} nan" title="{NAN_NOTE}">nan <span class="muted">({NAN_NOTE})</span></td>'
+    return f'<td class="{cls}">{format_value(value)}</td>'
 
 
 def format_value(value: Any) -> str:
@@ -163,6 +185,33 @@ def _run_label(run: RunFolder, runs: Sequence[RunFolder]) -> str:
     return label
 
 
+def _path_key(path: str) -> str:
+    return os.path.normcase(os.path.abspath(str(path)))
+
+
+def _set_names_by_path(runs: Sequence[RunFolder]) -> Dict[str, str]:
+    """``{dataset path: test set name}`` from the test_datasets.json files the runs used, so that a
+    run given the same dataset by path (a robustness test) shows it under the same name."""
+    import json
+
+    names: Dict[str, str] = {}
+    for run in runs:
+        for key in ("test_data_json", "test_data_path"):
+            value = run.args.get(key)
+            if not isinstance(value, str) or not value.endswith(".json") or not os.path.isfile(value):
+                continue
+            try:
+                data = json.loads(Path(value).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                base = os.path.dirname(os.path.abspath(value))
+                for name, path in data.items():
+                    if isinstance(path, str):
+                        names.setdefault(_path_key(path if os.path.isabs(path) else os.path.join(base, path)), str(name))
+    return names
+
+
 # ---------------------------------------------------------------------------- sections
 def _config_section(page: _Page, run: RunFolder) -> None:
     cfg = run.config
@@ -173,9 +222,17 @@ def _config_section(page: _Page, run: RunFolder) -> None:
     shown = {k: args[k] for k in KEY_ARGS if k in args and args[k] not in (None, "", False)}
     page.add("<h3>Configuration</h3>")
     meta = {"script": cfg.get("script", "?"), "started": cfg.get("started", "?"), **shown}
+    env = cfg.get("env") if isinstance(cfg.get("env"), dict) else {}
+    if "world_size" in env:  # the processes that ran (the --world_size flag is ignored)
+        meta["processes"] = env["world_size"]
+    if env.get("device"):
+        meta["device"] = env["device"]
     page.add(_kv_table(meta))
     if args:
-        page.add(f"<details><summary>all {len(args)} arguments</summary>{_kv_table(args)}</details>")
+        listed = {k: v for k, v in args.items() if k not in IGNORED_ARGS}
+        page.add(f"<details><summary>all {len(listed)} arguments</summary>{_kv_table(listed)}"
+                 f'<p class="muted">not listed: {", ".join(IGNORED_ARGS)} (accepted for IMDL-BenCo launchers, '
+                 f"ignored; see processes)</p></details>")
     if cfg.get("model_kwargs"):
         page.add(f"<details><summary>model constructor arguments</summary>{_kv_table(cfg['model_kwargs'])}</details>")
     env = cfg.get("env")
@@ -194,12 +251,17 @@ def _metrics_section(page: _Page, run: RunFolder, definitions: Dict[str, str], p
         rows = []
         for metric, series in sorted(metrics.items()):
             last_epoch, last = series[-1]
-            pick = min if lower_is_better(metric) else max
-            best_epoch, best = pick(series, key=lambda s: (s[1], -s[0]) if pick is max else (s[1], s[0]))
+            finite = [p for p in series if not _is_nan(p[1])]
+            if finite:
+                pick = min if lower_is_better(metric) else max
+                best_epoch, best = pick(finite, key=lambda s: (s[1], -s[0]) if pick is max else (s[1], s[0]))
+                best_cell = f'<td class="num">{format_value(best)} <span class="muted">(epoch {int(best_epoch)})</span></td>'
+            else:
+                best_cell = _num_cell(float("nan"))
             rows.append([
                 f"<code>{html.escape(metric)}</code>",
-                f'<td class="num">{format_value(last)}</td>',
-                f'<td class="num">{format_value(best)} <span class="muted">(epoch {int(best_epoch)})</span></td>',
+                _num_cell(last),
+                best_cell,
                 f'<td class="def">{_definition(metric, run, definitions)}</td>',
             ])
         last_epoch = max(s[-1][0] for s in metrics.values())
@@ -234,27 +296,50 @@ def _training_section(page: _Page, run: RunFolder, prefix: str) -> None:
         page.add(f'<p class="muted">checkpoints: {html.escape(", ".join(_natural_sorted(run.checkpoints)))}</p>')
 
 
-def _robustness_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str) -> None:
+def _clean_results(results: Sequence[dict]) -> Dict[str, Dict[str, Any]]:
+    """``{set: metrics}`` of the clean image (strength 0 / None of any attack) per test set."""
+    clean: Dict[str, Dict[str, Any]] = {}
+    for r in results:
+        if isinstance(r, dict) and r.get("param") in (None, 0):
+            clean.setdefault(str(r.get("set", "")), dict(r.get("metrics") or {}))
+    return clean
+
+
+def _robustness_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str,
+                        set_names: Dict[str, str]) -> None:
     rob = run.robustness
     if not rob:
         return
     from .plots import plot_robustness
 
+    results = [r for r in rob.get("results", []) if isinstance(r, dict)]
+    clean = _clean_results(results)
+    dataset = str(rob.get("dataset", "?"))
+    named = set_names.get(_path_key(dataset))
     page.add("<h3>Robustness</h3>")
     page.add(f'<p class="muted">checkpoint <code>{html.escape(str(rob.get("checkpoint", "?")))}</code> on '
-             f'<code>{html.escape(str(rob.get("dataset", "?")))}</code>; strength 0 / None is the clean image</p>')
-    by_attack: Dict[str, List[dict]] = {}
-    for result in rob.get("results", []):
-        if isinstance(result, dict):
-            # several test sets: one table and plot per (set, attack)
-            key = str(result.get("attack", "?")) if "set" not in result else f'{result["set"]} · {result.get("attack", "?")}'
-            by_attack.setdefault(key, []).append(result)
-    metrics = sorted({m for results in by_attack.values() for r in results for m in (r.get("metrics") or {})})
-    for attack, results in by_attack.items():
-        rows = [[html.escape(str(r.get("param")))] + [f'<td class="num">{format_value((r.get("metrics") or {}).get(m))}</td>' for m in metrics] for r in results]
-        page.add(f"<h3>{html.escape(attack)}</h3>")
-        page.add(_table(["strength"] + metrics, rows))
-        page.img(plot_robustness(attack, results, page.asset(f"{prefix}_robust_{attack}")), f"metrics against {attack} strength")
+             f'<code>{html.escape(dataset)}</code>{f" (test set {html.escape(named)})" if named else ""}; '
+             "every attack is compared with the clean image (its column, and the dashed lines)</p>")
+    by_attack: Dict[Tuple[str, str], List[dict]] = {}
+    for result in results:
+        if result.get("param") in (None, 0):
+            continue
+        by_attack.setdefault((str(result.get("set", "")), str(result.get("attack", "?"))), []).append(result)
+    metrics = sorted({m for r in results for m in (r.get("metrics") or {})})
+    for (set_name, attack), rows_of in by_attack.items():
+        base = clean.get(set_name) or next(iter(clean.values()), {})
+        strengths = sorted(rows_of, key=lambda r: float(r.get("param") or 0))
+        # metrics down, strengths across: a handful of strengths fit the page, many metrics would not
+        header = ["metric", "clean"] + [html.escape(str(r.get("param"))) for r in strengths]
+        rows = []
+        for m in metrics:
+            rows.append([f"<code>{html.escape(m)}</code>", _num_cell(base.get(m))]
+                        + [_num_cell((r.get("metrics") or {}).get(m)) for r in strengths])
+        title = f"{set_name} · {attack}" if set_name else attack
+        page.add(f"<h3>{html.escape(title)}</h3>")
+        page.add(_table(header, rows))
+        page.img(plot_robustness(attack, strengths, page.asset(f"{prefix}_robust_{title}"), clean=base),
+                 f"metrics against {attack} strength")
     if metrics:
         rows = [[f"<code>{html.escape(m)}</code>", f'<td class="def">{_definition(m, run, definitions)}</td>'] for m in metrics]
         page.add("<details><summary>metric definitions</summary>" + _table(["metric", "definition"], rows) + "</details>")
@@ -283,7 +368,10 @@ def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, t
         cells = []
         for kind, alt in (("image", "image"), ("gt", "ground truth"), ("pred", "prediction"), ("bin", "thresholded")):
             f = (item.files or {}).get(kind)
-            cells.append(f'<img src="{page.src(page.assets / f)}" alt="{alt} {html.escape(item.name, quote=True)}">' if f else '<span class="muted">n/a</span>')
+            cell = f'<img src="{page.src(page.assets / f)}" alt="{alt} {html.escape(item.name, quote=True)}">' if f else '<span class="muted">n/a</span>'
+            if f and kind == "bin" and item.bin_fraction is not None and item.bin_fraction in (0.0, 1.0):
+                cell += f'<div class="cap">{"every pixel above" if item.bin_fraction else "no pixel above"} {threshold}</div>'
+            cells.append(cell)
         info = [f'<span class="tag {item.group}">{html.escape(item.group)}</span>', f"<b>{html.escape(item.name)}</b>"]
         if item.f1 is not None:
             info.append(f"pixel F1 {item.f1:.3f}")
@@ -321,20 +409,20 @@ def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: List[str
     if len(heads) < 2:
         return
     page.section("compare", "Side by side")
-    page.add('<p class="muted">last evaluated epoch of every run; the best value of each row in green</p>')
+    page.add('<p class="muted">last evaluated epoch of every run; the best value of each metric row in green '
+             '(diagnostics such as error bounds are not ranked)</p>')
     keys = sorted({(s, m) for _, h in heads for s, metrics in h.items() for m in metrics})
     rows = []
     for set_name, metric in keys:
         values = [h.get(set_name, {}).get(metric) for _, h in heads]
-        present = [v[1] for v in values if v is not None]
-        best = (min if lower_is_better(metric) else max)(present) if present else None
+        present = [v[1] for v in values if v is not None and not _is_nan(v[1])]
+        best = (min if lower_is_better(metric) else max)(present) if present and is_quality_metric(metric) else None
         cells = [html.escape(set_name), f"<code>{html.escape(metric)}</code>"]
         for v in values:
             if v is None:
                 cells.append('<td class="num muted">–</td>')
             else:
-                cls = "num best" if len(present) > 1 and v[1] == best else "num"
-                cells.append(f'<td class="{cls}">{format_value(v[1])}</td>')
+                cells.append(_num_cell(v[1], "num best" if best is not None and len(present) > 1 and v[1] == best else "num"))
         defn = definitions.get(metric)
         cells.append(f'<td class="def">{html.escape(defn) if defn else ""}</td>')
         rows.append(cells)
@@ -393,6 +481,9 @@ def build_report(
     for run in runs:
         definitions.update(run.definitions)
     labels = [_run_label(r, runs) for r in runs]
+    set_names = _set_names_by_path(runs)
+    for run in runs:
+        run.set_names = set_names
 
     _comparison_section(page, runs, labels, definitions)
     for index, (run, label) in enumerate(zip(runs, labels)):
@@ -401,7 +492,7 @@ def build_report(
         page.add(f'<p class="muted">folder <code>{html.escape(str(run.path.resolve()))}</code></p>')
         _training_section(page, run, prefix)
         _metrics_section(page, run, definitions, prefix)
-        _robustness_section(page, run, definitions, prefix)
+        _robustness_section(page, run, definitions, prefix, set_names)
         _gallery_section(page, run, prefix, n_samples, threshold)
         _complexity_section(page, run)
         _config_section(page, run)

@@ -34,6 +34,7 @@ class GalleryItem:
     label: Optional[int]
     pred_label: Optional[float]
     f1: Optional[float] = None  # pixel F1 at the threshold; None for authentic / no ground truth
+    bin_fraction: Optional[float] = None  # share of pixels above the threshold in the saved mask
     positive_fraction: Optional[float] = None  # share of pixels predicted manipulated
     group: str = ""
     files: Optional[Dict[str, str]] = None  # picture kind -> file name in the assets folder
@@ -183,5 +184,7 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
         if pred is not None:
             alpha = 0.7 * pred[..., None]
             save("pred", base * (1 - alpha) + cyan * alpha)
-            save("bin", np.repeat((pred > threshold)[..., None] * 255.0, 3, axis=2))
+            binary = pred > threshold
+            item.bin_fraction = float(binary.mean()) if binary.size else None
+            save("bin", np.repeat(binary[..., None] * 255.0, 3, axis=2))
         item.files = files

@@ -12,15 +12,21 @@ __all__ = ["plot_training", "plot_metrics_over_epochs", "plot_robustness", "plot
 Series = List[Tuple[float, float]]
 
 
-def _pyplot():
+#: the report's plot style, applied per figure (the process-wide matplotlib settings stay as they are)
+STYLE = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9}
+
+
+def _figure(ncols: int = 1, figsize: Tuple[float, float] = (6.4, 3.6)):
+    """A figure and its axes, drawn by the Agg canvas: no pyplot, no backend switch, no global state."""
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    # Agg renders to files without a display; set before pyplot is first imported
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
-    return plt
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
 
 
 def _integer_ticks():
@@ -30,17 +36,16 @@ def _integer_ticks():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    import matplotlib.pyplot as plt
+    import matplotlib
 
-    plt.close(fig)
+    with matplotlib.rc_context(STYLE):
+        fig.tight_layout()
+        fig.savefig(path, format="png")
     return path
 
 
 def plot_training(run: RunFolder, path: Path) -> Optional[Path]:
     """Losses (left) and learning rate (right) over optimizer steps; per epoch when no steps file."""
-    plt = _pyplot()
     if run.steps:
         x_name = "step"
         rows = run.steps
@@ -60,7 +65,7 @@ def plot_training(run: RunFolder, path: Path) -> Optional[Path]:
         loss_series = {k[len("train_"):]: [(x, r[k]) for x, r in zip(xs, rows) if isinstance(r.get(k), (int, float))] for k in keys}
     if not loss_series and not lr:
         return None
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (ax_loss, ax_lr) = _figure(2, figsize=(10, 3.4))
     for key, series in loss_series.items():
         if series:
             ax_loss.plot(*zip(*series), label=key, linewidth=1.2)
@@ -86,13 +91,17 @@ def _split_levels(metrics: Dict[str, Series]) -> List[Tuple[str, Dict[str, Serie
     return [(title, group) for title, group in (("pixel level", pixel), ("image level", image)) if group]
 
 
-def _metric_panels(panels: List[Tuple[str, Dict[str, Series]]], xlabel: str, title: str, path: Path, integer_x: bool):
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 3.4), squeeze=False)
-    for ax, (panel, metrics) in zip(axes[0], panels):
+def _metric_panels(panels: List[Tuple[str, Dict[str, Series]]], xlabel: str, title: str, path: Path, integer_x: bool,
+                   reference: Optional[Dict[str, float]] = None):
+    """One panel per group; ``reference``: a dashed horizontal line per metric (the clean image's
+    value in a robustness plot), in the colour of the metric's curve."""
+    fig, axes = _figure(len(panels), figsize=(5.6 * len(panels), 3.4))
+    for ax, (panel, metrics) in zip(axes, panels):
         for metric, series in sorted(metrics.items()):
             series = sorted(series)
-            ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=metric)
+            (line,) = ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=metric)
+            if reference and metric in reference:
+                ax.axhline(reference[metric], color=line.get_color(), linestyle="--", linewidth=0.9, alpha=0.8)
         ax.set_xlabel(xlabel)
         if integer_x:
             ax.xaxis.set_major_locator(_integer_ticks())
@@ -109,21 +118,27 @@ def plot_metrics_over_epochs(set_name: str, metrics: Dict[str, Series], path: Pa
     return _metric_panels(panels, "epoch", set_name, path, integer_x=True)
 
 
-def _param_value(param) -> float:
-    return 0.0 if param is None else float(param)
-
-
-def plot_robustness(attack: str, results: Sequence[dict], path: Path) -> Optional[Path]:
-    """Every metric against the attack strength of one attack (``param`` None = clean = 0)."""
+def plot_robustness(attack: str, results: Sequence[dict], path: Path,
+                    clean: Optional[Dict[str, float]] = None) -> Optional[Path]:
+    """Every metric against the strength of one attack; the clean image's value of each metric
+    (``clean``, or this attack's own strength 0 / None result) as a dashed line."""
     metrics: Dict[str, Series] = {}
+    own_clean: Dict[str, float] = {}
     for result in results:
+        param = result.get("param")
         for metric, value in (result.get("metrics") or {}).items():
-            if isinstance(value, (int, float)):
-                metrics.setdefault(metric, []).append((_param_value(result.get("param")), float(value)))
+            if not isinstance(value, (int, float)) or value != value:
+                continue
+            if param in (None, 0):
+                own_clean[metric] = float(value)
+            else:
+                metrics.setdefault(metric, []).append((float(param), float(value)))
+    reference = own_clean or dict(clean or {})
     panels = _split_levels(metrics)
     if not panels:
         return None
-    return _metric_panels(panels, f"{attack} strength (0 = clean)", attack, path, integer_x=False)
+    label = f"{attack} strength" + (" (dashed: the clean image)" if reference else "")
+    return _metric_panels(panels, label, attack, path, integer_x=False, reference=reference)
 
 
 def plot_comparison(metric: str, runs: Dict[str, Dict[str, Series]], path: Path) -> Optional[Path]:
@@ -131,8 +146,7 @@ def plot_comparison(metric: str, runs: Dict[str, Dict[str, Series]], path: Path)
     lines = [(f"{label} · {set_name}", s) for label, sets in runs.items() for set_name, s in sets.items() if s]
     if not lines:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, (ax,) = _figure(1, figsize=(6.4, 3.6))
     for label, series in lines:
         ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=label)
     ax.set_xlabel("epoch")

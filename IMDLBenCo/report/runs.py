@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -48,6 +49,8 @@ class RunFolder:
     predictions: List[Dict[str, Any]] = field(default_factory=list)
     complexity: Optional[Dict[str, Any]] = None
     checkpoints: List[str] = field(default_factory=list)
+    #: {dataset path: test set name} known from the runs shown together (see report.build)
+    set_names: Dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -91,7 +94,7 @@ class RunFolder:
                 set_name = str(row.get("set", "test"))
                 epoch = row.get("epoch", 0)
                 for key, value in row.items():
-                    if key in ("epoch", "set") or not _is_number(value):
+                    if key in ("epoch", "set") or not _is_metric_value(value):
                         continue
                     table.setdefault(set_name, {}).setdefault(key, []).append((float(epoch), float(value)))
         else:
@@ -102,7 +105,7 @@ class RunFolder:
                     continue
                 for key, value in row.items():
                     parsed = split_metric_key(key)
-                    if parsed is None or not _is_number(value):
+                    if parsed is None or not _is_metric_value(value):
                         continue
                     set_name, metric = parsed
                     # the mean over sets ("test_<metric>") is shown only when no per-set key exists
@@ -127,9 +130,11 @@ class RunFolder:
             # a robustness folder: its clean (strength 0 / None) results are its headline
             for result in self.robustness.get("results", []):
                 if result.get("param") in (None, 0):
+                    dataset = str(self.robustness.get("dataset") or "test")
+                    name = self.set_names.get(os.path.normcase(os.path.abspath(dataset))) or Path(dataset).name
                     for metric, value in (result.get("metrics") or {}).items():
-                        if _is_number(value):
-                            out.setdefault(Path(str(self.robustness.get("dataset") or "test")).name, {})[metric] = (0.0, float(value))
+                        if _is_metric_value(value):
+                            out.setdefault(name, {})[metric] = (0.0, float(value))
                     break
         return out
 
@@ -144,6 +149,11 @@ class RunFolder:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _is_metric_value(value: Any) -> bool:
+    """A number, NaN included: an undefined metric (e.g. AUC on one class) is shown, not dropped."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isinf(float(value))
 
 
 def split_metric_key(key: str) -> Optional[Tuple[Optional[str], str]]:

@@ -12,3 +12,10 @@ python ./test_complexity.py \
     --if_resizing \
     --output_dir ${base_dir}/ \
 2> ${base_dir}/error.log 1>${base_dir}/logs.log
+status=$?
+if [ $status -ne 0 ]; then
+    echo "test_complexity_mymodel.sh: counting the complexity failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
+    tail -n 25 "${base_dir}/error.log" >&2
+    echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+fi
+exit $status

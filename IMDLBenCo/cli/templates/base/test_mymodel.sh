@@ -22,3 +22,10 @@ torchrun \
     --output_dir ${base_dir}/ \
     --log_dir ${base_dir}/ \
 2> ${base_dir}/error.log 1>${base_dir}/logs.log
+status=$?
+if [ $status -ne 0 ]; then
+    echo "test_mymodel.sh: testing failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
+    tail -n 25 "${base_dir}/error.log" >&2
+    echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+fi
+exit $status

@@ -23,3 +23,10 @@ torchrun \
     --output_dir ${base_dir}/ \
     --log_dir ${base_dir}/ \
 2> ${base_dir}/error.log 1>${base_dir}/logs.log
+status=$?
+if [ $status -ne 0 ]; then
+    echo "test_save_image_mymodel.sh: saving the predictions failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
+    tail -n 25 "${base_dir}/error.log" >&2
+    echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+fi
+exit $status

@@ -7,7 +7,7 @@ The work is done by IMDLBenCo.engine.save_images_main.
 
 from IMDLBenCo.engine import save_images_main
 
-from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
+import mymodel  # noqa: F401  TODO: the module that defines your model (importing it registers every model in it for --model)
 
 if __name__ == "__main__":
     save_images_main()

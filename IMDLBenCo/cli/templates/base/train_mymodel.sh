@@ -33,3 +33,10 @@ torchrun \
     --seed 42 \
     --test_period 4 \
 2> ${base_dir}/error.log 1>${base_dir}/logs.log
+status=$?
+if [ $status -ne 0 ]; then
+    echo "train_mymodel.sh: training failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
+    tail -n 25 "${base_dir}/error.log" >&2
+    echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+fi
+exit $status
