@@ -159,6 +159,38 @@ def _split_list(text: str) -> List[str]:
     return [piece.strip().strip("'\"") for piece in text.split(",") if piece.strip()]
 
 
+def _type_hints(func: Callable, owner: str) -> Dict[str, Any]:
+    """The resolved annotations of ``func``'s parameters.
+
+    ``typing.get_type_hints`` resolves them all at once and fails as a whole when one name does
+    not resolve (e.g. imported under ``TYPE_CHECKING`` in a module with ``from __future__ import
+    annotations``); then each parameter is resolved on its own, and one that still cannot be is
+    an error naming it, never a silent fallback to the raw string (which would pass ``'3'`` for
+    an int and ``'false'``, truthy, for a bool).
+    """
+    try:
+        return typing.get_type_hints(func)
+    except Exception:
+        pass
+    namespace = {**vars(typing), **getattr(func, "__globals__", {})}
+    hints: Dict[str, Any] = {}
+    for name, annotation in getattr(func, "__annotations__", {}).items():
+        if name == "return":
+            continue
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace, {})  # noqa: S307 - the model's own annotation text
+            except Exception as err:
+                raise ModelOptionError(
+                    f"{owner}: the annotation {annotation!r} of parameter {name!r} cannot be resolved "
+                    f"({type(err).__name__}: {err}); a name imported only under TYPE_CHECKING is not available "
+                    f"at run time. Annotate it with a type the command line can parse (int, float, bool, str, "
+                    f"List[...], Optional[...], Literal[...]) imported normally"
+                ) from None
+        hints[name] = annotation
+    return hints
+
+
 def model_params(target: Callable) -> List[ModelParam]:
     """The options made from ``target``'s constructor (class) or signature (function)."""
     owner = getattr(target, "__name__", repr(target))
@@ -166,10 +198,7 @@ def model_params(target: Callable) -> List[ModelParam]:
         sig = inspect.signature(target)
     except (TypeError, ValueError) as err:
         raise ModelOptionError(f"cannot read the signature of {owner}: {err}") from None
-    try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except Exception:  # forward references that do not resolve: fall back to raw annotations
-        hints = {}
+    hints = _type_hints(target.__init__ if inspect.isclass(target) else target, owner)
 
     params: List[ModelParam] = []
     for p in sig.parameters.values():

@@ -265,7 +265,9 @@ def test_image_input_checks(cls):
         ev.update({"pred_label": torch.tensor([-1.5, 2.0])}, _batch())
     with pytest.raises(InputError, match=f"{name}.*NaN"):
         ev.update({"pred_label": torch.tensor([float("nan"), 0.2])}, _batch())
-    ev.update({"pred_label": torch.tensor([[0.2], [0.9]])}, _batch())  # (B,1) is accepted
+    # (B,1) is refused with the hint, as the engine's output check does (one contract)
+    with pytest.raises(InputError, match=f"{name}.*\\(2, 1\\); expected \\(B,\\): use pred_label.squeeze\\(1\\)"):
+        ev.update({"pred_label": torch.tensor([[0.2], [0.9]])}, _batch())
 
 
 def test_input_error_is_a_value_error():

@@ -160,3 +160,61 @@ def test_unknown_option_and_unknown_model_exit_with_message(registered_model, ca
     with pytest.raises(SystemExit):
         parse_args_with_model(script_parser(), ["--model", "OptionsTestModle"])
     assert 'Did you mean "OptionsTestModel"' in capsys.readouterr().err
+
+
+TYPE_CHECKING_MODEL = '''
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Optional
+
+import torch.nn as nn
+
+if TYPE_CHECKING:
+    from some_heavy_package import Config
+
+
+class LateHints(nn.Module):
+    def __init__(self, depth: int = 2, use_bn: bool = True, scales: List[float] = (1.0,),
+                 name: Optional[str] = None, cfg: Optional[Config] = None) -> None:
+        super().__init__()
+        self.depth, self.use_bn = depth, use_bn
+
+
+class Unresolvable(nn.Module):
+    def __init__(self, width: Config = 3) -> None:
+        super().__init__()
+'''
+
+
+def test_string_annotations_with_type_checking_imports_are_resolved(tmp_path, monkeypatch):
+    """`from __future__ import annotations` + a TYPE_CHECKING import: get_type_hints fails for
+    the whole signature; every other parameter must still get its real type, and a parameter
+    whose type cannot be resolved is an error naming it (not a silent string)."""
+    import importlib
+
+    from IMDLBenCo.options import ModelOptionError, model_params
+
+    (tmp_path / "late_hints.py").write_text(TYPE_CHECKING_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("late_hints")
+    with pytest.raises(ModelOptionError, match=r"parameter 'cfg'"):
+        model_params(module.LateHints)
+    with pytest.raises(ModelOptionError, match=r"Unresolvable.*'Config' of parameter 'width'"):
+        model_params(module.Unresolvable)
+
+
+def test_string_annotations_parse_to_their_types(tmp_path, monkeypatch):
+    import importlib
+
+    (tmp_path / "late_ok.py").write_text(TYPE_CHECKING_MODEL.replace(", cfg: Optional[Config] = None", "")
+                                         .split("class Unresolvable")[0])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("late_ok")
+    from IMDLBenCo.registry import MODELS
+
+    MODELS.register_module(module=module.LateHints, force=True)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model")
+    _, kwargs = parse_args_with_model(parser, ["--model", "LateHints", "--depth", "3", "--use_bn", "false",
+                                               "--scales", "0.5", "2"])
+    assert kwargs["depth"] == 3 and kwargs["use_bn"] is False and kwargs["scales"] == [0.5, 2.0]

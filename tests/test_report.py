@@ -193,15 +193,18 @@ def test_gallery_scores_a_prediction_of_another_size_at_the_mask_size(tmp_path):
     assert f1["missed.png"] == 0.0 and f1["clean.png"] is None  # an authentic image has no F1
 
 
-def test_pixel_f1_matches_definition():
+def test_pixel_f1_is_the_evaluators():
+    """The gallery's F1 is PixelF1's: 2TP/(2TP+FP+FN) with pred > threshold (strictly); an image
+    without manipulated pixels is not scored (NaN), as the metric tables do."""
     gt = np.zeros((4, 4), bool)
     gt[:2] = True
-    pred = np.zeros((4, 4), bool)
-    pred[:1] = True
-    pred[3, 0] = True
+    pred = np.zeros((4, 4), np.float32)
+    pred[:1] = 0.9
+    pred[3, 0] = 0.9
+    pred[1, 0] = 0.5  # exactly at the threshold: not positive
     # tp=4, fp=1, fn=4 -> 8/13
     assert pixel_f1(pred, gt) == pytest.approx(8 / 13)
-    assert pixel_f1(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
+    assert np.isnan(pixel_f1(np.zeros((2, 2), np.float32), np.zeros((2, 2), bool)))
 
 
 def test_cli_report_and_errors(tmp_path, capsys):

@@ -25,6 +25,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 
 from ..errors import EvaluatorInputError as InputError
+from ..outputs import label_shape_problem, probability_problem
 
 _SENTINEL = 0x7FFFFFFF  # larger than every packed key of a value in [0, 1] (<= 0x7F000001)
 
@@ -50,24 +51,10 @@ def _tensor(obj: Any, metric: str, where: str, expected: str) -> torch.Tensor:
 
 
 def check_probabilities(t: torch.Tensor, metric: str, where: str) -> None:
-    """Raise when ``t`` holds NaN or values outside [0, 1] (logits passed as probabilities)."""
-    if not t.is_floating_point():
-        raise InputError(f"{metric}: {where} must be a floating-point tensor of probabilities in [0, 1], "
-                         f"got dtype {t.dtype}.")
-    if t.numel() == 0:
-        return
-    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
-        arr = t.detach().numpy()  # single-threaded SIMD min/max: no thread start-up cost on small CPUs
-        lo, hi = float(arr.min()), float(arr.max())
-    else:
-        lo, hi = (float(x) for x in torch.aminmax(t.detach()))
-    if lo != lo or hi != hi:
-        raise InputError(f"{metric}: {where} contains NaN; expected probabilities in [0, 1]. "
-                         f"Check the model for numerical problems (e.g. training with a too high LR).")
-    if lo < 0.0 or hi > 1.0:
-        raise InputError(f"{metric}: {where} has values in [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
-                         f"expected probabilities. If these are logits, apply torch.sigmoid in the "
-                         f"model's forward before returning them.")
+    """Raise when ``t`` is not probabilities (the rule of :mod:`IMDLBenCo.outputs`)."""
+    problem = probability_problem(t)
+    if problem:
+        raise InputError(f"{metric}: {where} {problem}.")
 
 
 def get_pred_label(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -78,10 +65,8 @@ def get_pred_label(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric:
                    "(B,) image-level probabilities; remove image-level metrics from the evaluator list "
                    "for a model without a classification head (or run with --if_predict_label)")
     label = _tensor(batch.get("label"), metric, "batch['label']", "(B,) 0/1 labels")
-    if pred.dim() == 2 and pred.shape[1] == 1:
-        pred = pred[:, 0]
     if pred.dim() != 1:
-        raise InputError(f"{metric}: outputs['pred_label'] must have shape (B,), got {tuple(pred.shape)}.")
+        raise InputError(f"{metric}: outputs['pred_label'] {label_shape_problem(pred, None)}.")
     label = label.reshape(-1)
     if label.shape[0] != pred.shape[0]:
         raise InputError(f"{metric}: outputs['pred_label'] has {pred.shape[0]} scores but batch['label'] has "

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..outputs import is_positive
 from .runs import RunFolder, load_run
 
 __all__ = ["build_report", "report_paths", "lower_is_better", "format_value"]
@@ -360,7 +361,7 @@ def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, t
     if scored:
         summary.append(f"mean per-image pixel F1 over {len(scored)} manipulated images with masks: {sum(scored) / len(scored):.4f} (threshold {threshold})")
     if with_label:
-        correct = sum(int(i.pred_label >= 0.5) == i.label for i in with_label)
+        correct = sum(int(is_positive(i.pred_label, threshold)) == i.label for i in with_label)
         summary.append(f"image-level accuracy {correct / len(with_label):.4f} ({correct}/{len(with_label)})")
     page.add(f'<p class="muted">{html.escape("; ".join(summary))}. Worst and best by per-image pixel F1 computed from the saved masks; authentic images ranked by false-alarm area.</p>')
     rows = []
@@ -380,7 +381,7 @@ def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, t
         if item.label is not None:
             info.append(f"true label: {'manipulated' if item.label else 'authentic'}")
         if item.pred_label is not None:
-            predicted = int(item.pred_label >= 0.5)
+            predicted = int(is_positive(item.pred_label, threshold))
             ok = item.label is None or predicted == item.label
             info.append(f'predicted: <span class="{"ok" if ok else "bad"}">{"manipulated" if predicted else "authentic"} ({item.pred_label:.2f})</span>')
         if item.note:

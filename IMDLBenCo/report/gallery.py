@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..datasets.io import load_mask
+from ..outputs import is_positive
 from .runs import RunFolder
 
 __all__ = ["GalleryItem", "score_predictions", "select_samples", "write_gallery", "pixel_f1"]
@@ -54,14 +56,19 @@ def _resolve(run: RunFolder, value: Any) -> Optional[Path]:
     return run.path / path
 
 
-def pixel_f1(pred, gt) -> float:
-    """F1 of two boolean arrays; 1.0 when both are empty (nothing to find, nothing found)."""
-    tp = float((pred & gt).sum())
-    fp = float((pred & ~gt).sum())
-    fn = float((~pred & gt).sum())
-    if tp + fp + fn == 0:
-        return 1.0
-    return 2 * tp / (2 * tp + fp + fn)
+def pixel_f1(pred, gt, threshold: float = 0.5) -> float:
+    """Per-image pixel F1 of probabilities ``pred`` against the binary mask ``gt`` (H×W arrays),
+    computed by the evaluator itself (:class:`IMDLBenCo.evaluation.PixelF1`), so the report and the
+    metric tables cannot disagree; NaN for a mask without manipulated pixels (not scored)."""
+    import numpy as np
+    import torch
+
+    from ..evaluation import PixelF1
+
+    ev = PixelF1(threshold=threshold)
+    ev.update({"pred_mask": torch.from_numpy(np.asarray(pred, dtype=np.float32))[None, None]},
+              {"mask": torch.from_numpy(np.asarray(gt, dtype=np.float32))[None, None]})
+    return float(ev.compute(sync=False)["pixel_f1"])
 
 
 def _load_gray(path: Path, size=None):
@@ -94,15 +101,14 @@ def score_predictions(run: RunFolder, threshold: float = 0.5) -> List[GalleryIte
         if item.pred_path is not None and item.pred_path.is_file():
             try:
                 pred = _load_gray(item.pred_path)
-                pred_bin = pred > threshold
-                item.positive_fraction = float(pred_bin.mean())
+                item.positive_fraction = float(is_positive(pred, threshold).mean())
                 if item.mask_path is not None and item.mask_path.is_file():
-                    gt = _load_gray(item.mask_path) > 0.5
-                    if pred_bin.shape != gt.shape:  # re-read the prediction at the mask's (W, H)
-                        pred_bin = _load_gray(item.pred_path, size=(gt.shape[1], gt.shape[0])) > threshold
+                    gt = load_mask(str(item.mask_path))  # the dataset's own reading of the mask
+                    if pred.shape != gt.shape:  # re-read the prediction at the mask's (W, H)
+                        pred = _load_gray(item.pred_path, size=(gt.shape[1], gt.shape[0]))
                     if gt.any():
-                        item.f1 = pixel_f1(pred_bin, gt)
-            except OSError as err:
+                        item.f1 = pixel_f1(pred, gt, threshold)
+            except (OSError, ValueError) as err:  # unreadable file, or a mask the dataset refuses
                 item.note = f"unreadable: {err}"
                 logger.warning("report gallery: %s", item.note)
         elif item.pred_path is not None:
@@ -184,7 +190,7 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
         if pred is not None:
             alpha = 0.7 * pred[..., None]
             save("pred", base * (1 - alpha) + cyan * alpha)
-            binary = pred > threshold
+            binary = is_positive(pred, threshold)
             item.bin_fraction = float(binary.mean()) if binary.size else None
             save("bin", np.repeat(binary[..., None] * 255.0, 3, axis=2))
         item.files = files
