@@ -199,12 +199,11 @@ class Registry:
         return (
             f'"{name}" is not registered in {self._name}. {hint} '
             f"({len(names)} names are registered; list them with {self._name}.list(). "
-            f"A model of your own must be imported before it is looked up, e.g. `from mymodel import MyModel`.)"
+            f"{'A model of your own must be imported before it is looked up, e.g. `from mymodel import MyModel`.' if self._name == 'MODELS' else 'A class of your own must be imported before it is looked up.'})"
         )
 
 
-MODELS = Registry(
-    "MODELS", lazy_packages=["IMDLBenCo.modules", "IMDLBenCo.model_zoo", "IMDLBenCo.demo.model"]
-)
+# the demo's DemoNet is registered only when the demo (or a user) imports IMDLBenCo.demo.model
+MODELS = Registry("MODELS", lazy_packages=["IMDLBenCo.modules", "IMDLBenCo.model_zoo"])
 DATASETS = Registry("DATASETS", lazy_packages=["IMDLBenCo.datasets"])
 POSTFUNCS = Registry("POSTFUNCS", lazy_packages=["IMDLBenCo.model_zoo"])

@@ -189,9 +189,9 @@ def main(argv=None) -> int:
                     floats = ManiDataset(root, defer_normalization=False, **kw)
                     naive = NaiveDataset(root, size, mode == "pad", edge)
                     (r_n, c_n), (r_d, c_d), (r_f, c_f) = best_of(args.repeats, [
-                        lambda: time_loader(naive, args.batch_size, workers, finish=lambda b: to_device(b, device)),
-                        lambda: time_loader(deferred, args.batch_size, workers, finish=ours_finish),
-                        lambda: time_loader(floats, args.batch_size, workers, finish=lambda b: to_device(b, device)),
+                        lambda ds=naive, w=workers: time_loader(ds, args.batch_size, w, finish=lambda b: to_device(b, device)),
+                        lambda ds=deferred, w=workers: time_loader(ds, args.batch_size, w, finish=ours_finish),
+                        lambda ds=floats, w=workers: time_loader(ds, args.batch_size, w, finish=lambda b: to_device(b, device)),
                     ], warmup=args.warmup)
                     ratios.append((r_d / r_n, r_f / r_n, c_n / c_d))
                     name = f"{mode} {size}, edge {edge or '-'}, workers {workers}"

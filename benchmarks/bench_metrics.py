@@ -1,4 +1,4 @@
-"""Speed of the pixel and image evaluators against scikit-learn, measured in the same run.
+"""Speed of the pixel and image evaluators against scikit-learn and torchmetrics, in the same run.
 
 200 predictions of 512x512 (3/4 manipulated with elliptic blob masks, 1/4 authentic) with
 continuous float32 scores (a noisy sigmoid, so nearly every score is distinct; ``--quantised``
@@ -6,7 +6,10 @@ rounds them to 8 bits) in batches of 8, through PixelF1, PixelIOU, PixelAccuracy
 (origin) and the image metrics. scikit-learn computes the same per-image values (``f1_score``,
 ``jaccard_score``, ``accuracy_score``, ``roc_auc_score`` per manipulated image, then the mean) on
 the first ``--sklearn-images`` images (it needs 0.1-0.6 s per image), and our evaluators run on
-the same images to check the values. Prints ms/image for each evaluator and the ratio.
+the same images to check the values. torchmetrics (the metric library a reader will ask about)
+computes the same per-image pixel values on all images: ``BinaryF1Score``, ``BinaryJaccardIndex``
+and ``BinaryAccuracy`` with ``multidim_average="samplewise"`` on each batch, ``BinaryAUROC``
+(exact, ``thresholds=None``) per manipulated image. Prints ms/image for each evaluator and the ratios.
 
     .venv/bin/python benchmarks/bench_metrics.py [--images 200] [--size 512] [--batch 8]
         [--sklearn-images 24] [--device cpu] [--quantised] [--repeat 3]
@@ -51,9 +54,12 @@ def _add(acc, t0: float, c0: float) -> None:
 
 def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) -> Dict[str, float]:
     """Seconds spent in each evaluator's update + compute over all batches."""
+    from IMDLBenCo.evaluation import share_batch_cache
+
     spent = {type(e).__name__: [0.0, 0.0] for e in evaluators}  # [wall s, CPU s]
     for e in evaluators:
         e.reset()
+    share_batch_cache(evaluators)  # as the engine's evaluation loop does
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     batches = []
     for s in range(0, preds.shape[0], batch):
@@ -101,6 +107,39 @@ def run_sklearn(preds, masks, labels, scores):
     _add(spent["image (5 metrics)"], t0, c0)
     means = {"pixel_f1": np.mean(vals["PixelF1"]), "pixel_iou": np.mean(vals["PixelIOU"]),
              "pixel_accuracy": np.mean(vals["PixelAccuracy"]), "pixel_auc": np.mean(vals["PixelAUC"]), **img}
+    return spent, means
+
+
+def run_torchmetrics(preds, masks, batch: int, device: str):
+    """Per-image pixel F1 / IoU / accuracy / AUC with torchmetrics, mean over manipulated images."""
+    from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryJaccardIndex
+
+    spent = {k: [0.0, 0.0] for k in ("PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC")}
+    vals: Dict[str, List[float]] = {k: [] for k in spent}
+    samplewise = {"PixelF1": BinaryF1Score(multidim_average="samplewise").to(device),
+                  "PixelAccuracy": BinaryAccuracy(multidim_average="samplewise").to(device)}
+    jaccard = BinaryJaccardIndex().to(device)  # no samplewise mode: one call per image
+    auroc = BinaryAUROC(thresholds=None).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for s in range(0, preds.shape[0], batch):
+        p = preds[s:s + batch].to(device)[:, 0]
+        y = masks[s:s + batch].to(device)[:, 0].long()
+        manipulated = y.flatten(1).amax(1) > 0
+        for name, metric in samplewise.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            per_image = metric(p, y)
+            sync()
+            _add(spent[name], t0, c0)
+            vals[name] += per_image[manipulated].tolist()
+        for i in torch.nonzero(manipulated).flatten().tolist():
+            t0, c0 = time.perf_counter(), time.process_time()
+            vals["PixelIOU"].append(float(jaccard(p[i], y[i])))
+            _add(spent["PixelIOU"], t0, c0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            vals["PixelAUC"].append(float(auroc(p[i].flatten(), y[i].flatten())))
+            _add(spent["PixelAUC"], t0, c0)
+    means = {"pixel_f1": np.mean(vals["PixelF1"]), "pixel_iou": np.mean(vals["PixelIOU"]),
+             "pixel_accuracy": np.mean(vals["PixelAccuracy"]), "pixel_auc": np.mean(vals["PixelAUC"])}
     return spent, means
 
 
@@ -155,6 +194,25 @@ def main() -> None:
     row("4 pixel metrics", total(best, pix), total(sk_spent, pix))
     img_names = ["ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy"]
     row("5 image metrics", total(best, img_names), sk_spent["image (5 metrics)"])
+
+    try:
+        tm_spent, tm_vals = run_torchmetrics(preds, masks, args.batch, args.device)
+    except ImportError:
+        tm_spent = None
+        print("\n(torchmetrics is not installed: pip install torchmetrics for its column)")
+    if tm_spent is not None:
+        print(f"\n{'evaluator':<20}{'ours wall':>10}{'ours CPU':>10}{'tm wall':>10}{'tm CPU':>10}"
+              f"{'ratio wall':>12}{'ratio CPU':>11}   (ms/image, torchmetrics on all {n} images)")
+        for name in pix:
+            o = [x / n * 1e3 for x in best[name]]
+            t = [x / n * 1e3 for x in tm_spent[name]]
+            print(f"{name:<20}{o[0]:>10.3f}{o[1]:>10.3f}{t[0]:>10.2f}{t[1]:>10.2f}{t[0] / o[0]:>11.1f}x{t[1] / o[1]:>10.1f}x")
+        o, t = total(best, pix), total(tm_spent, pix)
+        print(f"{'4 pixel metrics':<20}{o[0] / n * 1e3:>10.3f}{o[1] / n * 1e3:>10.3f}{t[0] / n * 1e3:>10.2f}"
+              f"{t[1] / n * 1e3:>10.2f}{t[0] / o[0]:>11.1f}x{t[1] / o[1]:>10.1f}x")
+        _, ours_all = run_ours(evaluators(), preds, masks, labels, scores, args.batch, args.device)
+        print("values on all images (ours vs torchmetrics): " + ", ".join(
+            f"{key} |diff| {abs(ours_all[key] - ref):.1e}" for key, ref in tm_vals.items()))
 
     print(f"\nvalues on the first {k} images (ours vs scikit-learn):")
     worst = 0.0

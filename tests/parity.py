@@ -203,7 +203,7 @@ def compare_grads(rep: Report, ours: Dict[str, Optional[float]], ref: Dict[str, 
     if off and shifted is not None and any(rel is not None for _, rel in off.values()):
         moved = shifted()
         conditioned = 0
-        for key, (msg, rel) in list(off.items()):
+        for key, (_msg, rel) in list(off.items()):
             o2, r = moved.get(key), ref.get(key)
             if rel is None or o2 is None:
                 continue

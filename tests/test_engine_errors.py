@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import IMDLBenCo.demo.model  # noqa: F401  (registers DemoNet, which some tests train)
 from IMDLBenCo.datasets.io import DatasetError
 from IMDLBenCo.engine.errors import _message, exit_cleanly_on_user_errors
 
@@ -61,7 +62,8 @@ def test_bad_dataset_through_train_script(tmp_path):
     Image.new("RGB", (32, 32), (90, 20, 20)).save(root / "Tp" / "a.png")
     Image.new("L", (40, 32), 255).save(root / "Gt" / "a.png")
     script = tmp_path / "train.py"
-    script.write_text("from IMDLBenCo.engine import train_main\nif __name__ == '__main__':\n    train_main()\n")
+    script.write_text("import IMDLBenCo.demo.model\nfrom IMDLBenCo.engine import train_main\n"
+                      "if __name__ == '__main__':\n    train_main()\n")
     cmd = [sys.executable, str(script), "--model", "DemoNet", "--data_path", str(root), "--test_data_path", str(root),
            "--if_resizing", "--image_size", "32", "--epochs", "1", "--num_workers", "1",
            "--output_dir", str(tmp_path / "out"), "--skip_data_check"]  # so the worker meets the pair

@@ -164,7 +164,7 @@ def test_evaluation_mode_uses_local_batch_statistics_for_syncbn():
 
 def test_checkpoints_are_found_in_epoch_order_not_name_order(tmp_path):
     from IMDLBenCo.engine.checkpoint import find_checkpoints, latest_checkpoint
-    from IMDLBenCo.engine.run_test import checkpoints_to_test
+    from IMDLBenCo.engine.evaluate_checkpoints import checkpoints_to_test
 
     for name in ("checkpoint-10.pth", "checkpoint-2.pth", "checkpoint-best.pth", "checkpoint-3.pth.tmp"):
         (tmp_path / name).write_bytes(b"")

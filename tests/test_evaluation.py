@@ -309,16 +309,24 @@ def test_torch_code_path_matches_sklearn(monkeypatch):
 
 
 def test_shared_batch_work_is_released_after_compute():
-    from IMDLBenCo.evaluation import _prepare
+    """Evaluators that share a cache prepare a batch once; the cache belongs to them (no module
+    state: evaluators that do not share it never see each other's batches)."""
+    from IMDLBenCo.evaluation import _prepare, share_batch_cache
 
     f1, auc = E.PixelF1(), E.PixelAUC()
+    cache = share_batch_cache([f1, auc])
     out, batch = _one(np.full((4, 4), 0.7), np.eye(4))
     f1.update(out, batch)
-    first = _prepare._cache["batch"]
+    first = cache.batch
+    assert first is not None
     auc.update(out, batch)
-    assert _prepare._cache["batch"] is first  # prepared once, used by both
+    assert cache.batch is first  # prepared once, used by both
     f1.compute()
-    assert _prepare._cache["batch"] is None
+    assert cache.batch is None
+    alone = E.PixelIOU()
+    alone.update(out, batch)
+    assert alone._batch_cache is not cache and cache.batch is None
+    assert not any(isinstance(v, dict) and "batch" in v for v in vars(_prepare).values())
 
 
 def test_inference_mode_tensors_are_accepted():

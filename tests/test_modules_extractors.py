@@ -1,10 +1,8 @@
 """Extractors: the operation each docstring states, shapes, key names, input checks."""
 
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from IMDLBenCo.modules.extractors import (EXTRACTORS, BayarConv2D, BayerConv, DCTExtractor, FFTExtractor,
                                           SobelFilter, SRMConv2D, build_extractor, dct_matrix)

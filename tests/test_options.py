@@ -25,7 +25,7 @@ class Typed:
         norm: Literal["BN", "LN", "IN"] = "BN",
         plain_int=7,
         plain_bool=True,
-        plain_list=[1, 2],
+        plain_list=[1, 2],  # noqa: B006 - a list default, as users write them, is what is tested
     ):
         self.kw = dict(locals())
         self.kw.pop("self")

@@ -393,14 +393,14 @@ def test_a_model_asking_for_a_download_gets_one_message_naming_its_line(tmp_path
 
     module = importlib.import_module("asks_model")
     start = time.monotonic()
-    args = type("A", (), {"model": "AsksForWeights"})()
+
     with pytest.raises(UsageError) as info:
-        build_model(args, {})
+        build_model("AsksForWeights", {})
     assert time.monotonic() - start < 20
     text = str(info.value)
     assert f"{tmp_path / 'asks_model.py'}, line 12" in text and "pretrained=True" in text
     assert "pretrained=False" in text and "pretrained_cfg_overlay" in text and "IMDLBENCO_ALLOW_DOWNLOADS" in text
     weights = tmp_path / "atto.pth"
     torch.save(timm.create_model("convnext_atto").state_dict(), weights)
-    model = build_model(args, {"weights_file": str(weights)})
+    model = build_model("AsksForWeights", {"weights_file": str(weights)})
     assert isinstance(model, module.AsksForWeights)

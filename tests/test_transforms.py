@@ -13,7 +13,6 @@ from PIL import Image
 from IMDLBenCo.datasets import ManiDataset
 from IMDLBenCo.transforms import (
     AbstractTransformWrapper,
-    Compose,
     GaussianBlurWrapper,
     GaussianNoiseWrapper,
     HorizontalFlip,

@@ -66,7 +66,8 @@ def _error(message: str) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..datasets.check import check_dataset, write_json_dataset
+    from ..datasets.check import check_dataset
+    from ..datasets.utils import write_json_dataset
     from ..datasets.io import DatasetError
 
     start = time.perf_counter()
@@ -91,7 +92,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_json(args: argparse.Namespace) -> int:
-    from ..datasets.check import pair_folders, write_json_dataset
+    from ..datasets.check import pair_folders
+    from ..datasets.utils import write_json_dataset
     from ..datasets.io import NEGATIVE, list_images
 
     for d in (args.image_dir, args.mask_dir, args.authentic):

@@ -7,7 +7,6 @@ BalancedDataset file (in a thread pool: Pillow decodes without holding the GIL) 
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,11 +15,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .io import (MASK_THRESHOLD, NEGATIVE, DatasetError, decode_mask, list_images, mask_gray, pair_by_stem,
-                 try_open_image)
+from .io import (MASK_THRESHOLD, NEGATIVE, DatasetError, check_hint, decode_mask, list_images, mask_gray,
+                 pair_by_stem, try_open_image)
 from .utils import detect_format, read_balanced_entries, read_json_pairs
 
-__all__ = ["Problem", "CheckReport", "check_dataset", "write_json_dataset", "pair_folders"]
+__all__ = ["Problem", "CheckReport", "check_dataset", "check_pairs", "mani_structure", "json_structure",
+           "raise_for_structure", "pair_folders"]
 
 ERROR, WARNING = "error", "warning"
 
@@ -95,15 +95,21 @@ def pair_folders(image_dir: str, mask_dir: Optional[str]) -> Tuple[List[Tuple[st
     return [(os.path.join(image_dir, i), os.path.join(mask_dir, m)) for i, m in pairs], problems
 
 
-def _structure(path: str, notes: List[str]) -> Tuple[List[Tuple[str, str]], List[Problem]]:
-    """All pairs a dataset lists, and the structural problems (missing files, duplicates)."""
-    fmt = detect_format(path)
-    if fmt == "ManiDataset":
-        tp, gt = os.path.join(path, "Tp"), os.path.join(path, "Gt")
-        for sub in (tp, gt):
-            if not os.path.isdir(sub):
-                raise DatasetError(f"{sub}: folder missing. A ManiDataset folder holds Tp/ (images) and Gt/ (masks).")
-        pairs, problems = pair_folders(tp, gt)
+def mani_structure(path: str, notes: Optional[List[str]] = None) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+    """The pairs of a ManiDataset folder (``Tp/`` and ``Gt/`` paired by stem) and the structural
+    problems (missing masks, masks without an image, duplicate stems). The one implementation
+    behind :class:`~IMDLBenCo.datasets.ManiDataset` and ``benco data check``."""
+    if not os.path.isdir(path):
+        raise DatasetError(
+            f"{path}: not a folder. A ManiDataset is a folder with Tp/ (images) and Gt/ (masks); "
+            f"a JSON file is a JsonDataset or BalancedDataset."
+        )
+    tp, gt = os.path.join(path, "Tp"), os.path.join(path, "Gt")
+    for sub in (tp, gt):
+        if not os.path.isdir(sub):
+            raise DatasetError(f"{sub}: folder missing. A ManiDataset folder holds Tp/ (images) and Gt/ (masks with the same stems).")
+    pairs, problems = pair_folders(tp, gt)
+    if notes is not None:
         au = os.path.join(path, "Au")
         if os.path.isdir(au):
             n_au = len(list_images(au))
@@ -114,27 +120,66 @@ def _structure(path: str, notes: List[str]) -> Tuple[List[Tuple[str, str]], List
         others = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and d not in ("Tp", "Gt", "Au"))
         if others:
             notes.append(f"sub-folders not read by ManiDataset: {', '.join(others)}")
-        return pairs, problems
+    return pairs, problems
+
+
+def json_structure(path: str, check_files: bool = True) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+    """The pairs a JsonDataset file lists (relative paths resolved against its folder) and the
+    structural problems (listed files that do not exist, an image listed twice). The one
+    implementation behind :class:`~IMDLBenCo.datasets.JsonDataset` and ``benco data check``."""
+    problems: List[Problem] = []
+    seen: Dict[str, int] = {}
+    usable = []
+    for i, (tp, gt) in enumerate(read_json_pairs(path)):
+        missing = [p for p in (tp, gt) if check_files and p != NEGATIVE and not os.path.isfile(p)]
+        for p in missing:
+            kind = "missing image" if p == tp else "missing mask"
+            problems.append(Problem(ERROR, kind, p, f"listed in entry {i} of {path} but not found"))
+        if tp in seen:
+            problems.append(Problem(ERROR, "duplicate entry", tp, f"entries {seen[tp]} and {i} list the same image"))
+            continue
+        seen[tp] = i
+        if not missing:
+            usable.append((tp, gt))
+    return usable, problems
+
+
+def raise_for_structure(path: str, problems: Sequence[Problem]) -> None:
+    """One :class:`DatasetError` listing the structural errors of the dataset at ``path``."""
+    errors = [p for p in problems if p.severity == ERROR]
+    if not errors:
+        return
+    by_kind: Dict[str, List[Problem]] = {}
+    for p in errors:
+        by_kind.setdefault(p.kind, []).append(p)
+    parts = []
+    for kind, items in by_kind.items():
+        shown = ", ".join(os.path.basename(p.path) if os.path.isdir(path) else p.path for p in items[:5])
+        more = f", ... ({len(items) - 5} more)" if len(items) > 5 else ""
+        parts.append(f"{len(items)} {_KIND_WORDS.get(kind, kind)}: {shown}{more} ({items[0].detail})")
+    raise DatasetError(f"{path}: " + "; ".join(parts) + ". " + check_hint(path))
+
+
+#: how raise_for_structure names each kind of structural problem
+_KIND_WORDS = {
+    "missing mask": "image(s) without a mask in Gt/",
+    "mask without image": "mask(s) without an image in Tp/",
+    "duplicate stem": "file(s) sharing a stem with another file",
+    "missing image": "listed image(s) that do not exist",
+    "duplicate entry": "image(s) listed twice",
+}
+
+
+def _structure(path: str, notes: List[str]) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+    """All pairs a dataset lists, and the structural problems (missing files, duplicates)."""
+    fmt = detect_format(path)
+    if fmt == "ManiDataset":
+        return mani_structure(path, notes)
     if fmt == "JsonDataset":
-        pairs = read_json_pairs(path)
-        problems: List[Problem] = []
-        seen: Dict[str, int] = {}
-        usable = []
-        for i, (tp, gt) in enumerate(pairs):
-            missing = [p for p in (tp, gt) if p != NEGATIVE and not os.path.isfile(p)]
-            for p in missing:
-                kind = "missing image" if p == tp else "missing mask"
-                problems.append(Problem(ERROR, kind, p, f"listed in entry {i} of {path} but not found"))
-            if tp in seen:
-                problems.append(Problem(ERROR, "duplicate entry", tp, f"entries {seen[tp]} and {i} list the same image"))
-                continue
-            seen[tp] = i
-            if not missing:
-                usable.append((tp, gt))
-        return usable, problems
+        return json_structure(path)
     # BalancedDataset: every sub-dataset
     pairs, problems = [], []
-    for name, sub in read_balanced_entries(path):
+    for _name, sub in read_balanced_entries(path):
         try:
             sub_pairs, sub_problems = _structure(sub, notes)
         except DatasetError as err:
@@ -217,44 +262,31 @@ def _check_pair_headers(pair: Tuple[str, str]) -> List[Problem]:
     return []
 
 
-def check_dataset(path: str, workers: Optional[int] = None, quick: bool = False) -> CheckReport:
-    """Read every pair of the dataset at ``path`` and report what is wrong, per file.
+def _per_pair(pairs: Sequence[Tuple[str, str]], quick: bool, workers: Optional[int]) -> List[List[Problem]]:
+    workers = workers or min(16, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without holding the GIL
+        return list(pool.map(_check_pair_headers if quick else _check_pair, pairs))
+
+
+def check_pairs(pairs: Sequence[Tuple[str, str]], quick: bool = False, workers: Optional[int] = None) -> List[Problem]:
+    """The problems of every pair, read in a thread pool.
 
     ``quick=True`` reads only the file headers (existence, format, image/mask sizes), which is
     what the scripts run before training or testing; the full check also decodes every file
-    (truncation) and looks at mask values (non-binary, empty).
+    (truncation) and reads the mask values (non-binary, two-valued, unclear, empty).
     """
+    return [p for problems in _per_pair(pairs, quick, workers) for p in problems]
+
+
+def check_dataset(path: str, workers: Optional[int] = None, quick: bool = False) -> CheckReport:
+    """Read every pair of the dataset at ``path`` and report what is wrong, per file (see
+    :func:`check_pairs` for ``quick``)."""
     path = str(path)
     report = CheckReport(path=path)
     pairs, report.problems = _structure(path, report.notes)
     report.pairs = pairs
-    workers = workers or min(16, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_check_pair_headers if quick else _check_pair, pairs))
-    for pair, problems in zip(pairs, results):
+    for pair, problems in zip(pairs, _per_pair(pairs, quick, workers)):
         report.problems += problems
         if not any(p.severity == ERROR for p in problems):
             report.good.append(pair)
     return report
-
-
-def write_json_dataset(pairs: Sequence[Tuple[str, str]], out: str, relative: bool = False) -> str:
-    """Write ``pairs`` as a JsonDataset file. Absolute paths stay absolute unless ``relative``
-    (a dataset folder meant to be moved as a whole); relative ones (relative to the working
-    folder) are rewritten relative to the file's folder, which is what JsonDataset resolves them
-    against."""
-    out_dir = os.path.dirname(os.path.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-
-    def rel(p: str) -> str:
-        if p == NEGATIVE or (os.path.isabs(p) and not relative):
-            return p
-        try:
-            return os.path.relpath(os.path.abspath(p), out_dir)
-        except ValueError:  # another drive on Windows
-            return os.path.abspath(p)
-
-    with open(out, "w", encoding="utf-8") as f:
-        # one pair per line: readable and diff-friendly
-        f.write("[\n" + ",\n".join(" " + json.dumps([rel(tp), rel(gt)]) for tp, gt in pairs) + "\n]\n")
-    return out

@@ -22,18 +22,9 @@ from torch.utils.data import Dataset
 
 from ..registry import DATASETS
 from ..transforms.geometry import OVERSIZE_CHOICES, check_edge_width, edge_mask, resize_image, resize_mask, shrink_to_fit
-from .io import (
-    NEGATIVE,
-    DatasetError,
-    binarize_gray,
-    check_hint,
-    list_images,
-    load_mask,
-    load_rgb,
-    pair_by_stem,
-    unique_names,
-)
-from .utils import normalize_batch, read_json_pairs
+from .check import json_structure, mani_structure, raise_for_structure
+from .io import NEGATIVE, DatasetError, binarize_gray, check_hint, list_images, load_mask, load_rgb, unique_names
+from .utils import normalize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +40,6 @@ def _pad(a, hw: Tuple[int, int]):
     out = np.zeros(tuple(hw) + a.shape[2:], a.dtype)  # calloc: the padding costs no writes
     out[: a.shape[0], : a.shape[1]] = a
     return out
-
-
-def _few(items: Sequence[str], n: int = 5) -> str:
-    shown = ", ".join(str(x) for x in items[:n])
-    return shown + (f", ... ({len(items) - n} more)" if len(items) > n else "")
 
 
 def _normalize_post_funcs(post_funcs) -> List[Callable]:
@@ -287,32 +273,12 @@ class ManiDataset(AbstractDataset):
         super().__init__(path, *args, **kwargs)
 
     def _init_dataset_path(self, path: str) -> None:
-        if not os.path.isdir(path):
-            raise DatasetError(
-                f"{path}: not a folder. A ManiDataset is a folder with Tp/ (images) and Gt/ (masks); "
-                f"a JSON file is a JsonDataset or BalancedDataset."
-            )
-        tp_dir, gt_dir = os.path.join(path, "Tp"), os.path.join(path, "Gt")
-        for sub in (tp_dir, gt_dir):
-            if not os.path.isdir(sub):
-                raise DatasetError(
-                    f"{sub}: folder missing. A ManiDataset folder holds Tp/ (images) and Gt/ (masks with the same stems)."
-                )
-        pairs, lonely_images, lonely_masks, duplicates = pair_by_stem(list_images(tp_dir), list_images(gt_dir))
-        problems = []
-        if lonely_images:
-            problems.append(f"{len(lonely_images)} image(s) in {tp_dir} have no mask in Gt/: {_few(lonely_images)}")
-        if lonely_masks:
-            problems.append(f"{len(lonely_masks)} mask(s) in {gt_dir} have no image in Tp/: {_few(lonely_masks)}")
-        if duplicates:
-            dup = [f"{stem} ({', '.join(names)})" for stem, names in sorted(duplicates.items())]
-            problems.append(f"{len(dup)} stem(s) are used by more than one file: {_few(dup)}")
-        if problems:
-            raise DatasetError(f"{path}: " + "; ".join(problems) + ". " + check_hint(path))
+        pairs, problems = mani_structure(path)  # the checker's own pairing and structure rules
+        raise_for_structure(path, problems)
         for img, msk in pairs:
-            self.image_paths.append(os.path.join(tp_dir, img))
-            self.mask_paths.append(os.path.join(gt_dir, msk))
-            self.names.append(img)
+            self.image_paths.append(img)
+            self.mask_paths.append(msk)
+            self.names.append(os.path.basename(img))
         au_dir = os.path.join(path, "Au")
         if self.include_authentic and os.path.isdir(au_dir):
             for img in list_images(au_dir):
@@ -335,15 +301,8 @@ class JsonDataset(AbstractDataset):
         super().__init__(path, *args, **kwargs)
 
     def _init_dataset_path(self, path: str) -> None:
-        pairs = read_json_pairs(path)
-        if self.check_files:
-            missing = []
-            for i, (tp, gt) in enumerate(pairs):
-                for p in (tp, gt):
-                    if p != NEGATIVE and not os.path.isfile(p):
-                        missing.append(f"entry {i}: {p}")
-            if missing:
-                raise DatasetError(f"{path}: {len(missing)} listed file(s) do not exist: {_few(missing)}. {check_hint(path)}")
+        pairs, problems = json_structure(path, check_files=self.check_files)  # the checker's rules
+        raise_for_structure(path, problems)
         self.image_paths = [tp for tp, _ in pairs]
         self.mask_paths = [gt for _, gt in pairs]
         self.names = unique_names(self.image_paths)

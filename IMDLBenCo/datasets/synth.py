@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..transforms.functional import diffusion_fill
-from .check import write_json_dataset
+from .utils import write_json_dataset
 from .io import NEGATIVE, list_images
 
 logger = logging.getLogger(__name__)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .io import NEGATIVE, DatasetError
 
 __all__ = [
     "dataset_from_path", "load_test_datasets", "normalize_batch", "denormalize", "detect_format",
-    "read_json_pairs", "read_balanced_entries",
+    "read_json_pairs", "read_balanced_entries", "write_json_dataset",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -123,6 +123,28 @@ def read_balanced_entries(path: str) -> List[Tuple[str, str]]:
     return [(name, _resolve(base, sub)) for name, sub in entries]
 
 
+def write_json_dataset(pairs: Sequence[Tuple[str, str]], out: str, relative: bool = False) -> str:
+    """Write ``pairs`` as a JsonDataset file. Absolute paths stay absolute unless ``relative``
+    (a dataset folder meant to be moved as a whole); relative ones (relative to the working
+    folder) are rewritten relative to the file's folder, which is what JsonDataset resolves them
+    against."""
+    out_dir = os.path.dirname(os.path.abspath(out))
+    os.makedirs(out_dir, exist_ok=True)
+
+    def rel(p: str) -> str:
+        if p == NEGATIVE or (os.path.isabs(p) and not relative):
+            return p
+        try:
+            return os.path.relpath(os.path.abspath(p), out_dir)
+        except ValueError:  # another drive on Windows
+            return os.path.abspath(p)
+
+    with open(out, "w", encoding="utf-8") as f:
+        # one pair per line: readable and diff-friendly
+        f.write("[\n" + ",\n".join(" " + json.dumps([rel(tp), rel(gt)]) for tp, gt in pairs) + "\n]\n")
+    return out
+
+
 def detect_format(path: str) -> str:
     """``"ManiDataset"``, ``"JsonDataset"`` or ``"BalancedDataset"`` for ``path``; else DatasetError."""
     path = str(path)
@@ -192,71 +214,51 @@ def load_test_datasets(path: str) -> Dict[str, str]:
     return out
 
 
-#: below this many elements to convert, a CPU batch is converted single-threaded while
-#: DataLoader workers run (see _conversion_threads)
+#: below this many elements, a CPU batch is converted with numpy (single-threaded, no thread
+#: team to start beside busy DataLoader workers); above, with torch's intra-op threads (a large
+#: padded batch makes the main process the bottleneck, where its threads pay off)
 SMALL_CONVERSION = 16 * 2**20
 
 
-def _conversion_threads(num_threads: Optional[int], numel: int) -> Optional[int]:
-    """Intra-op threads for a CPU conversion of ``numel`` elements: ``num_threads`` when given;
-    else 1 for a small conversion while this process has live child processes (DataLoader
-    workers); else None (torch's own setting)."""
-    if num_threads is not None:
-        return max(1, int(num_threads))
-    if numel >= SMALL_CONVERSION:
-        # a large batch (e.g. 8 x 1024x1024 padded) makes this process the bottleneck: its
-        # threads pay off even beside busy workers (measured on 2 cores)
-        return None
-    import multiprocessing
-
-    # a small batch is converted quickly, and an OpenMP team would then only contend with the
-    # busy workers for the cores (2 cores, resize 512: half the main-process CPU, faster epochs)
-    return 1 if multiprocessing.active_children() else None
-
-
-def normalize_batch(batch: Dict[str, Any], num_threads: Optional[int] = None) -> Dict[str, Any]:
+def normalize_batch(batch: Dict[str, Any]) -> Dict[str, Any]:
     """Make a deferred (uint8) sample or batch float, in place, on the tensors' own device.
 
     ``image`` → float32 ImageNet-normalised; ``mask``, ``shape_mask``, ``edge_mask`` → float32
     {0,1}. Tensors that are already floating point are left alone, so calling it twice is harmless.
-    Works for one item (3,H,W) and for a batch (B,3,H,W). Returns ``batch``.
-
-    ``num_threads``: torch intra-op threads for a conversion on the CPU (restored afterwards);
-    by default 1 for a batch under :data:`SMALL_CONVERSION` elements while DataLoader workers
-    (child processes) run, else torch's own setting.
+    Works for one item (3,H,W) and for a batch (B,3,H,W). Returns ``batch``. No process-wide
+    setting (thread counts) is changed: a small CPU conversion runs in numpy, single-threaded.
     """
-    import torch
-
-    todo = [v for v in batch.values() if isinstance(v, torch.Tensor) and v.dtype == torch.uint8]
-    cpu = [v for v in todo if v.device.type == "cpu"]
-    threads = _conversion_threads(num_threads, sum(v.numel() for v in cpu)) if cpu else None
-    if threads is None or threads == torch.get_num_threads():
-        return _normalize_batch(batch)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _normalize_batch(batch)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _normalize_batch(batch: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
     image = batch.get("image")
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
-        shape = (3, 1, 1)
-        mean = torch.tensor([m * 255.0 for m in IMAGENET_MEAN], device=image.device).view(shape)
-        inv_std = torch.tensor([1.0 / (s * 255.0) for s in IMAGENET_STD], device=image.device).view(shape)
-        # one float allocation in the input's memory layout (a channels-last item stays so, and
-        # the uint8 -> float copy is a straight vectorised pass), then in-place ops
-        out = torch.empty_like(image, dtype=torch.float32)
-        batch["image"] = out.copy_(image).sub_(mean).mul_(inv_std)
+        mean = [m * 255.0 for m in IMAGENET_MEAN]
+        inv_std = [1.0 / (s * 255.0) for s in IMAGENET_STD]
+        if image.device.type == "cpu" and image.numel() < SMALL_CONVERSION:
+            batch["image"] = torch.from_numpy(_normalize_numpy(image.numpy(), mean, inv_std))
+        else:
+            shape = (3, 1, 1)
+            m = torch.tensor(mean, device=image.device).view(shape)
+            k = torch.tensor(inv_std, device=image.device).view(shape)
+            # one float allocation in the input's memory layout, then in-place ops
+            out = torch.empty_like(image, dtype=torch.float32)
+            batch["image"] = out.copy_(image).sub_(m).mul_(k)
     for key in ("mask", "shape_mask", "edge_mask"):
         value = batch.get(key)
         if isinstance(value, torch.Tensor) and value.dtype == torch.uint8:
             batch[key] = value.float()
     return batch
+
+
+def _normalize_numpy(arr, mean, inv_std):
+    """``(arr - mean) * inv_std`` per channel (axis -3) in float32, in the input's memory layout."""
+    import numpy as np
+
+    shape = (3, 1, 1)
+    out = np.empty_like(arr, dtype=np.float32)  # order "K": a channels-last item stays so
+    np.subtract(arr, np.asarray(mean, np.float32).reshape(shape), out=out, dtype=np.float32)
+    np.multiply(out, np.asarray(inv_std, np.float32).reshape(shape), out=out)
+    return out
 
 
 def denormalize(image, mean=IMAGENET_MEAN, std=IMAGENET_STD):

@@ -152,7 +152,7 @@ def _run(out: Path, settings: DemoSettings, quick: bool, seed: int, device: str)
     val_dir.write_text(json.dumps({"synth_val": "val.json"}), encoding="utf-8")
     test_dir = data / "test_datasets.json"  # {"synth_test": "test.json"}, written by the generator
 
-    done = _stage(2, total, f"untrained DemoNet (same architecture, same test) as the baseline")
+    done = _stage(2, total, "untrained DemoNet (same architecture, same test) as the baseline")
     torch.manual_seed(seed)
     untrained = _model.DemoNet(width=settings.width)
     (out / "untrained").mkdir(exist_ok=True)

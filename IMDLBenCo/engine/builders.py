@@ -6,22 +6,23 @@ had their own copy, and they drifted apart).
 
 from __future__ import annotations
 
-import argparse
 import logging
+import os
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .config import DataConfig
 from .runtime import Runtime
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
 
 # ------------------------------------------------------------------------------- model
-def build_model(args: argparse.Namespace, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
-    """The registered model ``args.model`` built with its parsed constructor options.
+def build_model(name: str, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
+    """The registered model ``name`` built with its parsed constructor options.
 
     Nothing is downloaded while it is built (:mod:`IMDLBenCo.modules.downloads`): a constructor
     that asks for pretrained weights from the network gets one error naming its line and the fix.
@@ -30,17 +31,17 @@ def build_model(args: argparse.Namespace, model_kwargs: Dict[str, Any]) -> torch
 
     from ..modules.downloads import download_refused, no_downloads
 
-    model_cls = MODELS.get(args.model)
+    model_cls = MODELS.get(name)
     try:
         with no_downloads():
             model = model_cls(**model_kwargs)
     except Exception as err:
-        refused = download_refused(err, args.model)
+        refused = download_refused(err, name)
         if refused is None:
             raise
         raise refused from None
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"MODELS['{args.model}'] returned {type(model).__name__}, not a torch.nn.Module")
+        raise TypeError(f"MODELS['{name}'] returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -55,8 +56,8 @@ def find_post_function(model_name: str) -> Optional[Callable]:
     return None
 
 
-def prepare_model(model: torch.nn.Module, runtime: Runtime, args: argparse.Namespace,
-                  train: bool) -> torch.nn.Module:
+def prepare_model(model: torch.nn.Module, runtime: Runtime, train: bool,
+                  find_unused_parameters: bool = False) -> torch.nn.Module:
     """Move ``model`` to the device; for distributed training wrap it in DDP (SyncBN on CUDA).
 
     Evaluation always runs on the unwrapped model (see :func:`evaluation_mode`), so only
@@ -66,7 +67,7 @@ def prepare_model(model: torch.nn.Module, runtime: Runtime, args: argparse.Names
     if train and runtime.distributed:
         if runtime.is_cuda:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        ddp_kwargs = {"find_unused_parameters": bool(getattr(args, "find_unused_parameters", False))}
+        ddp_kwargs = {"find_unused_parameters": bool(find_unused_parameters)}
         if runtime.is_cuda:
             ddp_kwargs["device_ids"] = [runtime.device.index]
         model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
@@ -103,39 +104,33 @@ def evaluation_mode(model: torch.nn.Module, keep_train_mode: bool) -> Iterator[t
 
 
 # ----------------------------------------------------------------------------- datasets
-def dataset_kwargs(args: argparse.Namespace, transform: Any = None, post_func: Optional[Callable] = None,
+def dataset_kwargs(data: DataConfig, transform: Any = None, post_func: Optional[Callable] = None,
                    defer_normalization: bool = True) -> Dict[str, Any]:
-    """The dataset constructor keywords of ARCHITECTURE.md from the script options."""
+    """The dataset constructor keywords of ARCHITECTURE.md for ``data``."""
     return dict(
-        is_padding=bool(args.if_padding),
-        is_resizing=bool(args.if_resizing),
-        output_size=(args.image_size, args.image_size),
+        is_padding=data.padding,
+        is_resizing=not data.padding,
+        output_size=(data.image_size, data.image_size),
         common_transforms=transform,
-        edge_width=args.edge_mask_width,
+        edge_width=data.edge_mask_width,
         post_funcs=post_func,
         defer_normalization=defer_normalization,
     )
 
 
-_CHECKED_PATHS: set = set()
-
-
-def check_before_run(path: str, args: argparse.Namespace) -> None:
+def check_before_run(dataset: Dataset, path: str) -> None:
     """Refuse a dataset with broken pairs before any work starts (headers only: fast).
 
-    Missing or unreadable files and image/mask size mismatches are listed in one message that
-    names the files; ``--skip_data_check`` turns this off. Each path is checked once a process.
+    Missing or unreadable files and image/mask size mismatches among the pairs ``dataset`` lists
+    are named in one message. The pairs come from the dataset object, so its folder or JSON file
+    is read and validated once (by the class), not a second time here.
     """
-    if getattr(args, "skip_data_check", False) or path in _CHECKED_PATHS:
-        return
-    from ..datasets.check import check_dataset
+    from ..datasets.check import check_pairs
     from ..datasets.io import DatasetError
 
-    report = check_dataset(path, quick=True)
-    _CHECKED_PATHS.add(path)
-    errors = report.errors
+    errors = [p for p in check_pairs(dataset_pairs(dataset), quick=True) if p.severity == "error"]
     if errors:
-        shown = "\n".join("  " + p.line(path) for p in errors[:10])
+        shown = "\n".join("  " + p.line(path if os.path.isdir(path) else "") for p in errors[:10])
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise DatasetError(
             f"{path}: {len(errors)} broken pair(s) found before the run:\n{shown}{more}\n"
@@ -144,14 +139,26 @@ def check_before_run(path: str, args: argparse.Namespace) -> None:
         )
 
 
-def build_dataset(path: str, args: argparse.Namespace, transform: Any = None,
-                  post_func: Optional[Callable] = None) -> Dataset:
-    """The dataset at ``path`` (Mani folder, Json list, Balanced JSON) with the script's sizing."""
+def dataset_pairs(dataset: Dataset) -> List[Tuple[str, str]]:
+    """``[(image path, mask path or "Negative")]`` of a dataset (every sub-dataset of a balanced one)."""
+    subs = getattr(dataset, "datasets", None)
+    if subs is not None:
+        return [pair for sub in subs for pair in dataset_pairs(sub)]
+    return list(zip(dataset.image_paths, dataset.mask_paths))
+
+
+def build_dataset(path: str, data: DataConfig, transform: Any = None, post_func: Optional[Callable] = None,
+                  check_files: Optional[bool] = None) -> Dataset:
+    """The dataset at ``path`` (Mani folder, Json list, Balanced JSON) with ``data``'s sizing;
+    its files are checked (headers) before it is returned when ``check_files`` (default:
+    ``data.check_files``; a caller that builds the same dataset again passes False)."""
     from ..datasets import dataset_from_path
 
-    check_before_run(path, args)
     # ``seed`` reaches BalancedDataset only (its per-epoch draw); the others ignore it
-    return dataset_from_path(path, seed=args.seed, **dataset_kwargs(args, transform, post_func))
+    dataset = dataset_from_path(path, seed=data.seed, **dataset_kwargs(data, transform, post_func))
+    if data.check_files if check_files is None else check_files:
+        check_before_run(dataset, path)
+    return dataset
 
 
 def test_set_paths(path: str) -> Dict[str, str]:
@@ -159,6 +166,9 @@ def test_set_paths(path: str) -> Dict[str, str]:
     from ..datasets import load_test_datasets
 
     return dict(load_test_datasets(path))
+
+
+test_set_paths.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -172,19 +182,19 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def train_loader(dataset: Dataset, args: argparse.Namespace, runtime: Runtime) -> DataLoader:
+def train_loader(dataset: Dataset, batch_size: int, data: DataConfig, runtime: Runtime) -> DataLoader:
     """Shuffled loader, sharded over ranks; reseed it with :func:`start_epoch` every epoch."""
     from torch.utils.data import DistributedSampler
 
     sampler = DistributedSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank,
-                                 shuffle=True, seed=args.seed, drop_last=False)
+                                 shuffle=True, seed=data.seed, drop_last=False)
     generator = torch.Generator()
-    generator.manual_seed(args.seed)
+    generator.manual_seed(data.seed)
     # a last partial batch is dropped only when there is at least one full batch
-    drop_last = len(sampler) >= args.batch_size * 2
+    drop_last = len(sampler) >= batch_size * 2
     return DataLoader(
-        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-        pin_memory=bool(args.pin_mem and runtime.is_cuda), drop_last=drop_last,
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=data.num_workers,
+        pin_memory=bool(data.pin_memory and runtime.is_cuda), drop_last=drop_last,
         worker_init_fn=_seed_worker, generator=generator,
         persistent_workers=False,  # workers are re-seeded per epoch, which makes --resume exact
     )
@@ -199,14 +209,14 @@ def start_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
         loader.generator.manual_seed(seed * 100_003 + epoch * 1_009 + rank)
 
 
-def eval_loader(dataset: Dataset, batch_size: int, args: argparse.Namespace, runtime: Runtime) -> DataLoader:
+def eval_loader(dataset: Dataset, batch_size: int, data: DataConfig, runtime: Runtime) -> DataLoader:
     """Loader over this rank's exact shard (every sample once over all ranks, nothing dropped)."""
     from ..evaluation import EvalSampler
 
     sampler = EvalSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank)
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=args.num_workers,
-        pin_memory=bool(args.pin_mem and runtime.is_cuda), drop_last=False,
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=data.num_workers,
+        pin_memory=bool(data.pin_memory and runtime.is_cuda), drop_last=False,
         worker_init_fn=_seed_worker,
     )
 
@@ -226,19 +236,18 @@ def autocast(runtime: Runtime, enabled: bool):
                           enabled=bool(enabled and runtime.is_cuda))
 
 
-def forward(model: torch.nn.Module, batch: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
+def forward(model: torch.nn.Module, batch: Dict[str, Any], predict_label: bool = False) -> Dict[str, Any]:
     """Call the model with the batch by keyword (plus ``if_predict_label``), as IMDL-BenCo does.
 
     The flag is also passed under IMDL-BenCo's misspelled keyword ``if_predcit_label``, which
     models ported from it (CAT-Net) read.
     """
-    flag = bool(getattr(args, "if_predict_label", False))
+    flag = bool(predict_label)
     return model(**batch, if_predict_label=flag, if_predcit_label=flag)
 
 
-def log_run_header(runtime: Runtime, args: argparse.Namespace, model_kwargs: Dict[str, Any],
-                   script: str) -> None:
-    logger.info("%s: model %s on %s (%d process%s%s)", script, args.model, runtime.device,
+def log_run_header(runtime: Runtime, script: str, model: str, model_kwargs: Dict[str, Any]) -> None:
+    logger.info("%s: model %s on %s (%d process%s%s)", script, model, runtime.device,
                 runtime.world_size, "es" if runtime.world_size > 1 else "",
                 f", backend {runtime.backend}" if runtime.backend else "")
     if model_kwargs:

@@ -17,13 +17,13 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from .. import runfolder
 from ..errors import CheckpointError
 from .fileio import atomic_write
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
 PathLike = Union[str, os.PathLike]
-_EPOCH_NAME = re.compile(r"^checkpoint-(\d+)\.pth$")
 
 
 def plain(value: Any) -> Any:
@@ -195,8 +195,7 @@ def load_checkpoint(
 
 def checkpoint_epoch(path: PathLike) -> Optional[int]:
     """The epoch in a ``checkpoint-<epoch>.pth`` name, else None."""
-    match = _EPOCH_NAME.match(Path(path).name)
-    return int(match.group(1)) if match else None
+    return runfolder.checkpoint_epoch(Path(path).name)
 
 
 def find_checkpoints(folder: PathLike) -> Tuple[List[Tuple[int, Path]], List[Path]]:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
+from .. import runfolder
 from .builders import batch_to_device, build_dataset, evaluation_mode, forward
+from .config import CallConfig, DataConfig
 from .session import eval_session
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
 
-def synthetic_sample(args, post_func=None) -> Dict[str, Any]:
-    """One sample dict of the size the options ask for (deferred uint8 form), with random content."""
-    s = args.image_size
-    gen = torch.Generator().manual_seed(args.seed)
+def synthetic_sample(data: DataConfig, post_func: Optional[Callable] = None) -> Dict[str, Any]:
+    """One sample dict of the size ``data`` asks for (deferred uint8 form), with random content."""
+    s = data.image_size
+    gen = torch.Generator().manual_seed(data.seed)
     mask = (torch.rand(1, s, s, generator=gen) > 0.5).to(torch.uint8)
     sample: Dict[str, Any] = {
         "image": torch.randint(0, 256, (3, s, s), generator=gen, dtype=torch.uint8),
@@ -29,26 +31,27 @@ def synthetic_sample(args, post_func=None) -> Dict[str, Any]:
         "image_path": "synthetic.png",
         "mask_path": "synthetic_gt.png",
     }
-    if args.if_padding:
+    if data.padding:
         sample["shape_mask"] = torch.ones(1, s, s, dtype=torch.uint8)
-    if args.edge_mask_width:
+    if data.edge_mask_width:
         from ..transforms import edge_mask
 
-        sample["edge_mask"] = torch.from_numpy(edge_mask(mask[0].numpy(), args.edge_mask_width))[None]
+        sample["edge_mask"] = torch.from_numpy(edge_mask(mask[0].numpy(), data.edge_mask_width))[None]
     if post_func is not None:
         post_func(sample)
     return sample
 
 
-def count_complexity(model: torch.nn.Module, batch: Dict[str, Any], args) -> Dict[str, int]:
+def count_complexity(model: torch.nn.Module, batch: Dict[str, Any], call: Optional[CallConfig] = None) -> Dict[str, int]:
     """Parameters and forward FLOPs of ``model`` on ``batch`` (MACs = FLOPs / 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), evaluation_mode(model, keep_train_mode=args.no_model_eval) as net, counter:
-        forward(net, batch, args)
+    call = call or CallConfig()
+    with torch.no_grad(), evaluation_mode(model, keep_train_mode=call.keep_train_mode) as net, counter:
+        forward(net, batch, call.predict_label)
     flops = int(counter.get_total_flops())
     return {"params": params, "trainable_params": trainable, "flops": flops, "macs": flops // 2}
 
@@ -65,14 +68,14 @@ def complexity_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     with eval_session("test_complexity", argv, tensorboard=False) as s:
         args = s.args
         if args.test_data_path:
-            sample = build_dataset(args.test_data_path, args, None, s.post_func)[0]
+            sample = build_dataset(args.test_data_path, s.data, None, s.post_func)[0]
         else:
-            sample = synthetic_sample(args, s.post_func)
+            sample = synthetic_sample(s.data, s.post_func)
         batch = batch_to_device(default_collate([sample] * args.test_batch_size), s.runtime.device)
-        counts = count_complexity(s.model, batch, args)
+        counts = count_complexity(s.model, batch, s.call)
         report = {"model": args.model, "input_size": [args.test_batch_size, 3, args.image_size, args.image_size],
                   **counts}
-        s.writer.write_json("complexity.json", report)
+        s.writer.write_json(runfolder.COMPLEXITY, report)
         logger.info("%s: %.3f M parameters (%.3f M trainable), %.3f GFLOPs, %.3f GMACs per forward of %s",
                     args.model, counts["params"] / 1e6, counts["trainable_params"] / 1e6, counts["flops"] / 1e9,
                     counts["macs"] / 1e9, "x".join(map(str, report["input_size"])))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -11,7 +10,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
+from ..runfolder import test_key
 from .builders import autocast, batch_to_device, batch_where, evaluation_mode, forward
+from .config import CallConfig
 from .outputs import check_model_output
 from .runtime import Runtime
 from .writers import RunWriter
@@ -81,7 +82,7 @@ def evaluate(
     loader: DataLoader,
     evaluators: Sequence[Any],
     runtime: Runtime,
-    args: argparse.Namespace,
+    call: Optional[CallConfig] = None,
     desc: str = "test",
     writer: Optional[RunWriter] = None,
     image_tag: Optional[str] = None,
@@ -92,14 +93,17 @@ def evaluate(
     Every rank must call this (the evaluators reduce across processes in ``compute()``).
     The first batch of rank 0 goes to TensorBoard under ``image_tag`` when a writer is given.
     """
+    from ..evaluation import share_batch_cache
+
+    call = call or CallConfig()
     for ev in evaluators:
         ev.reset()
-    use_amp = not getattr(args, "if_not_amp", False)
-    with evaluation_mode(model, keep_train_mode=bool(getattr(args, "no_model_eval", False))) as net:
+    share_batch_cache(evaluators)  # one validation and preparation of each batch for all of them
+    with evaluation_mode(model, keep_train_mode=call.keep_train_mode) as net:
         for i, batch in enumerate(progress(loader, runtime, desc)):
             batch = batch_to_device(batch, runtime.device)
-            with autocast(runtime, use_amp):
-                out = forward(net, batch, args)
+            with autocast(runtime, call.use_amp):
+                out = forward(net, batch, call.predict_label)
             out = _float_outputs(out)
             # every batch: a model may give logits or NaN only on some images
             check_model_output(out, batch, training=False, where=batch_where(i, batch))
@@ -135,10 +139,10 @@ def mean_over_sets(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, floa
 
 def flat_test_record(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, float]:
     """``test_<metric>`` (mean over sets, IMDL-BenCo's key) and ``test_<set>/<metric>`` entries."""
-    record = {f"test_{k}": v for k, v in mean_over_sets(per_set).items()}
+    record = {test_key(k): v for k, v in mean_over_sets(per_set).items()}
     for name, metrics in per_set.items():
         for key, value in metrics.items():
-            record[f"test_{name}/{key}"] = value
+            record[test_key(key, name)] = value
     return record
 
 

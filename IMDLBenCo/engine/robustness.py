@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional, Sequence
 
+from .. import runfolder
 from .builders import build_dataset, eval_loader, test_set_paths
 from .checkpoint import load_checkpoint
 from .evaluate import default_evaluators, evaluate, format_table, metric_definitions
@@ -43,18 +44,20 @@ def test_robust_main(argv: Optional[Sequence[str]] = None, *, evaluators: Option
         args, runtime, writer = s.args, s.runtime, s.writer
         evaluators = list(evaluators) if evaluators is not None else default_evaluators()
         attacks = list(attacks) if attacks is not None else default_attacks()
-        writer.write_json("metric_definitions.json", metric_definitions(evaluators))
+        writer.write_json(runfolder.METRIC_DEFINITIONS, metric_definitions(evaluators))
         load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)
         sets = test_set_paths(args.test_data_path)
         results: List[Dict[str, Any]] = []
         for set_name, path in sets.items():
+            checked = False  # the files of a set are checked once, not once per attack strength
             for wrapper in attacks:
                 name = attack_name(wrapper)
                 for param, transform in wrapper:
                     seed_everything(args.seed + runtime.rank)
-                    loader = eval_loader(build_dataset(path, args, transform, s.post_func),
-                                         args.test_batch_size, args, runtime)
-                    metrics = evaluate(s.model, loader, evaluators, runtime, args, desc=f"{name} {param}")
+                    dataset = build_dataset(path, s.data, transform, s.post_func, check_files=s.data.check_files and not checked)
+                    checked = True
+                    loader = eval_loader(dataset, args.test_batch_size, s.data, runtime)
+                    metrics = evaluate(s.model, loader, evaluators, runtime, s.call, desc=f"{name} {param}")
                     entry = {"attack": name, "param": param, "metrics": metrics}
                     if len(sets) > 1:
                         entry["set"] = set_name
@@ -65,7 +68,7 @@ def test_robust_main(argv: Optional[Sequence[str]] = None, *, evaluators: Option
         report = {"checkpoint": str(args.checkpoint_path),
                   "dataset": str(args.test_data_path) if len(sets) > 1 else next(iter(sets.values())),
                   "results": results}
-        writer.write_json("robustness.json", report)
+        writer.write_json(runfolder.ROBUSTNESS, report)
         if runtime.is_main and results:
             rows = [{"attack": r["attack"], "param": r["param"], **r["metrics"]} for r in results]
             logger.info("robustness:\n%s", format_table(rows, list(rows[0])))

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from .. import runfolder
 from .builders import (autocast, batch_to_device, batch_where, build_dataset, eval_loader, evaluation_mode, forward,
                        names_of)
 from .checkpoint import load_checkpoint
@@ -79,31 +80,30 @@ def save_images_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         data_path = args.test_data_path
         no_ground_truth = _is_plain_image_folder(data_path)
         if no_ground_truth:
-            listing = out_dir / "input_images.json"
+            listing = out_dir / runfolder.INPUT_IMAGES
             if runtime.is_main:
                 image_folder_as_json(data_path, listing)
             runtime.barrier()
             data_path = str(listing)
-        dataset = build_dataset(data_path, args, None, s.post_func)
+        dataset = build_dataset(data_path, s.data, None, s.post_func)
         pred_paths = prediction_paths(list(dataset.names))
         order = {n: i for i, n in enumerate(dataset.names)}
         load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)
-        loader = eval_loader(dataset, args.test_batch_size, args, runtime)
+        loader = eval_loader(dataset, args.test_batch_size, s.data, runtime)
         records: List[Dict[str, Any]] = []
-        use_amp = not args.if_not_amp
-        with torch.no_grad(), evaluation_mode(s.model, keep_train_mode=args.no_model_eval) as net:
+        with torch.no_grad(), evaluation_mode(s.model, keep_train_mode=s.call.keep_train_mode) as net:
             for i, batch in enumerate(progress(loader, runtime, "save images")):
                 batch = batch_to_device(batch, runtime.device)
-                with autocast(runtime, use_amp):
-                    out = forward(net, batch, args)
+                with autocast(runtime, s.call.use_amp):
+                    out = forward(net, batch, s.call.predict_label)
                 check_model_output(out, batch, training=False, where=batch_where(i, batch))
                 records += _save_batch(batch, out, pred_paths, out_dir, no_ground_truth, Image)
         gathered = [r for part in runtime.all_gather_object(records) for r in part]
         gathered.sort(key=lambda r: order.get(r["name"], 0))
         labels = {r["name"]: r["pred_label"] for r in gathered if r["pred_label"] is not None}
         if runtime.is_main:
-            write_json(out_dir / "predictions.json", gathered)
-            write_json(out_dir / "pred_label.json", labels)
+            write_json(out_dir / runfolder.PREDICTIONS, gathered)
+            write_json(out_dir / runfolder.PRED_LABELS, labels)
             logger.info("saved %d predicted masks under %s, labels of %d images in pred_label.json",
                         sum(r["pred_path"] is not None for r in gathered), out_dir / "pred", len(labels))
         return {"predictions": gathered, "pred_label": labels}
@@ -123,7 +123,7 @@ def _save_batch(batch: Dict[str, Any], out: Dict[str, Any], pred_paths: Dict[str
             target.parent.mkdir(parents=True, exist_ok=True)
             pixels = to_uint8(restore_size(pred_mask[j], batch["shape"][j], batch["original_shape"][j]))
             # 2-D uint8: 8-bit grey; atomic, so a full disk leaves no truncated PNG
-            atomic_write(target, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"), needed=pixels.size)
+            atomic_write(target, lambda tmp, px=pixels: Image.fromarray(px).save(tmp, format="PNG"), needed=pixels.size)
         mask_path = batch["mask_path"][j] if "mask_path" in batch else None
         records.append({
             "name": name,

@@ -11,6 +11,7 @@ import torch
 
 from .arguments import parse_script_args
 from .builders import build_model, find_post_function, log_run_header, prepare_model
+from .config import CallConfig, DataConfig
 from .runtime import Runtime, configure_logging, run_scope, seed_everything, setup_runtime
 from .writers import RunWriter
 
@@ -26,6 +27,8 @@ class Session:
     model: torch.nn.Module
     post_func: Optional[Callable]
     writer: RunWriter
+    data: DataConfig
+    call: CallConfig
 
 
 @contextlib.contextmanager
@@ -37,10 +40,11 @@ def eval_session(script: str, argv: Optional[Sequence[str]], tensorboard: bool =
     runtime = setup_runtime(device or args.device)
     with run_scope(runtime):
         configure_logging(runtime)
-        log_run_header(runtime, args, model_kwargs, script)
+        log_run_header(runtime, script, args.model, model_kwargs)
         seed_everything(args.seed + runtime.rank)
-        model = prepare_model(build_model(args, model_kwargs), runtime, args, train=False)
+        model = prepare_model(build_model(args.model, model_kwargs), runtime, train=False)
         writer = RunWriter(runtime, args.output_dir, args.log_dir, tensorboard=tensorboard)
         writer.write_config(script, args, model_kwargs, runtime)
-        yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model), writer)
+        yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model), writer,
+                      DataConfig.from_args(args), CallConfig.from_args(args))
         writer.close()

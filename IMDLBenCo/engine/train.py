@@ -43,14 +43,16 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from .. import runfolder
 from ..errors import NonFiniteLossError, UsageError
 from .arguments import parse_script_args
 from .builders import (autocast, batch_to_device, build_dataset, build_model, eval_loader, find_post_function,
                        forward, log_run_header, prepare_model, start_epoch, test_set_paths, train_loader)
 from .checkpoint import (checkpoint_epoch, latest_checkpoint, load_checkpoint, plain, read_checkpoint,
                          save_checkpoint, unwrap_model)
-from .fileio import link_or_copy, remove_stale_temporaries
+from .config import CallConfig, DataConfig
 from .evaluate import default_evaluators, evaluate, flat_test_record, mean_over_sets, metric_definitions, progress
+from .fileio import link_or_copy, remove_stale_temporaries
 from .outputs import check_model_output
 from .runtime import Runtime, configure_logging, run_scope, seed_everything, setup_runtime
 from .schedule import WarmupCosineSchedule, param_groups, resolve_lr
@@ -59,9 +61,9 @@ from .writers import RunWriter
 logger = logging.getLogger("IMDLBenCo.engine")
 
 #: the full training state (model, optimizer, scaler, schedule, best, epoch statistics)
-RESUME_NAME = "checkpoint-resume.pth"
+RESUME_NAME = runfolder.RESUME_CHECKPOINT
 #: the model of the epoch with the best test metric
-BEST_NAME = "checkpoint-best.pth"
+BEST_NAME = runfolder.BEST_CHECKPOINT
 
 
 def train_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequence[Any]] = None,
@@ -97,25 +99,27 @@ class Trainer:
     def __init__(self, args: argparse.Namespace, model_kwargs: Dict[str, Any], runtime: Runtime,
                  evaluators: Optional[Sequence[Any]], train_transform: Any) -> None:
         self.args, self.model_kwargs, self.runtime = args, model_kwargs, runtime
-        log_run_header(runtime, args, model_kwargs, "train")
+        log_run_header(runtime, "train", args.model, model_kwargs)
+        self.data = DataConfig.from_args(args)
+        self.call = CallConfig.from_args(args)
         seed_everything(args.seed)  # the same initial weights on every rank
-        self.model = build_model(args, model_kwargs)
+        self.model = build_model(args.model, model_kwargs)
         post_func = find_post_function(args.model)
-        self.train_set = build_dataset(args.data_path, args, _default_transform(train_transform), post_func)
-        self.loader = train_loader(self.train_set, args, runtime)
+        self.train_set = build_dataset(args.data_path, self.data, _default_transform(train_transform), post_func)
+        self.loader = train_loader(self.train_set, args.batch_size, self.data, runtime)
         if len(self.loader) == 0:
             raise ValueError(f"--data_path {args.data_path}: the training set is empty")
         self.test_loaders = {}
         if args.test_data_path:
             for name, path in test_set_paths(args.test_data_path).items():
-                dataset = build_dataset(path, args, None, post_func)
-                self.test_loaders[name] = eval_loader(dataset, args.test_batch_size, args, runtime)
+                dataset = build_dataset(path, self.data, None, post_func)
+                self.test_loaders[name] = eval_loader(dataset, args.test_batch_size, self.data, runtime)
         if evaluators is not None:
             self.evaluators = list(evaluators)
         else:
             self.evaluators = default_evaluators() if self.test_loaders else []
 
-        self.model = prepare_model(self.model, runtime, args, train=True)
+        self.model = prepare_model(self.model, runtime, train=True, find_unused_parameters=args.find_unused_parameters)
         self.lr = resolve_lr(args.lr, args.blr, args.batch_size, args.accum_iter, runtime.world_size)
         if args.min_lr > self.lr:
             raise UsageError(f"--min_lr {args.min_lr} is above the learning rate {self.lr:.3g} (from --blr {args.blr} "
@@ -124,7 +128,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(unwrap_model(self.model), args.weight_decay),
                                            lr=self.lr, betas=(0.9, 0.999))
         self.scheduler = WarmupCosineSchedule(self.optimizer, self.lr, args.min_lr, args.warmup_epochs, args.epochs)
-        self.use_amp = runtime.is_cuda and not args.if_not_amp
+        self.use_amp = runtime.is_cuda and self.call.use_amp
         self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=self.use_amp)
         self.writer = RunWriter(runtime, args.output_dir, args.log_dir)
         self.best: Dict[str, Any] = {"metric": args.best_metric, "mode": args.best_metric_mode,
@@ -192,7 +196,7 @@ class Trainer:
         """``log.txt`` records (rank 0 reads the file, every rank gets the same list)."""
         records = []
         if self.runtime.is_main:
-            path = Path(self.args.output_dir) / "log.txt"
+            path = Path(self.args.output_dir) / runfolder.LOG
             if path.is_file():
                 for line in path.read_text(encoding="utf-8").splitlines():
                     try:
@@ -214,7 +218,7 @@ class Trainer:
         metric, mode = self.best["metric"], self.best["mode"]
         best_value, best_epoch = None, None
         for r in records:
-            value = r.get(f"test_{metric}") if metric else None
+            value = r.get(runfolder.test_key(metric)) if metric else None
             if isinstance(value, (int, float)) and not math.isnan(value):
                 if best_value is None or (value > best_value if mode == "max" else value < best_value):
                     best_value, best_epoch = float(value), int(r["epoch"])
@@ -240,7 +244,7 @@ class Trainer:
             return
         if have == want:
             return
-        numbered = out / f"checkpoint-{want}.pth"
+        numbered = out / runfolder.checkpoint_name(want)
         if want == last:
             self._save(self._model_state(last), BEST_NAME)
         elif numbered.is_file():
@@ -266,8 +270,8 @@ class Trainer:
         self.writer.write_config("train", args, self.model_kwargs, runtime,
                                  {"lr": self.lr, "amp": self.use_amp, "test_sets": list(self.test_loaders),
                                   "best_checkpoint_rule": rule, "start_epoch": self.start_epoch})
-        self.writer.write_json("metric_definitions.json", definitions)
-        for name in ("log.txt", "train_steps.jsonl"):  # a resumed run repeats the epochs after its checkpoint
+        self.writer.write_json(runfolder.METRIC_DEFINITIONS, definitions)
+        for name in (runfolder.LOG, runfolder.TRAIN_STEPS):  # a resumed run repeats the epochs after its checkpoint
             self.writer.drop_records_from(name, self.start_epoch)
         if self.resumed_here:
             self._after_resume()
@@ -282,7 +286,7 @@ class Trainer:
             tested = bool(self.test_loaders) and (epoch % args.test_period == 0 or last)
             save = last or (epoch % args.save_period == 0 if args.save_period > 0 else tested)
             # the epoch's work is on disk before its test can fail (module docstring)
-            saved = self._save(self._model_state(epoch), f"checkpoint-{epoch}.pth") if save else None
+            saved = self._save(self._model_state(epoch), runfolder.checkpoint_name(epoch)) if save else None
             self._save(self._full_state(epoch, train_stats, tested), RESUME_NAME)
             record = self._close_epoch(epoch, train_stats, tested, saved)
             runtime.barrier()
@@ -301,7 +305,7 @@ class Trainer:
             per_set = self.test(epoch)
             record.update(flat_test_record(per_set))
             improved = self._update_best(mean_over_sets(per_set), epoch)
-        self.writer.append_jsonl("log.txt", record)
+        self.writer.append_jsonl(runfolder.LOG, record)
         if improved and self.runtime.is_main:
             if saved is not None and saved.is_file():
                 link_or_copy(saved, Path(self.args.output_dir) / BEST_NAME)
@@ -315,7 +319,7 @@ class Trainer:
         checkpoint written, logs closed); the file is removed, so ``--resume auto`` continues."""
         stop = False
         if self.runtime.is_main:
-            flag = Path(self.args.output_dir) / "STOP"
+            flag = Path(self.args.output_dir) / runfolder.STOP_FILE
             if flag.exists():
                 stop = True
                 try:
@@ -361,7 +365,7 @@ class Trainer:
             no_sync = runtime.distributed and not update and hasattr(model, "no_sync")
             with model.no_sync() if no_sync else contextlib.nullcontext():
                 with autocast(runtime, self.use_amp):
-                    out = forward(model, batch, args)
+                    out = forward(model, batch, self.call.predict_label)
                 if step == 0:
                     check_model_output(out, batch, training=True)
                 loss = out["backward_loss"]
@@ -414,7 +418,7 @@ class Trainer:
             return
         values = {k: float(torch.as_tensor(v).detach().float()) for k, v in terms.items()}
         global_step = epoch * steps + step
-        self.writer.append_jsonl("train_steps.jsonl", {"step": global_step, "epoch": epoch, "lr": lr, **values})
+        self.writer.append_jsonl(runfolder.TRAIN_STEPS, {"step": global_step, "epoch": epoch, "lr": lr, **values})
         x = int((epoch + step / steps) * 1000)  # IMDL-BenCo's "epoch_1000x" axis
         self.writer.scalar("lr", lr, x)
         self.writer.scalars("train_loss/", values, x)
@@ -435,7 +439,7 @@ class Trainer:
     def test(self, epoch: int) -> Dict[str, Dict[str, float]]:
         per_set = {}
         for name, loader in self.test_loaders.items():
-            metrics = evaluate(self.model, loader, self.evaluators, self.runtime, self.args,
+            metrics = evaluate(self.model, loader, self.evaluators, self.runtime, self.call,
                                desc=f"test {name}", writer=self.writer, image_tag=f"test_{name}", step=epoch)
             per_set[name] = metrics
             self.writer.scalars(f"test_{name}/", metrics, epoch)

@@ -18,6 +18,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
+from .. import runfolder
 from ..version import __version__
 from .checkpoint import plain
 from .fileio import atomic_write, write_error
@@ -90,7 +91,7 @@ class RunWriter:
                   "env": env, "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         if extra:
             config.update(plain(extra))
-        write_json(self.output_dir / "config.json", config)
+        write_json(self.output_dir / runfolder.CONFIG, config)
 
     def append_jsonl(self, name: str, record: Mapping[str, Any]) -> None:
         """Append one JSON line to ``name`` (kept open between calls; flushed every line)."""

@@ -12,16 +12,18 @@ plus ``PixelF1Best``, ``PixelFPR``, ``ImageAP``, ``ImageBalancedAccuracy``. Ever
 Per-image pixel metrics average over manipulated images only; ``*_pooled`` keys are
 dataset-level; authentic images feed ``PixelFPR``. ``EvalSampler`` shards a dataset across
 processes without padding or dropping, so every image is counted exactly once.
+``share_batch_cache(evaluators)`` lets a list of evaluators validate and prepare each batch once
+between them (the engine does it for a script's list).
 """
 
-from ._prepare import InputError
+from ._prepare import BatchCache, InputError, share_batch_cache
 from .base import Evaluator
 from .image import ImageAP, ImageAUC, ImageAccuracy, ImageBalancedAccuracy, ImageF1
 from .pixel import PixelAUC, PixelAccuracy, PixelF1, PixelF1Best, PixelFPR, PixelIOU
 from .sampler import EvalSampler
 
 __all__ = [
-    "Evaluator", "EvalSampler", "InputError",
+    "Evaluator", "EvalSampler", "InputError", "BatchCache", "share_batch_cache",
     "PixelF1", "PixelAUC", "PixelIOU", "PixelAccuracy", "PixelF1Best", "PixelFPR",
     "ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy",
 ]

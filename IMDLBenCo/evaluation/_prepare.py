@@ -3,8 +3,10 @@
 Several evaluators usually see the same batch (F1, IoU, accuracy, AUC ...). :func:`prepare_pixels`
 validates the inputs once and returns a :class:`PixelBatch` whose expensive results (thresholded
 confusion counts, the per-image sort behind the exact AUC, histograms) are computed on first use
-and cached for the next evaluator, keyed on the identity and version of the tensors (weak
-references to them). Only the last batch is kept, and ``compute()``/``reset()`` drop it.
+and cached for the next evaluator in a :class:`BatchCache`, keyed on the identity and version
+of the tensors (weak references to them). The cache belongs to the evaluators that share it
+(:func:`share_batch_cache`; each evaluator alone has its own), not to the module: only the last
+batch is kept, and ``compute()``/``reset()`` drop it.
 
 Exact AUC without a float sort: a probability in [0, 1] as float32 has a bit pattern that,
 read as an int32, is ordered like the value. We pack ``bits << 1 | is_positive`` into one int32
@@ -76,13 +78,29 @@ def get_pred_label(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric:
 
 
 # ------------------------------------------------------------------ cache
-_cache: Dict[str, Any] = {"refs": None, "batch": None}
+class BatchCache:
+    """The last prepared batch of a group of evaluators (see :func:`share_batch_cache`)."""
+
+    __slots__ = ("refs", "batch")
+
+    def __init__(self) -> None:
+        self.refs: Optional[tuple] = None
+        self.batch: Optional["PixelBatch"] = None
+
+    def clear(self) -> None:
+        """Forget the last prepared batch (frees its memory once the loop is done)."""
+        self.refs = None
+        self.batch = None
 
 
-def clear_cache() -> None:
-    """Forget the last prepared batch (frees its memory once the loop is done)."""
-    _cache["refs"] = None
-    _cache["batch"] = None
+def share_batch_cache(evaluators: Any) -> BatchCache:
+    """Let ``evaluators`` prepare each batch once between them (the engine does this for the
+    evaluator list of a script; do it for a list of your own in a notebook). Returns the cache."""
+    cache = BatchCache()
+    for ev in evaluators:
+        if hasattr(ev, "_batch_cache"):
+            ev._batch_cache = cache
+    return cache
 
 
 def _version(t: torch.Tensor) -> Optional[int]:
@@ -107,8 +125,10 @@ def _same(refs: Optional[tuple], tensors: tuple) -> bool:
     return True
 
 
-def prepare_pixels(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric: str) -> "PixelBatch":
-    """Checked inputs of a pixel metric, shared with the other evaluators of the same batch."""
+def prepare_pixels(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric: str,
+                   cache: Optional[BatchCache] = None) -> "PixelBatch":
+    """Checked inputs of a pixel metric, shared through ``cache`` with the other evaluators of
+    the same batch."""
     if not isinstance(outputs, Mapping):
         raise InputError(f"{metric}: outputs must be the model output dict, got {type(outputs).__name__}.")
     if not isinstance(batch, Mapping):
@@ -117,12 +137,14 @@ def prepare_pixels(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric:
     mask = batch.get("mask")
     shape_mask = batch.get("shape_mask")
     key = (pred, mask, shape_mask)
-    if _same(_cache["refs"], key):
-        return _cache["batch"]
-    clear_cache()  # the previous batch's arrays can be freed before this one's are made
+    if cache is not None and _same(cache.refs, key):
+        return cache.batch  # type: ignore[return-value]
+    if cache is not None:
+        cache.clear()  # the previous batch's arrays can be freed before this one's are made
     pb = PixelBatch(pred, mask, shape_mask, metric)  # raises on anything but valid tensors
-    _cache["refs"] = tuple(None if t is None else (weakref.ref(t), _version(t)) for t in key)
-    _cache["batch"] = pb
+    if cache is not None:
+        cache.refs = tuple(None if t is None else (weakref.ref(t), _version(t)) for t in key)
+        cache.batch = pb
     return pb
 
 

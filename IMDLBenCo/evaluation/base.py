@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from ._prepare import clear_cache
+from ._prepare import BatchCache
 
 __all__ = ["Evaluator", "is_distributed", "gather_cat", "reduce_sums"]
 
@@ -107,6 +107,8 @@ class Evaluator:
         self._cat_dtypes: Dict[str, torch.dtype] = {}
         self._sums: Dict[str, torch.Tensor] = {}
         self._cats: Dict[str, List[torch.Tensor]] = {}
+        #: the prepared-batch cache, own or shared with other evaluators (``share_batch_cache``)
+        self._batch_cache = BatchCache()
 
     # ------------------------------------------------------------------ states
     def add_sum_state(self, key: str, default: torch.Tensor) -> None:
@@ -132,7 +134,7 @@ class Evaluator:
 
     def reset(self) -> None:
         """Forget everything seen so far (call between test sets or epochs)."""
-        clear_cache()
+        self._batch_cache.clear()
         self._sums = {k: v.clone() for k, v in self._sum_defaults.items()}
         self._cats = {k: [] for k in self._cat_dtypes}
 
@@ -164,7 +166,7 @@ class Evaluator:
         Under ``torch.distributed`` every process must call it (it runs collectives), unless
         ``sync=False``, which gives this process's own values without communicating.
         """
-        clear_cache()
+        self._batch_cache.clear()
         return {k: float(v) for k, v in self._compute(self.synced_states(sync)).items()}
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:

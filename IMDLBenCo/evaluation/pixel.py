@@ -91,7 +91,7 @@ class _ThresholdMetric(Evaluator):
         return rev if self.mode == "reverse" else torch.maximum(self._metric(c), rev)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
-        pb = prepare_pixels(outputs, batch, type(self).__name__)
+        pb = prepare_pixels(outputs, batch, type(self).__name__, self._batch_cache)
         c = pb.counts(self.threshold)
         manip = pb.n_pos > 0
         self.append("per_image", self._moded(c[manip]))
@@ -202,7 +202,7 @@ class PixelAUC(Evaluator):
         return 1.0 - auc if self.mode == "reverse" else torch.maximum(auc, 1.0 - auc)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
-        pb = prepare_pixels(outputs, batch, "PixelAUC")
+        pb = prepare_pixels(outputs, batch, "PixelAUC", self._batch_cache)
         auc = pb.auc()
         self.append("per_image", self._moded(auc[~torch.isnan(auc)]))
         self.accumulate("hist", pb.histogram())
@@ -263,7 +263,7 @@ class PixelF1Best(Evaluator):
         self.add_cat_state("per_image", torch.float64)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
-        pb = prepare_pixels(outputs, batch, "PixelF1Best")
+        pb = prepare_pixels(outputs, batch, "PixelF1Best", self._batch_cache)
         f1 = pb.f1_best()
         self.append("per_image", f1[pb.n_pos > 0])
 
@@ -292,7 +292,7 @@ class PixelFPR(Evaluator):
         self.add_sum_state("counts", torch.zeros(2, dtype=torch.int64))  # [FP, valid pixels]
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
-        pb = prepare_pixels(outputs, batch, "PixelFPR")
+        pb = prepare_pixels(outputs, batch, "PixelFPR", self._batch_cache)
         c = pb.counts(self.threshold)
         auth = (pb.n_pos == 0) & (pb.n_valid > 0)
         fp, nv = c[auth, 1], pb.n_valid[auth]

@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import drop_path  # stochastic depth (also imported from here by zoo models)
 from torch import nn
 
 __all__ = [
@@ -38,15 +39,6 @@ __all__ = [
     "mit_b5",
     "drop_path",
 ]
-
-
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop the whole residual branch per sample with probability ``p``."""
-    if p == 0.0 or not training:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask / keep
 
 
 class OverlapPatchEmbed(nn.Module):

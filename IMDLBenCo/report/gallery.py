@@ -176,7 +176,7 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
             item.files = files
             continue
 
-        def save(kind: str, array) -> None:
+        def save(kind: str, array, index: int = index, files: Dict[str, str] = files) -> None:
             fname = f"{prefix}_{index:03d}_{kind}.png"
             Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(assets / fname)
             files[kind] = fname

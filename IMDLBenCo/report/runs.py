@@ -14,22 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .. import runfolder
 from ..errors import RunFolderError
+from ..runfolder import split_test_key
 
 __all__ = ["RunFolder", "RunFolderError", "load_run", "split_metric_key", "KNOWN_FILES"]
 
 #: files a run folder may hold; a folder with none of them is not a run folder
-KNOWN_FILES = (
-    "config.json",
-    "log.txt",
-    "train_steps.jsonl",
-    "metric_definitions.json",
-    "summary.json",
-    "robustness.json",
-    "predictions.json",
-    "pred_label.json",
-    "complexity.json",
-)
+KNOWN_FILES = runfolder.KNOWN_FILES
 
 
 @dataclass
@@ -98,7 +90,7 @@ class RunFolder:
                         continue
                     table.setdefault(set_name, {}).setdefault(key, []).append((float(epoch), float(value)))
         else:
-            per_set_seen = any("/" in k for row in self.epochs for k in row if k.startswith("test_"))
+            per_set_seen = any((split_test_key(k) or (None, ""))[0] is not None for row in self.epochs for k in row)
             for row in self.epochs:
                 epoch = row.get("epoch")
                 if not _is_number(epoch):
@@ -156,15 +148,8 @@ def _is_metric_value(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isinf(float(value))
 
 
-def split_metric_key(key: str) -> Optional[Tuple[Optional[str], str]]:
-    """``"test_<set>/<metric>"`` → ``(set, metric)``; ``"test_<metric>"`` → ``(None, metric)``."""
-    if not key.startswith("test_"):
-        return None
-    rest = key[len("test_"):]
-    if "/" in rest:
-        set_name, metric = rest.rsplit("/", 1)
-        return set_name, metric
-    return None, rest
+#: ``"test_<set>/<metric>"`` → ``(set, metric)``; the format is defined in IMDLBenCo.runfolder
+split_metric_key = split_test_key
 
 
 def _read_json(path: Path) -> Any:
@@ -208,26 +193,26 @@ def load_run(path: "str | Path") -> RunFolder:
             "pass the --output_dir of a train, test, test_robust, test_save_images or test_complexity run"
         )
     run = RunFolder(path=root, checkpoints=checkpoints)
-    if (root / "config.json").is_file():
-        run.config = _expect(root / "config.json", _read_json(root / "config.json"), dict, 'an object {"script", "args", ...}')
-    if (root / "log.txt").is_file():
-        run.epochs = _read_json_lines(root / "log.txt")
-    if (root / "train_steps.jsonl").is_file():
-        run.steps = _read_json_lines(root / "train_steps.jsonl")
-    if (root / "metric_definitions.json").is_file():
-        defs = _expect(root / "metric_definitions.json", _read_json(root / "metric_definitions.json"), dict, "an object {metric: definition}")
+    if (root / runfolder.CONFIG).is_file():
+        run.config = _expect(root / runfolder.CONFIG, _read_json(root / runfolder.CONFIG), dict, 'an object {"script", "args", ...}')
+    if (root / runfolder.LOG).is_file():
+        run.epochs = _read_json_lines(root / runfolder.LOG)
+    if (root / runfolder.TRAIN_STEPS).is_file():
+        run.steps = _read_json_lines(root / runfolder.TRAIN_STEPS)
+    if (root / runfolder.METRIC_DEFINITIONS).is_file():
+        defs = _expect(root / runfolder.METRIC_DEFINITIONS, _read_json(root / runfolder.METRIC_DEFINITIONS), dict, "an object {metric: definition}")
         run.definitions = {str(k): str(v) for k, v in defs.items()}
-    if (root / "summary.json").is_file():
-        summary = _expect(root / "summary.json", _read_json(root / "summary.json"), dict, 'an object {"rows": [...]}')
-        run.summary_rows = [r for r in _expect(root / "summary.json", summary.get("rows", []), list, 'a list under "rows"') if isinstance(r, dict)]
-    if (root / "robustness.json").is_file():
-        run.robustness = _expect(root / "robustness.json", _read_json(root / "robustness.json"), dict, 'an object {"checkpoint", "dataset", "results"}')
-    if (root / "predictions.json").is_file():
-        preds = _expect(root / "predictions.json", _read_json(root / "predictions.json"), list, "a list of {name, image_path, mask_path, pred_path, label, pred_label}")
+    if (root / runfolder.SUMMARY_JSON).is_file():
+        summary = _expect(root / runfolder.SUMMARY_JSON, _read_json(root / runfolder.SUMMARY_JSON), dict, 'an object {"rows": [...]}')
+        run.summary_rows = [r for r in _expect(root / runfolder.SUMMARY_JSON, summary.get("rows", []), list, 'a list under "rows"') if isinstance(r, dict)]
+    if (root / runfolder.ROBUSTNESS).is_file():
+        run.robustness = _expect(root / runfolder.ROBUSTNESS, _read_json(root / runfolder.ROBUSTNESS), dict, 'an object {"checkpoint", "dataset", "results"}')
+    if (root / runfolder.PREDICTIONS).is_file():
+        preds = _expect(root / runfolder.PREDICTIONS, _read_json(root / runfolder.PREDICTIONS), list, "a list of {name, image_path, mask_path, pred_path, label, pred_label}")
         run.predictions = [p for p in preds if isinstance(p, dict)]
-    elif (root / "pred_label.json").is_file():
-        labels = _expect(root / "pred_label.json", _read_json(root / "pred_label.json"), dict, "an object {name: probability}")
+    elif (root / runfolder.PRED_LABELS).is_file():
+        labels = _expect(root / runfolder.PRED_LABELS, _read_json(root / runfolder.PRED_LABELS), dict, "an object {name: probability}")
         run.predictions = [{"name": k, "pred_label": v} for k, v in labels.items()]
-    if (root / "complexity.json").is_file():
-        run.complexity = _expect(root / "complexity.json", _read_json(root / "complexity.json"), dict, 'an object {"model", "params", "flops", ...}')
+    if (root / runfolder.COMPLEXITY).is_file():
+        run.complexity = _expect(root / runfolder.COMPLEXITY, _read_json(root / runfolder.COMPLEXITY), dict, 'an object {"model", "params", "flops", ...}')
     return run

@@ -11,9 +11,9 @@ from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from timm.layers import LayerNorm2d, drop_path  # channel LayerNorm (eps 1e-6) and stochastic depth
 from torch import nn
 
-from ...modules.mit import drop_path
 from ...modules.pretrained import load_pretrained, warn_random_init
 from ...registry import MODELS
 
@@ -23,21 +23,6 @@ __all__ = ["IML_ViT", "WindowedViT", "SimpleFeaturePyramid", "PredictHead", "Lay
 
 
 # ---------------------------------------------------------------------------- encoder pieces
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel dimension of a ``(B, C, H, W)`` map."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
-
-
 def _rel_pos_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
     """Relative-position embeddings ``(q_size, k_size, C)``; the table is linearly resized when it
     was made for another size (e.g. a global block built for 1024 running on 512 input)."""

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import LayerNorm2d  # channel LayerNorm of NCHW maps (eps 1e-6)
 from torch import nn
 
 from ...modules.extractors import DCTExtractor
@@ -61,17 +62,6 @@ def convnext_key_map(key: str) -> Optional[str]:
     elif key.startswith("head.") and not key.startswith(("head.fc.", "head.norm.")):
         key = "head.fc." + key[len("head."):]
     return key
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__(channels, eps=eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                            self.eps).permute(0, 3, 1, 2)
 
 
 class ScoreNetwork(nn.Module):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...registry import MODELS
-from ..pscc_net.hrnet import Bottleneck  # the same residual block (torchvision key names)
+from ...modules.resnet_blocks import Bottleneck
 
 logger = logging.getLogger(__name__)
 

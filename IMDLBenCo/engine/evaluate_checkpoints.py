@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import runfolder
 from .builders import build_dataset, eval_loader, test_set_paths
 from .checkpoint import checkpoint_epoch, find_checkpoints, load_checkpoint
 from .evaluate import default_evaluators, evaluate, flat_test_record, format_table, metric_definitions
@@ -41,8 +42,8 @@ def test_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequ
     with eval_session("test", argv) as s:
         args, runtime, writer = s.args, s.runtime, s.writer
         evaluators = list(evaluators) if evaluators is not None else default_evaluators()
-        writer.write_json("metric_definitions.json", metric_definitions(evaluators))
-        loaders = {name: eval_loader(build_dataset(path, args, None, s.post_func), args.test_batch_size, args, runtime)
+        writer.write_json(runfolder.METRIC_DEFINITIONS, metric_definitions(evaluators))
+        loaders = {name: eval_loader(build_dataset(path, s.data, None, s.post_func), args.test_batch_size, s.data, runtime)
                    for name, path in test_set_paths(args.test_data_json).items()}
         checkpoints = checkpoints_to_test(args.checkpoint_path)
         logger.info("testing %d checkpoint(s) on %d set(s): %s", len(checkpoints), len(loaders), ", ".join(loaders))
@@ -51,18 +52,18 @@ def test_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequ
             load_checkpoint(path, s.model, map_location=runtime.device)
             per_set = {}
             for name, loader in loaders.items():
-                metrics = evaluate(s.model, loader, evaluators, runtime, args, desc=f"{path.name} {name}",
+                metrics = evaluate(s.model, loader, evaluators, runtime, s.call, desc=f"{path.name} {name}",
                                    writer=writer, image_tag=f"test_{name}", step=epoch)
                 per_set[name] = metrics
                 writer.scalars(f"test_{name}/", metrics, epoch)
                 rows.append({"epoch": epoch, "set": name, "checkpoint": path.name, **metrics})
-            writer.append_jsonl("log.txt", {"epoch": epoch, "checkpoint": path.name, **flat_test_record(per_set)})
+            writer.append_jsonl(runfolder.LOG, {"epoch": epoch, "checkpoint": path.name, **flat_test_record(per_set)})
         summary = {"rows": rows}
-        writer.write_json("summary.json", summary)
+        writer.write_json(runfolder.SUMMARY_JSON, summary)
         if runtime.is_main:
-            write_text(Path(args.output_dir) / "summary.csv", _csv(rows))
+            write_text(Path(args.output_dir) / runfolder.SUMMARY_CSV, _csv(rows))
             columns = ["epoch", "set"] + [k for k in rows[0] if k not in ("epoch", "set", "checkpoint")] if rows else []
-            logger.info("summary (%s):\n%s", Path(args.output_dir) / "summary.json", format_table(rows, columns))
+            logger.info("summary (%s):\n%s", Path(args.output_dir) / runfolder.SUMMARY_JSON, format_table(rows, columns))
         return summary
 
 

@@ -1,0 +1,66 @@
+"""Typed settings that the library functions take, made once from a script's options.
+
+The five entry points parse the command line into an ``argparse.Namespace``; everything below
+them (datasets, loaders, the forward call, evaluation, complexity) takes these small frozen
+objects or plain keywords instead, so a renamed option fails loudly where the object is made
+(:meth:`DataConfig.from_args` reads every attribute by name) rather than silently falling back to
+a default deep inside a builder, and the functions can be called from a notebook without a
+namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["DataConfig", "CallConfig"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How samples are made and loaded.
+
+    Attributes:
+        image_size: side S of the S×S network input.
+        padding: zero-pad to S×S (else resize to S×S).
+        edge_mask_width: size of the edge band's cross kernel (None: no ``edge_mask``).
+        num_workers: DataLoader worker processes per rank.
+        pin_memory: pin loader memory (effective on CUDA only).
+        seed: seed of the shuffling, the workers and a BalancedDataset's draw.
+        check_files: check every file's header before the run (``--skip_data_check`` turns it off).
+    """
+
+    image_size: int = 512
+    padding: bool = False
+    edge_mask_width: Optional[int] = None
+    num_workers: int = 0
+    pin_memory: bool = True
+    seed: int = 42
+    check_files: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "DataConfig":
+        return cls(image_size=args.image_size, padding=bool(args.if_padding), edge_mask_width=args.edge_mask_width,
+                   num_workers=args.num_workers, pin_memory=bool(args.pin_mem), seed=args.seed,
+                   check_files=not args.skip_data_check)
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    """How the model is called.
+
+    Attributes:
+        predict_label: passed to ``forward`` as ``if_predict_label`` (``--if_predict_label``).
+        use_amp: mixed precision on CUDA (``--if_not_amp`` turns it off).
+        keep_train_mode: evaluate in train mode (``--no_model_eval``, MVSS-Net's setting).
+    """
+
+    predict_label: bool = False
+    use_amp: bool = True
+    keep_train_mode: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "CallConfig":
+        return cls(predict_label=bool(args.if_predict_label), use_amp=not args.if_not_amp,
+                   keep_train_mode=bool(args.no_model_eval))

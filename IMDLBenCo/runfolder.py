@@ -1,0 +1,97 @@
+"""The run folder, defined once: the files every script writes into ``--output_dir``, their
+record types, and the metric-key format. The engine's writers and the report's readers both
+import these names, so a renamed file or key cannot drift apart (docs/ARCHITECTURE.md lists
+what each file holds). Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Optional, Tuple, TypedDict
+
+__all__ = [
+    "CONFIG", "LOG", "TRAIN_STEPS", "METRIC_DEFINITIONS", "SUMMARY_JSON", "SUMMARY_CSV", "ROBUSTNESS",
+    "PREDICTIONS", "PRED_LABELS", "COMPLEXITY", "INPUT_IMAGES", "PRED_DIR", "RESUME_CHECKPOINT",
+    "BEST_CHECKPOINT", "STOP_FILE", "KNOWN_FILES", "checkpoint_name", "checkpoint_epoch", "test_key",
+    "split_test_key", "EpochRecord", "RobustnessResult", "PredictionRecord",
+]
+
+CONFIG = "config.json"  # every script: {"script", "args", "model_kwargs", "env", "started", ...}
+LOG = "log.txt"  # train: one EpochRecord per epoch; test: one per checkpoint
+TRAIN_STEPS = "train_steps.jsonl"  # train: {"step", "epoch", "lr", <loss>: value} per logged step
+METRIC_DEFINITIONS = "metric_definitions.json"  # {metric key: one-line definition}
+SUMMARY_JSON = "summary.json"  # test: {"rows": [{"epoch", "set", "checkpoint", <metric>: value}]}
+SUMMARY_CSV = "summary.csv"  # test: the same rows as CSV
+ROBUSTNESS = "robustness.json"  # test_robust: {"checkpoint", "dataset", "results": [RobustnessResult]}
+PREDICTIONS = "predictions.json"  # test_save_images: [PredictionRecord]
+PRED_LABELS = "pred_label.json"  # test_save_images: {image name: probability}
+COMPLEXITY = "complexity.json"  # test_complexity: {"model", "input_size", "params", "trainable_params", "flops", "macs"}
+INPUT_IMAGES = "input_images.json"  # test_save_images on a plain image folder: the JsonDataset it made
+PRED_DIR = "pred"  # test_save_images: the predicted masks (PNG at the original size)
+RESUME_CHECKPOINT = "checkpoint-resume.pth"  # train: the one full state (model, optimizer, ...)
+BEST_CHECKPOINT = "checkpoint-best.pth"  # train: the model of the best tested epoch
+STOP_FILE = "STOP"  # made by the user: training ends after the current epoch
+
+#: the result files of a run folder (the report reads them)
+KNOWN_FILES = (CONFIG, LOG, TRAIN_STEPS, METRIC_DEFINITIONS, SUMMARY_JSON, ROBUSTNESS, PREDICTIONS, PRED_LABELS,
+               COMPLEXITY)
+
+_EPOCH_NAME = re.compile(r"^checkpoint-(\d+)\.pth$")
+_TEST = "test_"
+
+
+def checkpoint_name(epoch: int) -> str:
+    """``checkpoint-<epoch>.pth``: the model after epoch ``epoch`` (counted from 0)."""
+    return f"checkpoint-{int(epoch)}.pth"
+
+
+def checkpoint_epoch(name: str) -> Optional[int]:
+    """The epoch in a ``checkpoint-<epoch>.pth`` file name, else None."""
+    match = _EPOCH_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def test_key(metric: str, set_name: Optional[str] = None) -> str:
+    """``test_<set>/<metric>`` for one test set, ``test_<metric>`` for the mean over the sets
+    (IMDL-BenCo's key) — the keys of ``log.txt`` records."""
+    return f"{_TEST}{set_name}/{metric}" if set_name is not None else f"{_TEST}{metric}"
+
+
+def split_test_key(key: str) -> Optional[Tuple[Optional[str], str]]:
+    """``"test_<set>/<metric>"`` → ``(set, metric)``; ``"test_<metric>"`` → ``(None, metric)``;
+    any other key → None."""
+    if not key.startswith(_TEST):
+        return None
+    rest = key[len(_TEST):]
+    if "/" in rest:
+        set_name, metric = rest.rsplit("/", 1)
+        return set_name, metric
+    return None, rest
+
+
+test_key.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one
+
+
+class EpochRecord(TypedDict, total=False):
+    """A line of ``log.txt``: ``epoch``, ``train_<loss>``/``train_lr`` (training), ``checkpoint``
+    (test), and :func:`test_key` entries."""
+
+    epoch: int
+    checkpoint: str
+
+
+class RobustnessResult(TypedDict, total=False):
+    attack: str
+    param: Any  # the strength; 0 / None is the clean image
+    set: str  # only with several test sets
+    metrics: Dict[str, float]
+
+
+class PredictionRecord(TypedDict):
+    name: str
+    image_path: Optional[str]
+    mask_path: Optional[str]
+    pred_path: Optional[str]
+    label: Optional[int]
+    pred_label: Optional[float]
+
