@@ -310,3 +310,39 @@ def test_a_real_sigkill_while_saving_then_resume(tmp_path, data):
                train_transform=False)
     _assert_same_runs(read_jsonl(tmp_path / "ref" / "out" / "log.txt"), read_jsonl(out / "log.txt"))
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]  # removed at start
+
+
+def test_models_choose_what_their_checkpoints_hold(tmp_path, data):
+    """A frozen-backbone model stores only its trainable part (checkpoint_state_dict) and declares
+    the rest optional when loading; the engine's checkpoints and load_checkpoint follow it."""
+    from engine_support import EngineTinyNet
+
+    from IMDLBenCo.engine import load_checkpoint, train_main
+    from IMDLBenCo.registry import MODELS
+
+    @MODELS.register_module(name="FrozenStemNet", force=True)
+    class FrozenStemNet(EngineTinyNet):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1.requires_grad_(False)  # "loaded from its own weight file"
+            self.absent_seen = []
+
+        def checkpoint_state_dict(self):
+            return {k: v for k, v in self.state_dict().items() if not k.startswith("conv1.")}
+
+        def optional_checkpoint_keys(self):
+            return [k for k in self.state_dict() if k.startswith("conv1.")]
+
+        def checkpoint_keys_absent(self, keys):
+            self.absent_seen = list(keys)
+
+    train, _ = data
+    argv = base_args(tmp_path, train, epochs=1)
+    argv[argv.index("EngineTinyNet")] = "FrozenStemNet"
+    train_main(argv, train_transform=False)
+    ckpt = torch.load(tmp_path / "out" / "checkpoint-0.pth", weights_only=True)
+    assert not any(k.startswith("conv1.") for k in ckpt["model"]) and "conv2.weight" in ckpt["model"]
+    fresh = FrozenStemNet()
+    load_checkpoint(tmp_path / "out" / "checkpoint-0.pth", fresh)
+    assert fresh.absent_seen == ["conv1.weight", "conv1.bias"]
+    assert torch.equal(fresh.conv2.weight, ckpt["model"]["conv2.weight"])

@@ -61,6 +61,22 @@ def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp), needed=_state_bytes(state))
 
 
+def model_checkpoint_state(model: torch.nn.Module) -> Dict[str, Any]:
+    """What a checkpoint stores of ``model``: ``model.checkpoint_state_dict()`` when the model
+    defines it (e.g. only the trainable adapters of a frozen backbone, which is loaded from its own
+    file at construction), else its whole ``state_dict()``."""
+    target = unwrap_model(model)
+    custom = getattr(target, "checkpoint_state_dict", None)
+    return custom() if callable(custom) else target.state_dict()
+
+
+def optional_checkpoint_keys(model: torch.nn.Module) -> set:
+    """State-dict keys a checkpoint may lack (``model.optional_checkpoint_keys()``: a frozen
+    backbone restored from its own weight file, layers a published checkpoint does not have)."""
+    fn = getattr(unwrap_model(model), "optional_checkpoint_keys", None)
+    return set(fn()) if callable(fn) else set()
+
+
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DDP / DataParallel / compiled wrapper."""
     while True:
@@ -162,6 +178,10 @@ def load_checkpoint(
     ``module.`` prefix (weights saved from a DDP wrapper) is removed. Every failure (unreadable
     file, weights that do not fit the model: missing, unexpected or differently shaped keys) is
     one :class:`~IMDLBenCo.errors.CheckpointError` saying what the file is and what was expected.
+
+    A model may declare keys a checkpoint may lack (``optional_checkpoint_keys()``) and be told
+    which of them were absent (``checkpoint_keys_absent(keys)``); see :func:`model_checkpoint_state`
+    for the saving side.
     """
     path = Path(path)
     checkpoint = read_checkpoint(path, map_location)
@@ -173,11 +193,20 @@ def load_checkpoint(
         own = target.state_dict()
         shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
                   if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)]
-        missing = [k for k in own if k not in state]
+        optional = optional_checkpoint_keys(target)
+        missing = [k for k in own if k not in state and k not in optional]
         unexpected = [k for k in state if k not in own]
         if shapes or (strict and (missing or unexpected)):
             raise CheckpointError(_mismatch_message(path, target, state, checkpoint, missing, unexpected, shapes))
         target.load_state_dict(state, strict=False)
+        absent = [k for k in own if k not in state and k in optional]
+        if absent:
+            report = getattr(target, "checkpoint_keys_absent", None)
+            if callable(report):
+                report(absent)  # the model says what that means (e.g. "these layers start untrained")
+            else:
+                logger.info("%s: %d optional entries of %s not in the file, kept as built (e.g. %s)", path,
+                            len(absent), type(target).__name__, ", ".join(absent[:3]))
     if not isinstance(checkpoint, dict):
         checkpoint = {"model": checkpoint}
     try:

@@ -48,8 +48,8 @@ from ..errors import NonFiniteLossError, UsageError
 from .arguments import parse_script_args
 from .builders import (autocast, batch_to_device, build_dataset, build_model, eval_loader, find_post_function,
                        forward, log_run_header, prepare_model, start_epoch, test_set_paths, train_loader)
-from .checkpoint import (checkpoint_epoch, latest_checkpoint, load_checkpoint, plain, read_checkpoint,
-                         save_checkpoint, unwrap_model)
+from .checkpoint import (checkpoint_epoch, latest_checkpoint, load_checkpoint, model_checkpoint_state, plain,
+                         read_checkpoint, save_checkpoint, unwrap_model)
 from .config import CallConfig, DataConfig
 from .evaluate import default_evaluators, evaluate, flat_test_record, mean_over_sets, metric_definitions, progress
 from .fileio import link_or_copy, remove_stale_temporaries
@@ -469,7 +469,7 @@ class Trainer:
     def _model_state(self, epoch: int) -> Dict[str, Any]:
         """What testing needs: the weights and the run's metadata."""
         return {
-            "model": unwrap_model(self.model).state_dict(),
+            "model": model_checkpoint_state(self.model),
             "epoch": epoch,
             "args": plain(self.args),
             "model_kwargs": plain(self.model_kwargs),
