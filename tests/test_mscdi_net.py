@@ -191,6 +191,7 @@ def test_noise_branch_and_fusion_modes(fusion_mode, noise_model):
     fusion (which crashes in IMDL-BenCo) and the SE fusion."""
     torch.manual_seed(0)
     model = MODELS.get("MSCDI_Net")(fusion_mode=fusion_mode, noise_model=noise_model, **SMALL).train()
+    model.segformer.requires_grad_(False)  # the encoder's gradients are tested elsewhere; saves time
     x, mask, edge = _batch(b=1, h=32, w=512)
     out = model(x, mask, edge)
     check_output_contract(out, 1, (32, 512))

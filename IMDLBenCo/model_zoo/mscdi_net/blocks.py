@@ -129,7 +129,8 @@ class ChannelShuffleDownsample(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale: int = 2) -> None:
         super().__init__()
         if out_channels % scale:
-            raise ValueError(f"ChannelShuffleDownsample: out_channels {out_channels} must be divisible by scale {scale}")
+            raise ValueError(
+                f"ChannelShuffleDownsample: out_channels {out_channels} must be divisible by scale {scale}")
         self.scale = scale
         self.proj = nn.Conv2d(in_channels * scale * scale, out_channels, 1)
         nn.init.kaiming_normal_(self.proj.weight, mode="fan_out")

@@ -25,7 +25,7 @@ State-dict names follow IMDL-BenCo 0.1.45 (``segformer.segformer.*``, ``downf1/2
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Literal, Optional, Tuple
+from typing import Dict, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -133,7 +133,8 @@ class MSCDI_Net(nn.Module):
                 "first forward pass; use --ff_domain 0 (the default and the published setting)"
             )
         if fusion_mode not in _FUSION_NAMES:
-            raise ValueError(f"MSCDI_Net: --fusion_mode must be 0 (concat), 1 (SE) or 2 (cross attention), got {fusion_mode!r}")
+            raise ValueError(
+                f"MSCDI_Net: --fusion_mode must be 0 (concat), 1 (SE) or 2 (cross attention), got {fusion_mode!r}")
         if glca < 0:
             raise ValueError(f"MSCDI_Net: --glca must be >= 0 (number of GLCA blocks), got {glca}")
         self.backbone = backbone
@@ -144,9 +145,12 @@ class MSCDI_Net(nn.Module):
 
         self.segformer = GLCASegFormerExtractor(
             glca_mit(BACKBONES[backbone], glca=glca, spatial_local_layout=fix_glca_local_layout))
-        self.NoiseExtractor: Optional[nn.Module] = {
-            "SRM": SRMNoiseExtractor, "Bayar": BayarNoiseExtractor}.get(noise_model, lambda: None)()
         self.noise_model = noise_model
+        self.NoiseExtractor: Optional[nn.Module] = None
+        if noise_model == "SRM":
+            self.NoiseExtractor = SRMNoiseExtractor()
+        elif noise_model == "Bayar":
+            self.NoiseExtractor = BayarNoiseExtractor()
         self.downf1 = ChannelShuffleDownsample(64, 320, scale=4)
         self.downf2 = ChannelShuffleDownsample(128, 512, scale=4)
         names = _FUSION_NAMES[self.fusion_mode]

@@ -57,8 +57,9 @@ class TruForNet(nn.Module):
     """The TruFor network. ``forward(x)`` takes RGB in [0, 1] (the official TruFor convention) and
     returns ``(anomaly_logits (B,2,H,W), confidence_logits (B,1,H,W), detection_logit (B,1))``."""
 
-    def __init__(self, cfg: TruForConfig = TruForConfig()) -> None:
+    def __init__(self, cfg: Optional[TruForConfig] = None) -> None:
         super().__init__()
+        cfg = cfg or TruForConfig()
         channels = (64, 128, 320, 512)
         # registration order = IMDL-BenCo's state-dict order
         self.backbone: DualMiT = dual_mit_b2()
@@ -152,8 +153,9 @@ class Trufor(nn.Module):
         mit_b2_both_streams: ours, off by default. Also load ``mit_b2.pth`` into the Noiseprint++
             stream (``extra_*``), as the official TruFor training does; IMDL-BenCo loads the RGB stream only.
         train_confidence_head: ours, off by default. In phase 3 also train the confidence decoder,
-            with the MSE computed on ``sigmoid(confidence)`` as in the official TruFor. IMDL-BenCo
-            keeps the decoder frozen and compares the raw logits, so its confidence loss trains nothing.
+            with the official TruFor confidence loss (``sigmoid(confidence)`` against the TCP target,
+            border pixels left out; see ``_confidence_loss``). IMDL-BenCo keeps the decoder frozen and
+            compares the raw logits, so its confidence loss trains nothing.
     """
 
     def __init__(
@@ -236,6 +238,26 @@ class Trufor(nn.Module):
         dice = 1.0 - (2.0 * (m * p).sum() + _DICE_SMOOTH) / (m.square().sum() + p.square().sum() + _DICE_SMOOTH)
         return ce, dice
 
+    def _confidence_loss(self, conf: torch.Tensor, prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MSE between the confidence map and the "true class probability" (TCP: the predicted
+        probability of the ground-truth class), the target of the confidence decoder.
+
+        IMDL-BenCo: raw confidence logits against ``(1-m)(1-p) + m p`` over all pixels. With
+        ``train_confidence_head`` (official TruFor): ``sigmoid(confidence)`` against the TCP of an
+        eroded (15x15) forged region and of the complement of a dilated (11x11) one, the pixels near
+        the region border (in neither) left out.
+        """
+        if not self.train_confidence_head:
+            tcp = (1 - mask) * (1 - prob) + mask * prob
+            return (conf - tcp).square().mean()
+        forged = F.max_pool2d(1 - mask, 15, stride=1, padding=7).neg().add(1)  # erosion
+        pristine = 1 - F.max_pool2d(mask, 11, stride=1, padding=5)  # complement of the dilation
+        tcp = (prob * forged + (1 - prob) * pristine).detach()
+        valid = (forged > 0) | (pristine > 0)
+        if not bool(valid.any()):  # every pixel within a border band: nothing to learn from
+            return conf.sum() * 0.0
+        return F.mse_loss(torch.sigmoid(conf)[valid], tcp[valid])
+
     # ------------------------------------------------------------------ forward
     def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None,
                 *args, **kwargs) -> Dict[str, object]:
@@ -269,10 +291,7 @@ class Trufor(nn.Module):
             else:
                 if label is None:
                     label = (mask.flatten(1).amax(dim=1) > 0).float()
-                # the "true class probability": the predicted probability of the ground-truth class
-                tcp = (1 - mask) * (1 - pred_mask) + mask * pred_mask
-                confidence = torch.sigmoid(conf) if self.train_confidence_head else conf
-                loss_conf = (confidence - tcp).square().mean()
+                loss_conf = self._confidence_loss(conf, pred_mask, mask)
                 loss_det = F.binary_cross_entropy_with_logits(det_logit, label.float().reshape(-1))
                 loss = loss_conf + _DET_WEIGHT * loss_det
                 visual = {"loss_conf": loss_conf, "loss_det": loss_det, "combined_loss": loss}
