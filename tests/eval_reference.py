@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
-                             jaccard_score, precision_recall_curve, roc_auc_score)
+                             jaccard_score, matthews_corrcoef, precision_recall_curve, recall_score, roc_auc_score)
 
 
 def _valid_pixels(preds, masks, valid):
@@ -32,7 +32,7 @@ def pixel_reference(preds, masks, valid=None, threshold: float = 0.5) -> Dict[st
     fns = {"pixel_f1": f1_score, "pixel_iou": jaccard_score, "pixel_accuracy": accuracy_score}
     per: Dict[str, List[float]] = {}
     pooled_p, pooled_y = [], []
-    fpr, fp_total, n_total = [], 0, 0
+    fpr, fpr_rev, fp_total, fp_rev_total, n_total = [], [], 0, 0, 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for p, y in _valid_pixels(preds, masks, valid):
@@ -42,9 +42,12 @@ def pixel_reference(preds, masks, valid=None, threshold: float = 0.5) -> Dict[st
             if not y.any():
                 if y.size:
                     fpr.append(hit.mean())
+                    fpr_rev.append((~hit).mean())
                     fp_total += int(hit.sum())
+                    fp_rev_total += int((~hit).sum())
                     n_total += y.size
                 continue
+            per.setdefault("pixel_auprc", []).append(average_precision_score(y, p))
             for key, fn in fns.items():
                 o, r = fn(y, hit), fn(y, ~hit)
                 per.setdefault(key, []).append(o)
@@ -68,9 +71,25 @@ def pixel_reference(preds, masks, valid=None, threshold: float = 0.5) -> Dict[st
             out[key + "_double_pooled"] = max(o, r)
         if y.any() and not y.all():
             out["pixel_auc_pooled"] = roc_auc_score(y, p)  # exact; ours is a histogram
+    out["pixel_auprc_pooled"] = average_precision_score(y, p) if y.any() else float("nan")  # exact; ours: histogram
     out["pixel_fpr_authentic"] = _mean(fpr)
     out["pixel_fpr_authentic_pooled"] = fp_total / n_total if n_total else float("nan")
+    out["pixel_fpr_authentic_reverse"] = _mean(fpr_rev)
+    out["pixel_fpr_authentic_reverse_pooled"] = fp_rev_total / n_total if n_total else float("nan")
+    out["pixel_fpr_authentic_double"] = _mean([min(a, b) for a, b in zip(fpr, fpr_rev)])
+    out["pixel_fpr_authentic_double_pooled"] = min(fp_total, fp_rev_total) / n_total if n_total else float("nan")
+    if threshold != 0.5:  # keys carry the threshold
+        out = {(_with_threshold(k, threshold)): v for k, v in out.items()}
     return out
+
+
+def _with_threshold(key: str, threshold: float) -> str:
+    """The evaluator's key at another threshold (``_t<thr>`` before ``_pooled``); threshold-free keys as they are."""
+    if any(key.startswith(k) for k in ("pixel_auc", "pixel_f1_best", "pixel_auprc")):
+        return key
+    pooled = key.endswith("_pooled")
+    base = key[: -len("_pooled")] if pooled else key
+    return f"{base}_t{threshold:g}" + ("_pooled" if pooled else "")
 
 
 def image_reference(labels, scores, threshold: float = 0.5) -> Dict[str, float]:
@@ -80,8 +99,13 @@ def image_reference(labels, scores, threshold: float = 0.5) -> Dict[str, float]:
         warnings.simplefilter("ignore")
         out = {"image_f1": f1_score(y, hit, zero_division=0), "image_accuracy": accuracy_score(y, hit),
                "image_balanced_accuracy": balanced_accuracy_score(y, hit),
-               "image_ap": average_precision_score(y, s)}
+               "image_ap": average_precision_score(y, s),
+               "image_mcc": matthews_corrcoef(y, hit),
+               "image_tpr": recall_score(y, hit, zero_division=np.nan),
+               "image_tnr": recall_score(~y, ~hit, zero_division=np.nan)}
     out["image_auc"] = roc_auc_score(y, s) if 0 < y.sum() < y.size else float("nan")
+    if threshold != 0.5:
+        out = {(k if k in ("image_auc", "image_ap") else f"{k}_t{threshold:g}"): v for k, v in out.items()}
     return out
 
 
@@ -92,7 +116,19 @@ def all_evaluators():
     evs = [cls(mode=m) for cls in (E.PixelF1, E.PixelIOU, E.PixelAccuracy, E.PixelAUC)
            for m in ("origin", "reverse", "double")]
     evs += [E.ImageF1(), E.ImageAUC(), E.ImageAccuracy(), E.ImageAP(), E.ImageBalancedAccuracy(),
-            E.PixelF1Best(), E.PixelFPR()]
+            E.ImageMCC(), E.ImageTPR(), E.ImageTNR(), E.PixelF1Best(), E.PixelAUPRC()]
+    evs += [E.PixelFPR(mode=m) for m in ("origin", "reverse", "double")]
+    return evs
+
+
+def thresholded_evaluators(threshold: float):
+    """The evaluators whose keys depend on the threshold, at ``threshold``."""
+    from IMDLBenCo import evaluation as E
+
+    evs = [cls(threshold=threshold, mode=m) for cls in (E.PixelF1, E.PixelIOU, E.PixelAccuracy, E.PixelFPR)
+           for m in ("origin", "reverse", "double")]
+    evs += [cls(threshold=threshold) for cls in (E.ImageF1, E.ImageAccuracy, E.ImageBalancedAccuracy, E.ImageMCC,
+                                                 E.ImageTPR, E.ImageTNR)]
     return evs
 
 
@@ -122,6 +158,9 @@ def assert_matches(ours: Dict[str, float], ref: Dict[str, float], tol: float = 1
         if key == "pixel_auc_pooled":
             bound = ours["pixel_auc_pooled_error_bound"]
             assert abs(ours[key] - want) <= bound + 1e-12, (key, ours[key], want, bound)
+            continue
+        if key == "pixel_auprc_pooled":  # from the 4096-bin histogram: close, exact only without in-bin ties
+            assert abs(ours[key] - want) <= 5e-3 or (np.isnan(want) and np.isnan(ours[key])), (key, ours[key], want)
             continue
         got = ours[key]
         if np.isnan(want):

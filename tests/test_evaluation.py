@@ -52,6 +52,36 @@ def test_random_scores_match_sklearn(quantise, padded):
         assert abs(ours["pixel_auc_pooled"] - reference(*data)["pixel_auc_pooled"]) < 1e-12
 
 
+@pytest.mark.parametrize("threshold", [0.3, 0.7])
+def test_thresholded_metrics_at_other_thresholds_match_sklearn(threshold):
+    """Every thresholded evaluator (pixel F1/IoU/accuracy/FPR in all modes, image F1, accuracy,
+    balanced accuracy, MCC, TPR, TNR) at another threshold than 0.5, against scikit-learn."""
+    from eval_reference import thresholded_evaluators
+
+    data = random_set(quantise=None, padded=True, seed=5)
+    ours = run_evaluators(thresholded_evaluators(threshold), *data, batch_size=3)
+    ref = {**pixel_reference(*data[:3], threshold=threshold), **image_reference(*data[3:], threshold=threshold)}
+    assert set(ours) <= set(ref), sorted(set(ours) - set(ref))
+    assert_matches(ours, {k: v for k, v in ref.items() if k in ours})
+
+
+def test_new_metrics_edge_cases():
+    """MCC is 0 when undefined; TPR/TNR are NaN without their class; AUPRC counts manipulated
+    images only and equals 1 for a perfect ranking."""
+    one_class = {"pred_label": torch.tensor([0.9, 0.8])}
+    batch = {"label": torch.tensor([1, 1])}
+    for cls, want in ((E.ImageMCC, 0.0), (E.ImageTPR, 1.0), (E.ImageTNR, float("nan"))):
+        ev = cls()
+        ev.update(one_class, batch)
+        got = ev.compute()[ev.name]
+        assert (math.isnan(got) and math.isnan(want)) or got == want, (cls.__name__, got)
+    ap = E.PixelAUPRC()
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, 0, :2] = 1
+    ap.update({"pred_mask": mask * 0.9 + 0.05}, {"mask": mask})  # image 1 is authentic: not in the mean
+    assert ap.compute()["pixel_auprc"] == 1.0
+
+
 def _coverage_set(coverage_dir, n=6, size=96, seed=0):
     """Real COVERAGE masks (nearest-resized, long side ``size``) padded into size×size, plus
     two authentic images; predictions = mask blurred by noise, some saturated, some quantised."""

@@ -2,7 +2,8 @@
 
 IMDL-BenCo's 15 evaluators: ``PixelF1``, ``PixelAUC``, ``PixelIOU``, ``PixelAccuracy`` (each with
 ``mode`` ``origin`` / ``reverse`` / ``double``) and ``ImageF1``, ``ImageAUC``, ``ImageAccuracy``;
-plus ``PixelF1Best``, ``PixelFPR``, ``ImageAP``, ``ImageBalancedAccuracy``. Every evaluator::
+plus ``PixelAUPRC``, ``PixelF1Best``, ``PixelFPR``, ``ImageAP``, ``ImageBalancedAccuracy``,
+``ImageMCC``, ``ImageTPR``, ``ImageTNR``. Every evaluator::
 
     ev.update(outputs, batch)   # model output dict, batch dict
     ev.compute()                # {result key: float}, reduced once over all processes
@@ -18,12 +19,12 @@ between them (the engine does it for a script's list).
 
 from ._prepare import BatchCache, InputError, share_batch_cache
 from .base import Evaluator
-from .image import ImageAP, ImageAUC, ImageAccuracy, ImageBalancedAccuracy, ImageF1
-from .pixel import PixelAUC, PixelAccuracy, PixelF1, PixelF1Best, PixelFPR, PixelIOU
+from .image import ImageAP, ImageAUC, ImageAccuracy, ImageBalancedAccuracy, ImageF1, ImageMCC, ImageTNR, ImageTPR
+from .pixel import PixelAUC, PixelAUPRC, PixelAccuracy, PixelF1, PixelF1Best, PixelFPR, PixelIOU
 from .sampler import EvalSampler
 
 __all__ = [
     "Evaluator", "EvalSampler", "InputError", "BatchCache", "share_batch_cache",
-    "PixelF1", "PixelAUC", "PixelIOU", "PixelAccuracy", "PixelF1Best", "PixelFPR",
-    "ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy",
+    "PixelF1", "PixelAUC", "PixelAUPRC", "PixelIOU", "PixelAccuracy", "PixelF1Best", "PixelFPR",
+    "ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy", "ImageMCC", "ImageTPR", "ImageTNR",
 ]

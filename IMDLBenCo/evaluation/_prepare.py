@@ -196,6 +196,7 @@ class PixelBatch:
         self._sorted: Any = None
         self._auc: Optional[torch.Tensor] = None
         self._f1_best: Optional[torch.Tensor] = None
+        self._ap: Optional[torch.Tensor] = None
         self._hist: Optional[torch.Tensor] = None
 
     def _count_rows(self, x: Any) -> torch.Tensor:
@@ -277,6 +278,13 @@ class PixelBatch:
         if self._auc is None:
             self._auc = self._per_image(_auc_sorted)
         return self._auc
+
+    def average_precision(self) -> torch.Tensor:
+        """(B,) float64 exact per-image average precision over valid pixels (scikit-learn's
+        ``average_precision_score``); NaN without positive pixels."""
+        if self._ap is None:
+            self._ap = self._per_image(_ap_sorted)
+        return self._ap
 
     def f1_best(self) -> torch.Tensor:
         """(B,) float64 per-image F1 at the best threshold; NaN without positive pixels."""
@@ -368,6 +376,14 @@ class _NumpyOps:
         return a / b  # true division of integer arrays: float64
 
     @staticmethod
+    def join(first: Any, x: Any, last: Any) -> Any:
+        """``x`` with an int64 scalar prepended and/or appended (None: nothing)."""
+        np = _np()
+        parts = ([np.array([first], np.int64)] if first is not None else []) + [x.astype(np.int64)] + \
+            ([np.array([last], np.int64)] if last is not None else [])
+        return np.concatenate(parts)
+
+    @staticmethod
     def position_sum(lab: Any) -> int:
         """Sum of the indices i where lab[i] == 1, exactly, without materialising the indices."""
         np = _np()
@@ -411,6 +427,12 @@ class _TorchOps:
         return a.double() / b.double()
 
     @staticmethod
+    def join(first: Any, x: torch.Tensor, last: Any) -> torch.Tensor:
+        parts = ([torch.tensor([first], dtype=torch.int64, device=x.device)] if first is not None else []) + \
+            [x.to(torch.int64)] + ([torch.tensor([last], dtype=torch.int64, device=x.device)] if last is not None else [])
+        return torch.cat(parts)
+
+    @staticmethod
     def position_sum(lab: torch.Tensor) -> int:
         idx = torch.arange(lab.shape[0], device=lab.device, dtype=torch.int64)
         return int((idx * lab.to(torch.int64)).sum())
@@ -441,6 +463,27 @@ def _auc_sorted(ops: Any, s: Any, n_pos: int) -> float:
             last = ops.searchsorted(s, s[bnd], right=True)
             ties = int(((bnd - first) * (last - bnd)).sum())
     return (2 * pairs_le - ties) / (2 * n_pos * n_neg)
+
+
+def _ap_sorted(ops: Any, s: Any, n_pos: int) -> float:
+    """Average precision ``sum_k (R_k - R_{k-1}) P_k`` of one image from its sorted keys ``s``,
+    the thresholds being the distinct scores from the highest down (scikit-learn's definition).
+
+    With ascending keys, a distinct value starting at index j has ``n - j`` pixels at or above
+    it, of which ``TP = P - (positives before j)`` are positive; its own positives are the
+    difference to the next higher value's TP."""
+    n = s.shape[0]
+    if n_pos == 0:
+        return float("nan")
+    vals = s >> 1
+    starts = ops.nonzero(vals[1:] != vals[:-1]) + 1  # every distinct value but the lowest
+    cum = ops.cumsum(s & 1)
+    # positives at or above each distinct value, ascending (the lowest value: all of them)
+    tp = ops.join(n_pos, n_pos - cum[starts - 1], None)
+    above = ops.join(n, n - starts, None)  # pixels at or above each value
+    # each value's own positives: its TP minus the next higher value's (0 above the top)
+    own = tp - ops.join(None, tp[1:], 0)
+    return float((ops.ratio(own * tp, above)).sum()) / n_pos
 
 
 def _f1_best_sorted(ops: Any, s: Any, n_pos: int) -> float:

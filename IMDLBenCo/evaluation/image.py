@@ -16,8 +16,8 @@ import torch
 from ._prepare import get_pred_label
 from .base import Evaluator
 
-__all__ = ["ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy",
-           "binary_auc", "average_precision"]
+__all__ = ["ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccuracy", "ImageMCC", "ImageTPR",
+           "ImageTNR", "binary_auc", "average_precision"]
 
 
 def _groups(scores: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +137,42 @@ class ImageBalancedAccuracy(_ImageMetric):
     def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
         recalls = [a / (a + b) for a, b in ((tp, fn), (tn, fp)) if a + b > 0]
         return sum(recalls) / len(recalls)
+
+
+class ImageMCC(_ImageMetric):
+    """Image-level Matthews correlation coefficient
+    ``(TP*TN - FP*FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN))`` with ``pred_label > threshold``;
+    0 when a factor of the denominator is 0 (scikit-learn's ``matthews_corrcoef``); NaN without images."""
+
+    base_name = "image_mcc"
+    description = "Matthews correlation (TP*TN-FP*FN)/sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) (0 if undefined)"
+
+    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
+        den = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+        return (tp * tn - fp * fn) / den ** 0.5 if den else 0.0
+
+
+class ImageTPR(_ImageMetric):
+    """Image-level true-positive rate (recall, sensitivity) ``TP / (TP + FN)``: the share of
+    manipulated images detected, ``pred_label > threshold``; NaN without manipulated images."""
+
+    base_name = "image_tpr"
+    description = "true-positive rate TP/(TP+FN), manipulated images detected (NaN if none)"
+
+    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
+        return tp / (tp + fn) if tp + fn else float("nan")
+
+
+class ImageTNR(_ImageMetric):
+    """Image-level true-negative rate (specificity) ``TN / (TN + FP)``: the share of authentic
+    images passed as authentic, ``pred_label > threshold`` meaning manipulated; NaN without
+    authentic images."""
+
+    base_name = "image_tnr"
+    description = "true-negative rate TN/(TN+FP), authentic images passed (NaN if none)"
+
+    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
+        return tn / (tn + fp) if tn + fp else float("nan")
 
 
 class ImageAUC(_ImageMetric):

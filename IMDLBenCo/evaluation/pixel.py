@@ -35,7 +35,7 @@ import torch
 from ._prepare import HIST_BINS, prepare_pixels
 from .base import Evaluator, mean_or_nan
 
-__all__ = ["PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC", "PixelF1Best", "PixelFPR"]
+__all__ = ["PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC", "PixelAUPRC", "PixelF1Best", "PixelFPR"]
 
 _MODES = ("origin", "reverse", "double")
 
@@ -225,6 +225,59 @@ class PixelAUC(Evaluator):
         }
 
 
+class PixelAUPRC(Evaluator):
+    """Pixel-level area under the precision-recall curve (average precision).
+
+    Key ``pixel_auprc``: per manipulated image, scikit-learn's ``average_precision_score`` of
+    ``pred_mask`` against the mask over valid pixels, ``sum_k (R_k - R_{k-1}) P_k`` with every
+    distinct score as a threshold, highest first (exact); then the mean over manipulated images.
+    Key ``pixel_auprc_pooled``: the same formula over the pooled valid pixels of all images,
+    computed from the ``HIST_BINS`` = 4096-bin histogram that ``PixelAUC`` keeps (the bin edges are
+    the thresholds, so it approximates the exact pooled value; exact for 8-bit predictions k/255
+    only up to the binning). No threshold; NaN without manipulated pixels.
+    """
+
+    name = "pixel_auprc"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_cat_state("per_image", torch.float64)
+        self.add_sum_state("hist", torch.zeros(2, HIST_BINS, dtype=torch.int64))
+
+    def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
+        pb = prepare_pixels(outputs, batch, "PixelAUPRC", self._batch_cache)
+        ap = pb.average_precision()
+        self.append("per_image", ap[pb.n_pos > 0])
+        self.accumulate("hist", pb.histogram())
+
+    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        return {self.name: mean_or_nan(states["per_image"]),
+                f"{self.name}_pooled": histogram_ap(states["hist"])}
+
+    def definitions(self) -> Dict[str, str]:
+        return {
+            self.name: "pixel average precision (area under the precision-recall curve, scikit-learn's "
+                       "average_precision_score, exact) per manipulated image, mean over manipulated images; "
+                       "no threshold; padding excluded",
+            f"{self.name}_pooled": f"pixel average precision over the pooled pixels of all images (dataset-level), "
+                                   f"from a {HIST_BINS}-bin histogram (bin edges as thresholds); padding excluded",
+        }
+
+
+def histogram_ap(hist: torch.Tensor) -> float:
+    """Average precision from (2, K) negative/positive counts per ascending score bin, the bins
+    taken as the distinct scores (thresholds at the bin edges); NaN without positives."""
+    h = hist.detach().cpu().to(torch.float64)
+    neg, pos = h[0].flip(0), h[1].flip(0)  # highest bin first
+    n_pos = float(pos.sum())
+    if n_pos == 0:
+        return float("nan")
+    tp, fp = torch.cumsum(pos, 0), torch.cumsum(neg, 0)
+    filled = (pos + neg) > 0
+    precision = torch.where(filled, tp / (tp + fp).clamp(min=1), torch.zeros_like(tp))
+    return float((pos * precision).sum() / n_pos)
+
+
 def histogram_auc(hist: torch.Tensor) -> tuple:
     """``(auc, error_bound)`` from (2, K) negative/positive counts per ascending score bin.
 
@@ -282,32 +335,46 @@ class PixelFPR(Evaluator):
     with ``pred_mask > threshold``. Key ``pixel_fpr_authentic``: mean over authentic images;
     ``pixel_fpr_authentic_pooled``: false-positive pixels over all valid pixels of all authentic
     images. NaN when no authentic image (with at least one valid pixel) was seen. Lower is better.
+
+    Modes, as the other pixel metrics: ``reverse`` counts the inverted prediction's false positives
+    (``pred_mask <= threshold``); ``double`` takes per image (and for the pooled value) the *lower*
+    (better) of the two, as ``double`` takes the better of the two everywhere.
     """
 
-    def __init__(self, threshold: float = 0.5) -> None:
+    def __init__(self, threshold: float = 0.5, mode: str = "origin") -> None:
         super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"PixelFPR: mode must be one of {_MODES}, got {mode!r}")
         self.threshold = float(threshold)
-        self.name = _key("pixel_fpr_authentic", "origin", self.threshold)
+        self.mode = mode
+        self.name = _key("pixel_fpr_authentic", mode, self.threshold)
         self.add_cat_state("per_image", torch.float64)
-        self.add_sum_state("counts", torch.zeros(2, dtype=torch.int64))  # [FP, valid pixels]
+        self.add_sum_state("counts", torch.zeros(3, dtype=torch.int64))  # [FP, FP inverted, valid pixels]
+
+    def _moded(self, fp: torch.Tensor, fp_inv: torch.Tensor) -> torch.Tensor:
+        return {"origin": fp, "reverse": fp_inv, "double": torch.minimum(fp, fp_inv)}[self.mode]
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         pb = prepare_pixels(outputs, batch, "PixelFPR", self._batch_cache)
         c = pb.counts(self.threshold)
         auth = (pb.n_pos == 0) & (pb.n_valid > 0)
         fp, nv = c[auth, 1], pb.n_valid[auth]
-        self.append("per_image", fp.double() / nv.double())
-        self.accumulate("counts", torch.stack([fp.sum(), nv.sum()]))
+        fp_inv = nv - fp  # authentic: every valid pixel is a negative (TN of the prediction = FP inverted)
+        self.append("per_image", self._moded(fp.double(), fp_inv.double()) / nv.double())
+        self.accumulate("counts", torch.stack([fp.sum(), fp_inv.sum(), nv.sum()]))
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
-        fp, nv = states["counts"].tolist()
-        return {self.name: mean_or_nan(states["per_image"]),
-                f"{self.name}_pooled": fp / nv if nv else float("nan")}
+        fp, fp_inv, nv = states["counts"].tolist()
+        pooled = float(self._moded(torch.tensor(float(fp)), torch.tensor(float(fp_inv)))) / nv if nv else float("nan")
+        return {self.name: mean_or_nan(states["per_image"]), f"{self.name}_pooled": pooled}
 
     def definitions(self) -> Dict[str, str]:
+        inv = {"origin": f"pred_mask > {self.threshold:g}",
+               "reverse": f"inverted prediction, pred_mask <= {self.threshold:g} (mode=reverse)",
+               "double": f"the lower of pred_mask > {self.threshold:g} and its inversion (mode=double)"}[self.mode]
         return {
-            self.name: f"fraction of pixels predicted manipulated (pred_mask > {self.threshold:g}) per authentic "
-                       f"image, mean over authentic images; padding excluded; lower is better",
-            f"{self.name}_pooled": f"false-positive pixels / pixels over all authentic images pooled "
-                                   f"(pred_mask > {self.threshold:g}); padding excluded; lower is better",
+            self.name: f"fraction of pixels predicted manipulated ({inv}) per authentic image, mean over authentic "
+                       f"images; padding excluded; lower is better",
+            f"{self.name}_pooled": f"false-positive pixels / pixels over all authentic images pooled ({inv}); "
+                                   f"padding excluded; lower is better",
         }
