@@ -351,6 +351,67 @@ def model_kwargs_from_namespace(
     return kwargs
 
 
+def read_config(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
+    """The ``{option: value}`` mapping of a ``--config`` file (YAML or JSON); a file that is
+    missing, unreadable or not a mapping ends with the parser's usage error naming it."""
+    import os
+
+    if not os.path.isfile(path):
+        parser.error(f"--config {path}: no such file")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            text = f.read()
+        if path.lower().endswith(".json"):
+            import json
+
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as err:  # yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError
+        parser.error(f"--config {path}: cannot be read ({type(err).__name__}: {err})")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        parser.error(f"--config {path}: expected a mapping of option names to values, found a {type(data).__name__}")
+    return {str(k).lstrip("-").replace("-", "_"): v for k, v in data.items()}
+
+
+def _apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], path: str) -> None:
+    """Make the config file's values the parser's defaults, so that flags on the command line
+    override them; every key must be an option of the script or of the model."""
+    import difflib
+
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", argparse.SUPPRESS)}
+    defaults: Dict[str, Any] = {}
+    for key, value in config.items():
+        action = actions.get(key)
+        if action is None:
+            close = difflib.get_close_matches(key, list(actions), n=3)
+            hint = f" (did you mean {', '.join('--' + c for c in close)}?)" if close else ""
+            parser.error(f"--config {path}: {key!r} is not an option of this script or of its model{hint}")
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                parser.error(f"--config {path}: {key!r} is an on/off flag; give true or false, not {value!r}")
+            defaults[key] = value
+            continue
+        convert = action.type if callable(action.type) else None
+        try:
+            if isinstance(value, list):
+                value = [convert(v) if convert and isinstance(v, str) else v for v in value]
+            elif convert and isinstance(value, str):
+                value = convert(value)
+            elif convert and value is not None and convert in (int, float) and not isinstance(value, bool):
+                value = convert(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+            parser.error(f"--config {path}: {key!r}: {err}")
+        if action.choices is not None and value not in action.choices:
+            parser.error(f"--config {path}: {key!r} must be one of {list(action.choices)}, got {value!r}")
+        defaults[key] = value
+    parser.set_defaults(**defaults)
+
+
 def parse_args_with_model(
     script_parser: argparse.ArgumentParser,
     argv: Optional[Sequence[str]] = None,
@@ -369,7 +430,9 @@ def parse_args_with_model(
 
     argv = list(sys.argv[1:] if argv is None else argv)
     probe, _ = script_parser.parse_known_args(argv)
-    model_name = getattr(probe, model_option, None)
+    config_path = getattr(probe, "config", None)
+    config = read_config(config_path, script_parser) if config_path else {}
+    model_name = getattr(probe, model_option, None) or config.get(model_option)
 
     full = argparse.ArgumentParser(
         parents=[script_parser],
@@ -388,12 +451,14 @@ def parse_args_with_model(
             params = add_model_options(full, target, script_dests)
         except ModelOptionError as err:
             full.error(str(err))
-    elif not any(a in ("-h", "--help") for a in argv):
+    elif not any(a in ("-h", "--help") for a in argv) and not config:
         _, unknown = full.parse_known_args(argv)
         flags = [a for a in unknown if a.startswith("--")]
         if flags:  # model options without a model: say what is missing, not "unrecognized"
             full.error(f"the option --{model_option} is required: {' '.join(flags[:4])}"
                        f"{' ...' if len(flags) > 4 else ''} can only be read as options of the model it names")
+    if config:
+        _apply_config(full, config, config_path)
     args = full.parse_args(argv)
     model_kwargs: Dict[str, Any] = {}
     if target is not None:

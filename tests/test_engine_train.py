@@ -346,3 +346,25 @@ def test_models_choose_what_their_checkpoints_hold(tmp_path, data):
     load_checkpoint(tmp_path / "out" / "checkpoint-0.pth", fresh)
     assert fresh.absent_seen == ["conv1.weight", "conv1.bias"]
     assert torch.equal(fresh.conv2.weight, ckpt["model"]["conv2.weight"])
+
+
+def test_config_file_with_command_line_override(tmp_path, data):
+    """--config run.yaml sets script and model options; flags on the command line override it;
+    config.json records the resolved values; an unknown key is one message naming it."""
+    from IMDLBenCo.engine import train_main
+
+    train, sets = data
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model: {MODEL}\ndata_path: {train}\nif_resizing: true\nimage_size: 32\nepochs: 2\n"
+                   "lr: 0.01\nbatch_size: 2\naccum_iter: 1\nnum_workers: 0\nwidth: 6\n")
+    out = tmp_path / "out"
+    result = train_main(["--config", str(cfg), "--epochs", "1", "--output_dir", str(out)], train_transform=False)
+    assert result["epoch"] == 0  # the command line's --epochs 1 won over the file's 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["args"]["epochs"] == 1 and config["args"]["lr"] == 0.01 and config["args"]["config"] == str(cfg)
+    assert config["model_kwargs"]["width"] == 6
+    ckpt = torch.load(out / "checkpoint-0.pth", weights_only=True)
+    assert ckpt["model"]["conv1.weight"].shape[0] == 6  # the model option from the file reached the model
+    (tmp_path / "bad.yaml").write_text(f"model: {MODEL}\nlrr: 0.1\n")
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(tmp_path / "bad.yaml"), "--data_path", str(train), "--if_resizing"])

@@ -45,6 +45,9 @@ def _add_input_group(p: argparse.ArgumentParser) -> None:
 
 def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
     g = p.add_argument_group("run")
+    g.add_argument("--config", default=None, metavar="FILE.yaml",
+                   help="read options (the script's and the model's, e.g. 'lr: 1e-4', 'model: IML_ViT') from a "
+                        "YAML or JSON file; flags on the command line override it; config.json records the result")
     g.add_argument("--output_dir", default=output_default, help=f"folder for results (default {output_default})")
     g.add_argument("--log_dir", default=None, help="TensorBoard folder (default: --output_dir)")
     g.add_argument("--device", default="auto",

@@ -123,11 +123,19 @@ class Mesorch(nn.Module):
             facebookresearch key names.
         if_predict_label: accepted for compatibility with IMDL-BenCo's scripts; Mesorch has no
             image-level head (``pred_label`` is None).
+        pos_weight: weight of the manipulated pixels in the BCE loss (``BCEWithLogits(pos_weight=)``,
+            as the maintained IMDL-BenCo fork 0.2.x offers; useful when manipulated regions are small).
+            None (default): IMDL-BenCo 0.1.45's unweighted loss.
     """
 
     def __init__(self, seg_pretrain_path: Optional[str] = None, conv_pretrain: bool = False,
-                 if_predict_label: bool = False, conv_pretrain_path: Optional[str] = None) -> None:
+                 if_predict_label: bool = False, conv_pretrain_path: Optional[str] = None,
+                 pos_weight: Optional[float] = None) -> None:
         super().__init__()
+        if pos_weight is not None and not pos_weight > 0:
+            raise ValueError(f"Mesorch: --pos_weight must be a positive number (the weight of manipulated pixels "
+                             f"in the loss), got {pos_weight!r}")
+        self.pos_weight = None if pos_weight is None else float(pos_weight)
         self.convnext = _convnext_tiny(6)
         self.segformer = mit_b3(in_chans=6, stem_bias=False)
         self.upsample = UpsampleToQuarter()
@@ -188,6 +196,7 @@ class Mesorch(nn.Module):
             zero = logits.new_zeros(())
             out.update(backward_loss=zero, visual_loss={"predict_loss": zero})
             return out
-        loss = F.binary_cross_entropy_with_logits(logits, mask.float())
+        weight = None if self.pos_weight is None else logits.new_tensor([self.pos_weight], dtype=torch.float32)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), mask.float(), pos_weight=weight)
         out.update(backward_loss=loss, visual_loss={"predict_loss": loss.detach()})
         return out

@@ -1,7 +1,7 @@
 """Shared machinery of the backbone models: extractor input head, loss, output dict, weights."""
 
 import logging
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
