@@ -293,28 +293,30 @@ class ObjectFormer(nn.Module):
     def _load_pretrained(self, path: str) -> None:
         from ...modules.pretrained import load_pretrained, read_state_dict
 
-        sd = vit_to_object_former_state_dict(read_state_dict(path), len(self.encoder_decoders))
+        raw = read_state_dict(path)
+        sd = vit_to_object_former_state_dict(raw, len(self.encoder_decoders))
         if not sd:
             raise ValueError(f"{path}: no ViT keys (blocks.N.*, patch_embed.proj.*, pos_embed) found; "
                              f"--init_weight_path expects ViT-B/16 weights (IMDL-BenCo issue #41)")
         pos = sd.pop("pos_embed", None)
         if pos is not None:
-            sd["pos_encoding"] = self._adapt_pos_embed(pos, path)
+            sd["pos_encoding"] = self._adapt_pos_embed(pos, path, class_slot="cls_token" in raw)
         load_pretrained(self, sd)
 
-    def _adapt_pos_embed(self, pos: torch.Tensor, path: str) -> torch.Tensor:
-        """A file's ``pos_embed`` -> our (1, 2L, C): 2L tokens (resampled per branch when the
-        grid differs), or a plain ViT one (class slot + m² tokens: the class slot is dropped and
-        the grid, resampled, serves both branches)."""
+    def _adapt_pos_embed(self, pos: torch.Tensor, path: str, class_slot: bool) -> torch.Tensor:
+        """A file's ``pos_embed`` -> our (1, 2L, C): a plain ViT one (the file has a class token;
+        1 + m² tokens: the class slot is dropped and the grid, resampled, serves both branches),
+        or 2 * m² tokens (issue #41's layout; each branch resampled when the grid differs)."""
         n, target = pos.shape[1], self.grid
-        half = int(round((n / 2) ** 0.5))
-        if n % 2 == 0 and 2 * half * half == n:
-            parts = [_resize_grid(p, (half, half), target) for p in pos.chunk(2, dim=1)]
-            return torch.cat(parts, dim=1)
         side = int(round((n - 1) ** 0.5))
-        if side * side == n - 1:
+        half = int(round((n / 2) ** 0.5))
+        vit_layout = side * side == n - 1
+        if vit_layout and (class_slot or 2 * half * half != n):
             grid = _resize_grid(pos[:, 1:], (side, side), target)
             return torch.cat([grid, grid], dim=1)
+        if 2 * half * half == n:
+            parts = [_resize_grid(p, (half, half), target) for p in pos.chunk(2, dim=1)]
+            return torch.cat(parts, dim=1)
         raise ValueError(f"{path}: pos_embed has {n} tokens; expected 2*m*m (ObjectFormer) or 1+m*m (ViT)")
 
     def _position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:

@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...registry import MODELS
+
+if TYPE_CHECKING:
+    from ...modules.pretrained import LoadReport
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +184,9 @@ class SABlock(nn.Module):
         b, c, h, w = x.shape
         s = self.sparse_size
         if h % s or w % s:
-            raise ValueError(f"SparseViT: a {h}x{w} token map cannot be split into {s}x{s} sparse groups")
+            raise ValueError(f"SparseViT: a {h}x{w} token map cannot be split into {s}x{s} sparse groups; the "
+                             f"input's 1/16 (stage 3) and 1/32 (stage 4) maps must be multiples of the spans "
+                             f"32/s_blocks3 and 16/s_blocks4 (use another input size or larger s_blocks values)")
         tokens = x.flatten(2).transpose(1, 2)
         attended = sparse_ungroup(self.attn(self.norm1(sparse_group(x, s))), b, (h, w), s)
         tokens = tokens + self.drop_path(self.gamma_1 * attended)
@@ -215,9 +220,9 @@ class SparseViTBackbone(nn.Module):
     first is unused by the forward pass, the second is LayerNorm(eps=1e-6)).
     """
 
-    def __init__(self, layers: List[int] = [5, 8, 20, 7], img_size: int = 224, in_chans: int = 3,
-                 s_blocks3: List[int] = [8, 4, 2, 1], s_blocks4: List[int] = [2, 1],
-                 embed_dim: List[int] = [64, 128, 320, 512], head_dim: int = 64, mlp_ratio: float = 4.0,
+    def __init__(self, layers: Sequence[int] = (5, 8, 20, 7), img_size: int = 224, in_chans: int = 3,
+                 s_blocks3: Sequence[int] = (8, 4, 2, 1), s_blocks4: Sequence[int] = (2, 1),
+                 embed_dim: Sequence[int] = (64, 128, 320, 512), head_dim: int = 64, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, qk_scale: Optional[float] = None, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
                  pretrained_path: Optional[str] = None) -> None:
@@ -274,7 +279,7 @@ class SparseViTBackbone(nn.Module):
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / fan_out))
             nn.init.zeros_(conv.bias)
 
-    def load_pretrained(self, path: str):
+    def load_pretrained(self, path: str) -> "LoadReport":
         """UniFormer weights from a local file (``model`` entry; ``backbone.`` prefixes, as in
         detection/segmentation checkpoints, are stripped). Unlike IMDL-BenCo 0.1.45 nothing is
         re-initialised afterwards. Returns the load report."""
@@ -387,9 +392,9 @@ class SparseViT(nn.Module):
             random initialisation and one warning.
     """
 
-    def __init__(self, depth: List[int] = [5, 8, 20, 7], embed_dim: List[int] = [64, 128, 320, 512],
-                 head_dim: int = 64, img_size: int = 512, s_blocks3: List[int] = [8, 4, 2, 1],
-                 s_blocks4: List[int] = [2, 1], mlp_ratio: float = 4, qkv_bias: bool = True,
+    def __init__(self, depth: Sequence[int] = (5, 8, 20, 7), embed_dim: Sequence[int] = (64, 128, 320, 512),
+                 head_dim: int = 64, img_size: int = 512, s_blocks3: Sequence[int] = (8, 4, 2, 1),
+                 s_blocks4: Sequence[int] = (2, 1), mlp_ratio: float = 4, qkv_bias: bool = True,
                  pretrained_path: Optional[str] = None) -> None:
         super().__init__()
         depth, embed_dim = list(depth), list(embed_dim)
