@@ -85,6 +85,10 @@ def make_batch(factory_or_model, size: int, device) -> dict:
         "label": torch.ones(1, dtype=torch.long),
         "shape": torch.tensor([[size, size]]),
         "shape_mask": torch.ones_like(mask),
+        # what Cat_Net's post-function adds (JPEG DCT coefficients and quantisation table);
+        # every other model ignores the extra keys
+        "DCT_coef": torch.randint(-30, 31, (1, size, size), generator=gen).float(),
+        "qtables": torch.ones(1, 8, 8),
     }
     return {k: v.to(device) for k, v in batch.items()}
 

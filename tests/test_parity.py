@@ -30,8 +30,7 @@ pytestmark = pytest.mark.skipif(not PARITY_DIR.is_dir(), reason=f"parity fixture
 
 SHARED = PARITY_DIR.parent.parent
 #: zoo models that later issues bring (a fixture exists for each)
-NOT_YET = {"Cat_Net": 17, "Trufor": 17, "ObjectFormer": 17, "SparseViT": 17,
-           "SPAN": 11, "MantraNet": 11, "MSCDI_Net": 11}
+NOT_YET: dict = {}
 
 
 @pytest.fixture(autouse=True)

@@ -45,14 +45,29 @@ def build_model(name: str, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
     return model
 
 
-def find_post_function(model_name: str) -> Optional[Callable]:
-    """The post-function registered as ``<model name lower-cased>_post_func`` (e.g. CAT-Net's)."""
+def find_post_function(model_name: str, model_kwargs: Optional[Dict[str, Any]] = None) -> Optional[Callable]:
+    """The post-function registered as ``<model name lower-cased>_post_func`` (e.g. CAT-Net's).
+
+    Keyword parameters of the post-function that share a name with one of the model's options are
+    bound to that option's value (``Cat_Net --dct_source benco`` reaches ``cat_net_post_func``), so
+    the model and its data preparation cannot disagree. The result is a ``functools.partial`` of a
+    module-level function and so can be sent to data-loader workers.
+    """
+    import functools
+    import inspect
+
     from ..registry import POSTFUNCS
 
     wanted = f"{model_name.lower()}_post_func"
     for name in POSTFUNCS.list():
         if name.lower() == wanted:
-            return POSTFUNCS.get(name)
+            func = POSTFUNCS.get(name)
+            params = inspect.signature(func).parameters
+            bound = {k: v for k, v in (model_kwargs or {}).items()
+                     if k in params and params[k].kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                           inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                     and k != next(iter(params))}
+            return functools.partial(func, **bound) if bound else func
     return None
 
 

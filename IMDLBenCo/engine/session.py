@@ -45,6 +45,6 @@ def eval_session(script: str, argv: Optional[Sequence[str]], tensorboard: bool =
         model = prepare_model(build_model(args.model, model_kwargs), runtime, train=False)
         writer = RunWriter(runtime, args.output_dir, args.log_dir, tensorboard=tensorboard)
         writer.write_config(script, args, model_kwargs, runtime)
-        yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model), writer,
+        yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model, model_kwargs), writer,
                       DataConfig.from_args(args), CallConfig.from_args(args))
         writer.close()

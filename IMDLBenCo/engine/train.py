@@ -104,7 +104,7 @@ class Trainer:
         self.call = CallConfig.from_args(args)
         seed_everything(args.seed)  # the same initial weights on every rank
         self.model = build_model(args.model, model_kwargs)
-        post_func = find_post_function(args.model)
+        post_func = find_post_function(args.model, model_kwargs)
         self.train_set = build_dataset(args.data_path, self.data, _default_transform(train_transform), post_func)
         self.loader = train_loader(self.train_set, args.batch_size, self.data, runtime)
         if len(self.loader) == 0:

@@ -27,7 +27,7 @@ from .post_function import DCT_SOURCES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Cat_Net", "WeightedCrossEntropy"]
+__all__ = ["Cat_Net", "WeightedCrossEntropy", "convert_authors_checkpoint"]
 
 #: the authors' class weights (authentic, manipulated); a state-dict buffer, so checkpoints carry it
 CLASS_WEIGHTS = (0.5, 2.5)
@@ -50,22 +50,65 @@ class WeightedCrossEntropy(nn.Module):
         return self.criterion(logits, target)
 
 
+#: globals of NumPy scalars and dtypes, which the authors' ``.pth.tar`` files may hold beside the
+#: weights (e.g. ``best_p_mIoU``): data, not code, so they may be unpickled with weights_only
+_NUMPY_SCALAR_NAMES = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype")
+
+
+def _numpy_scalar_globals(names: List[str]) -> Optional[list]:
+    """The objects to allow for ``names`` (as ``get_unsafe_globals_in_checkpoint`` lists them), or
+    None when any of them is not a NumPy scalar/dtype global."""
+    import numpy as np
+
+    if not names or any(n not in _NUMPY_SCALAR_NAMES for n in names):
+        return None
+    core = getattr(np, "_core", None) or np.core  # NumPy 2 / 1
+    scalar = core.multiarray.scalar
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")] if hasattr(np, "dtypes") else []
+    # a file pickled under NumPy 1 names the scalar constructor numpy.core.multiarray.scalar
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtypes]
+
+
 def _read_stream_file(path: str, option: str) -> Dict[str, torch.Tensor]:
-    """A pretrained stream file as a state dict, with a message saying what to do when the
-    safe loader (``weights_only=True``) refuses it."""
+    """A pretrained file as a state dict (``{"state_dict": ...}`` unwrapped), read with
+    ``weights_only=True``; NumPy scalars stored beside the weights are allowed. Any other
+    refusal gets a message saying what to do."""
+    import pickle
+
     from ...modules.pretrained import read_state_dict
 
     try:
         return read_state_dict(path)
+    except pickle.UnpicklingError as err:
+        allowed = _numpy_scalar_globals(list(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
+        if allowed is not None:
+            with torch.serialization.safe_globals(allowed):
+                return read_state_dict(path)
+        failure: Exception = err
     except FileNotFoundError:
         raise
-    except Exception as err:  # noqa: BLE001 - any unpickling error gets the same advice
-        raise ValueError(
-            f"{option} {path!r}: could not be read as a state dict with torch.load(weights_only=True) "
-            f"({type(err).__name__}: {err}). If the file comes from a source you trust, save its weights "
-            f"alone once: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
-            f"torch.save(c.get('state_dict', c), 'weights_only.pth')\" and pass that file"
-        ) from err
+    except Exception as err:  # noqa: BLE001 - any other reading error gets the same advice
+        failure = err
+    raise ValueError(
+        f"{option} {path!r}: could not be read as a state dict with torch.load(weights_only=True) "
+        f"({type(failure).__name__}: {str(failure)[:300]}). If the file comes from a source you trust, save its "
+        f"weights alone once: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+        f"torch.save(c.get('state_dict', c), 'weights_only.pth')\" and pass that file"
+    ) from failure
+
+
+def convert_authors_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """The state dict of ``Cat_Net`` from the authors' trained ``CAT_full_v1.pth.tar`` /
+    ``CAT_full_v2.pth.tar`` (their ``state_dict`` holds the network's keys without the ``model.``
+    prefix and no class weights). Load it with ``model.load_state_dict(sd, strict=True)`` or save
+    ``{"model": sd}`` as a checkpoint for the test scripts. An IMDL-BenCo checkpoint is returned
+    as it is."""
+    sd = _read_stream_file(path, "convert_authors_checkpoint")
+    if any(k.startswith("model.") for k in sd):
+        return sd
+    out = {f"model.{k}": v for k, v in sd.items()}
+    out["loss.criterion.weight"] = torch.tensor(CLASS_WEIGHTS, dtype=torch.float32)
+    return out
 
 
 @MODELS.register_module()
@@ -81,10 +124,11 @@ class Cat_Net(nn.Module):
         pretrained_dct_path: local ``DCT_djpeg.pth.tar`` (the authors' DCT stream pretrained on
             double-JPEG detection); its ``last_layer`` is not loaded. Default:
             ``MODEL.PRETRAINED_DCT`` of a configuration file, if set.
-        dct_source: how the post-function obtains the coefficients: ``file`` (from the original
-            JPEG file, see the README) or ``benco`` (IMDL-BenCo 0.1.45's re-encoding of the
-            normalised image at quality 75, to reproduce its published numbers). The model checks
-            that its batches were prepared the way this option says.
+        dct_source: how the post-function obtains the coefficients: ``benco`` (default, IMDL-BenCo
+            0.1.45's re-encoding of the normalised image at quality 75: what its published numbers
+            and checkpoints were made with) or ``file`` (the correction: the original JPEG file's
+            coefficients, as the CAT-Net authors feed them; see the README). The model checks that
+            its batches were prepared the way this option says.
         rgb_from_normalized: undo the engine's ImageNet normalisation before the model's own
             ``(x - 127.5) / 127.5`` scaling, so the RGB stream sees [-1, 1] as the authors feed
             it. Off by default: IMDL-BenCo applies that scaling to the already normalised image,
@@ -97,7 +141,7 @@ class Cat_Net(nn.Module):
     """
 
     def __init__(self, cfg_file: str = "CAT_full.yaml", pretrained_rgb_path: Optional[str] = None,
-                 pretrained_dct_path: Optional[str] = None, dct_source: Literal["file", "benco"] = "file",
+                 pretrained_dct_path: Optional[str] = None, dct_source: Literal["file", "benco"] = "benco",
                  rgb_from_normalized: bool = False, clamp_pred_mask: bool = True,
                  ignore_padding_in_loss: bool = False) -> None:
         super().__init__()
@@ -160,7 +204,8 @@ class Cat_Net(nn.Module):
         b, _, h, w = image.shape
         if h % 8 or w % 8:
             raise ValueError(f"Cat_Net: the image is {h}x{w}; both sides must be multiples of 8 (the DCT stream "
-                             f"works on 8x8 JPEG blocks). Use an --image_size that is a multiple of 8 (512 recommended)")
+                             f"works on 8x8 JPEG blocks). Use an --image_size that is a multiple of 8 "
+                             f"(512 recommended)")
         if tuple(DCT_coef.shape) != (b, h, w):
             raise ValueError(f"Cat_Net: DCT_coef has shape {tuple(DCT_coef.shape)}; expected ({b}, {h}, {w}), one "
                              f"coefficient per pixel of the image (block layout, as cat_net_post_func makes it)")

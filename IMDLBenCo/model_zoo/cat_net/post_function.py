@@ -9,7 +9,7 @@ in the DataLoader workers, after padding/resizing (docs/ARCHITECTURE.md); it add
 * ``qtables``: float32 (8, 8), the luminance table (natural row-major order);
 * ``DCT_source``: ``"file"`` or ``"benco"``, so the model can check how its batch was prepared.
 
-``dct_source="file"`` (default) follows the CAT-Net authors:
+``dct_source="file"`` (the correction, ``Cat_Net --dct_source file``) follows the CAT-Net authors:
 
 1. the sample's image file is a JPEG and the sample's content is that file's decoded pixels, at
    its size, in the top-left corner (padding without shrinking, or a resize to the file's own
@@ -18,12 +18,16 @@ in the DataLoader workers, after padding/resizing (docs/ARCHITECTURE.md); it add
    is JPEG-encoded again **with the file's own quantisation tables** and that encoding's
    coefficients are used, so the 8x8 grid matches the pixels the model sees and the table stays
    the file's;
-3. the file is not a JPEG (PNG, TIFF, ...; or CMYK): the content is encoded at quality 100
-   without chroma subsampling, as the authors prescribe for non-JPEG training images.
+3. the file is not a JPEG (PNG, TIFF, ...; or CMYK), or there is no file (a synthetic sample):
+   the content is encoded at quality 100 without chroma subsampling, as the authors prescribe for
+   non-JPEG training images.
 
-``dct_source="benco"`` reproduces IMDL-BenCo 0.1.45: the whole S x S image as the pipeline holds
+JPEG or not is decided by the file's bytes, not its name.
+
+``dct_source="benco"`` (default) reproduces IMDL-BenCo 0.1.45: the whole S x S image as the pipeline holds
 it (ImageNet-normalised float, whose cast to uint8 truncates and wraps modulo 256) is saved with
-Pillow's defaults (quality 75, 4:2:0) and read back. Only for reproducing its numbers.
+Pillow's defaults (quality 75, 4:2:0) and read back. It is the default because IMDL-BenCo's published Cat_Net numbers and
+checkpoints were made this way; the JPEG traces the model is meant to read are mostly lost in it.
 
 jpeglib is imported here, lazily: ``pip install jpeglib``.
 """
@@ -62,7 +66,8 @@ def _jpeglib():
     try:
         import jpeglib
     except ImportError as err:  # a dependency of this model only
-        raise ImportError("Cat_Net's post-function reads JPEG DCT coefficients with jpeglib: pip install jpeglib") from err
+        raise ImportError("Cat_Net's post-function reads JPEG DCT coefficients with jpeglib: "
+                          "pip install jpeglib") from err
     return jpeglib
 
 
@@ -98,7 +103,8 @@ def jpeg_header_tables(path: str) -> Optional[Tuple[Tuple[int, int], List[np.nda
             tables = {k: np.asarray(v, dtype=np.int32).reshape(8, 8) for k, v in img.quantization.items()}
             slots = [int(layer[3]) for layer in getattr(img, "layer", [])] or sorted(tables)
     except OSError as err:
-        raise DatasetError(f"{path}: could not read its JPEG header ({err}); check the file (benco data check)") from err
+        raise DatasetError(f"{path}: could not read its JPEG header ({err}); "
+                           f"check the file (benco data check)") from err
     luma = tables[slots[0]]
     chroma = tables[slots[1]] if len(slots) > 1 else luma
     return size, [luma, chroma]
@@ -180,7 +186,7 @@ def _benco_luma(image) -> LumaDCT:
 
 
 @POSTFUNCS.register_module()
-def cat_net_post_func(sample: Dict[str, Any], dct_source: str = "file") -> None:
+def cat_net_post_func(sample: Dict[str, Any], dct_source: str = "benco") -> None:
     """Add ``DCT_coef`` (S, S), ``qtables`` (8, 8) and ``DCT_source`` to ``sample``, in place.
 
     ``sample`` needs ``image`` ((3, S, S), uint8 or normalised float); ``image_path`` and

@@ -21,7 +21,7 @@ of the PyTorch port of ManTra-Net (RonyAbecidan/ManTraNet-pytorch) and of IMDL-B
 from __future__ import annotations
 
 import logging
-from typing import Dict
+from typing import Dict, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMTFE", "symmetric_pad", "to_mantra_range", "imtfe_state_from_file", "load_imtfe_weights"]
+__all__ = ["IMTFE", "symmetric_pad", "to_mantra_range", "select_imtfe_state", "load_imtfe_weights"]
 
 #: channel widths of the twelve 3x3 convolutions after the 16-channel first block
 IMTFE_WIDTHS = (32, 64, 64, 128, 128, 128, 256, 256, 256, 256, 256, 256)
@@ -132,24 +132,22 @@ class IMTFE(nn.Module):
 
 
 #: where a whole-model file keeps the extractor (MantraNetv4.pt, MantraNet checkpoints)
-_IMTFE_PREFIXES = ("IMTFE.",)
+_IMTFE_PREFIXES = ("", "IMTFE.")
 
 
-def imtfe_state_from_file(path: str, imtfe: IMTFE, option: str) -> Dict[str, torch.Tensor]:
-    """The IMTFE tensors of a local weight file, checked against ``imtfe``.
+def select_imtfe_state(state: Mapping[str, torch.Tensor], imtfe: IMTFE, path: str,
+                       option: str) -> Dict[str, torch.Tensor]:
+    """The IMTFE tensors of the state dict ``state`` read from ``path``, checked against ``imtfe``.
 
-    Accepted layouts (each bare or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}``):
-    ``IMTFEv4.pt`` (bare IMTFE keys ``init_conv.weight``, ...) and ``MantraNetv4.pt`` (``IMTFE.*``
-    and ``AnomalyDetector.*``); other keys are ignored. A file that lacks an IMTFE tensor, or holds one of another shape, is an error naming
-    the file, the key and the option.
+    Accepted layouts: ``IMTFEv4.pt`` (bare IMTFE keys ``init_conv.weight``, ...) and
+    ``MantraNetv4.pt`` (``IMTFE.*`` beside ``AnomalyDetector.*``); other keys are ignored. A
+    missing IMTFE tensor, or one of another shape, is an error naming the file, the key and the
+    option.
     """
-    from ...modules.pretrained import read_state_dict
-
-    raw = read_state_dict(path)
     own = imtfe.state_dict()
     found: Dict[str, torch.Tensor] = {}
-    for prefix in ("",) + _IMTFE_PREFIXES:
-        picked = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix) and k[len(prefix):] in own}
+    for prefix in _IMTFE_PREFIXES:
+        picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
         if len(picked) > len(found):
             found = picked
     missing = [k for k in own if k not in found]
@@ -166,9 +164,12 @@ def imtfe_state_from_file(path: str, imtfe: IMTFE, option: str) -> Dict[str, tor
     return found
 
 
-def load_imtfe_weights(imtfe: IMTFE, path: str, option: str) -> None:
-    """Load the feature extractor from ``path`` (see :func:`imtfe_state_from_file`) and log it."""
-    state = imtfe_state_from_file(path, imtfe, option)
-    imtfe.load_state_dict(state, strict=True)
-    logger.info("ManTra-Net feature extractor: loaded %d tensors from %s", len(state), path)
+def load_imtfe_weights(imtfe: IMTFE, path: str, option: str,
+                       state: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+    """Load the feature extractor from the local file ``path`` (or from ``state``, already read
+    from it; see :func:`select_imtfe_state`) and log it. Nothing is downloaded."""
+    from ...modules.pretrained import read_state_dict
 
+    picked = select_imtfe_state(read_state_dict(path) if state is None else state, imtfe, path, option)
+    imtfe.load_state_dict(picked, strict=True)
+    logger.info("ManTra-Net feature extractor: loaded %d tensors from %s", len(picked), path)

@@ -182,21 +182,22 @@ class MantraNet(nn.Module):
             return
         state = read_state_dict(path)
         if not any(k.startswith("AnomalyDetector.") for k in state):
-            load_imtfe_weights(self.IMTFE, path, "--weight_path")
+            load_imtfe_weights(self.IMTFE, path, "--weight_path", state)
             logger.info("MantraNet: %s holds the feature extractor only; the anomaly detector starts random", path)
             return
         own = self.state_dict()
+        problems = []
         missing = [k for k in own if k not in state]
-        wrong = [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in own
-                 if k in state and state[k].shape != own[k].shape]
-        if missing or wrong:
-            hint = (" (a ConvLSTM file needs with_GRU=False, a ConvGRU file with_GRU=True)"
-                    if any("conv_lstm" in k or "conv_gru" in k for k in missing) else "")
-            raise ValueError(
-                f"--weight_path {path}: not a MantraNet weight file for these options{hint}: "
-                + "; ".join(p for p in (f"{len(missing)} key(s) missing (e.g. {', '.join(missing[:3])})" if missing else "",
-                                        f"other shapes: {', '.join(wrong[:3])}" if wrong else "") if p)
-            )
+        if missing:
+            problems.append(f"{len(missing)} key(s) missing (e.g. {', '.join(missing[:3])})")
+            if any(".conv_lstm." in k or ".conv_gru." in k for k in missing):
+                problems.append("a ConvLSTM file needs with_GRU=False, a ConvGRU file with_GRU=True")
+        wrong = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items()
+                 if k in state and state[k].shape != v.shape]
+        if wrong:
+            problems.append(f"other shapes: {', '.join(wrong[:3])}")
+        if problems:
+            raise ValueError(f"--weight_path {path}: not a MantraNet weight file for these options: " + "; ".join(problems))
         unexpected = [k for k in state if k not in own]
         if unexpected:
             logger.info("MantraNet: ignoring %d unexpected key(s) of %s (e.g. %s)", len(unexpected), path,

@@ -61,28 +61,34 @@ class PixelAttention(nn.Module):
         self.ff2 = nn.Conv2d(in_channels, 2 * in_channels, 3, padding=1)
         self.ff3 = nn.Conv2d(2 * in_channels, in_channels, 3, padding=1)
 
-    def _gather(self, padded: torch.Tensor, h: int, w: int, per_neighbour: bool) -> torch.Tensor:
-        """``(B, 9, C, H, W)``: each neighbour's ``H x W`` window of the zero-padded map, taking
-        channel slice ``i`` of ``padded`` for neighbour ``i`` (``per_neighbour``) or all of it."""
+    def _windows(self, t: torch.Tensor, per_neighbour: bool) -> torch.Tensor:
+        """``(B, 9, C, H, W)``: for each neighbour, ``t`` (its channel slice ``i`` when
+        ``per_neighbour``, else all of ``t``) moved so that pixel ``(y, x)`` holds the value at the
+        neighbour's position, 0 outside the image. The same values as the reference's zero-padded
+        map cut at each offset, without building the padded copy (at distance 81 it is far larger
+        than the image)."""
+        b, channels, h, w = t.shape
         kh, kw = self.kernel_range
-        c = padded.shape[1] // (kh * kw) if per_neighbour else padded.shape[1]
-        parts = []
+        c = channels // (kh * kw) if per_neighbour else channels
+        out = t.new_zeros(b, kh * kw, c, h, w)
         for i in range(kh):
             for j in range(kw):
-                first = (i * kw + j) * c if per_neighbour else 0
-                top, left = i * self.shift, j * self.shift
-                parts.append(padded[:, first:first + c, top:top + h, left:left + w])
-        return torch.stack(parts, dim=1)
+                idx = i * kw + j
+                dy, dx = (i - kh // 2) * self.shift, (j - kw // 2) * self.shift
+                y0, y1 = max(0, -dy), min(h, h - dy)
+                x0, x1 = max(0, -dx), min(w, w - dx)
+                if y0 < y1 and x0 < x1:
+                    first = idx * c if per_neighbour else 0
+                    out[:, idx, :, y0:y1, x0:x1] = t[:, first:first + c, y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, d, h, w = x.shape
         kh, kw = self.kernel_range
         n = kh * kw
-        ph, pw = (kh // 2) * self.shift, (kw // 2) * self.shift
-        pad = (pw, pw, ph, ph)
-        keys = self._gather(F.pad(self.k_p(x), pad), h, w, per_neighbour=True)  # (B, n, D, H, W)
-        values = self._gather(F.pad(self.v_p(x), pad), h, w, per_neighbour=True)
-        inside = self._gather(F.pad(x.new_ones(b, 1, h, w), pad), h, w, per_neighbour=False)  # (B, n, 1, H, W)
+        keys = self._windows(self.k_p(x), per_neighbour=True)  # (B, n, D, H, W)
+        values = self._windows(self.v_p(x), per_neighbour=True)
+        inside = self._windows(x.new_ones(b, 1, h, w), per_neighbour=False)  # (B, n, 1, H, W): 1 inside the image
         query = self.q_p(x)
         if self.per_pixel:
             keys, values, inside = (t.permute(0, 3, 4, 1, 2) for t in (keys, values, inside))
@@ -115,7 +121,7 @@ def _accept_state_without_last_layer(module: "SPAN", incompatible) -> None:
     """``load_state_dict`` post-hook: a state dict that lacks *all* of ``last_layer.*`` (IMDL-BenCo
     checkpoints) is complete; one warning says those layers start untrained. A partial
     ``last_layer`` stays an error under ``strict=True``."""
-    names = module.optional_state_keys
+    names = module.optional_checkpoint_keys()
     found: Dict[str, List[str]] = {}
     for key in incompatible.missing_keys:
         for name in names:
@@ -170,10 +176,10 @@ class SPAN(nn.Module):
             self.register_load_state_dict_post_hook(_accept_state_without_last_layer)
         self._load_weights(weight_path)
 
-    @property
-    def optional_state_keys(self) -> Tuple[str, ...]:
+    def optional_checkpoint_keys(self) -> Tuple[str, ...]:
         """State-dict keys a loaded checkpoint may lack (IMDL-BenCo's SPAN checkpoints have no
-        ``last_layer``); they then keep their initial values."""
+        ``last_layer``); they then keep their initial values. The engine's checkpoint loader asks
+        for these; a direct ``load_state_dict`` is handled by the post-hook above."""
         if self.last_layer is None:
             return ()
         return tuple(f"last_layer.{k}" for k in self.last_layer.state_dict())
