@@ -11,9 +11,9 @@ from typing import Any, Dict, Optional, Tuple, TypedDict
 
 __all__ = [
     "CONFIG", "LOG", "TRAIN_STEPS", "METRIC_DEFINITIONS", "SUMMARY_JSON", "SUMMARY_CSV", "ROBUSTNESS",
-    "PREDICTIONS", "PRED_LABELS", "COMPLEXITY", "INPUT_IMAGES", "PRED_DIR", "RESUME_CHECKPOINT",
-    "BEST_CHECKPOINT", "STOP_FILE", "KNOWN_FILES", "checkpoint_name", "checkpoint_epoch", "test_key",
-    "split_test_key", "EpochRecord", "RobustnessResult", "PredictionRecord",
+    "PREDICTIONS", "PRED_LABELS", "COMPLEXITY", "INPUT_IMAGES", "PRED_DIR", "CAM_JSON", "CAM_DIR", "RESUME_CHECKPOINT",
+    "BEST_CHECKPOINT", "STOP_FILE", "SCORES", "OVERLAY_DIR", "PREDICT_CONFIG", "KNOWN_FILES", "checkpoint_name", "checkpoint_epoch", "test_key",
+    "split_test_key", "EpochRecord", "RobustnessResult", "PredictionRecord", "CamRecord",
 ]
 
 CONFIG = "config.json"  # every script: {"script", "args", "model_kwargs", "env", "started", ...}
@@ -28,13 +28,18 @@ PRED_LABELS = "pred_label.json"  # test_save_images: {image name: probability}
 COMPLEXITY = "complexity.json"  # test_complexity: {"model", "input_size", "params", "trainable_params", "flops", "macs"}
 INPUT_IMAGES = "input_images.json"  # test_save_images on a plain image folder: the JsonDataset it made
 PRED_DIR = "pred"  # test_save_images: the predicted masks (PNG at the original size)
+CAM_JSON = "cam.json"  # test_cam / benco cam: {"target_layer", "method", "target", ..., "records": [CamRecord]}
+CAM_DIR = "cam"  # test_cam / benco cam: <stem>.png (grey heat map, original size), <stem>_overlay.jpg
 RESUME_CHECKPOINT = "checkpoint-resume.pth"  # train: the one full state (model, optimizer, ...)
 BEST_CHECKPOINT = "checkpoint-best.pth"  # train: the model of the best tested epoch
 STOP_FILE = "STOP"  # made by the user: training ends after the current epoch
+SCORES = "scores.json"  # benco predict: {image name: {"image", "mask", "overlay", "pred_label", ...}}
+OVERLAY_DIR = "overlay"  # benco predict: each image with its predicted mask drawn over it (JPEG)
+PREDICT_CONFIG = "predict_config.json"  # benco predict: the model and options read from the checkpoint
 
 #: the result files of a run folder (the report reads them)
 KNOWN_FILES = (CONFIG, LOG, TRAIN_STEPS, METRIC_DEFINITIONS, SUMMARY_JSON, ROBUSTNESS, PREDICTIONS, PRED_LABELS,
-               COMPLEXITY)
+               COMPLEXITY, CAM_JSON)
 
 _EPOCH_NAME = re.compile(r"^checkpoint-(\d+)\.pth$")
 _TEST = "test_"
@@ -95,3 +100,14 @@ class PredictionRecord(TypedDict):
     label: Optional[int]
     pred_label: Optional[float]
 
+
+class CamRecord(TypedDict):
+    name: str
+    image_path: Optional[str]
+    mask_path: Optional[str]
+    label: Optional[int]
+    cam_path: str  # cam/<stem>.png, relative to the run folder
+    overlay_path: str  # cam/<stem>_overlay.jpg
+    target_layer: str
+    method: str
+    target: str

@@ -98,8 +98,18 @@ def test_resizing_geometry(small_mani: Path):
     assert m[:16].sum() > 0 and m[17:].sum() == 0
 
 
+def test_keep_size_leaves_each_image_at_its_size(small_mani: Path):
+    """keep_size (--sliding_window): no padding, no resizing, no shape_mask; output_size unused."""
+    ds = ManiDataset(str(small_mani), keep_size=True, output_size=8)
+    for i in range(len(ds)):
+        s = ds[i]
+        h, w = s["original_shape"].tolist()
+        assert s["image"].shape == (3, h, w) and s["mask"].shape == (1, h, w)
+        assert s["shape"].tolist() == [h, w] and "shape_mask" not in s
+
+
 def test_exactly_one_of_padding_or_resizing(small_mani: Path):
-    with pytest.raises(ValueError, match="exactly one of is_padding and is_resizing"):
+    with pytest.raises(ValueError, match="exactly one of is_padding, is_resizing and keep_size"):
         ManiDataset(str(small_mani))
     with pytest.raises(ValueError, match="exactly one"):
         ManiDataset(str(small_mani), is_padding=True, is_resizing=True)

@@ -1,7 +1,9 @@
 """The ``benco`` command.
 
 Each sub-command lives in a module of this package that defines ``add_parser(subparsers)``
-and ``run(args) -> int``. Those modules import only the standard library at top level, so
+and ``run(args) -> int``; a command that passes its arguments on to a script's own parser
+(``benco predict``, ``benco cam``: model options, any order) defines ``run_argv(argv) -> int``
+instead, and ``main`` hands it everything after the command name. Those modules import only the standard library at top level, so
 ``benco --help`` stays fast; heavy packages are imported inside ``run``.
 """
 
@@ -15,7 +17,7 @@ from typing import List, Optional, Sequence
 from ..version import __version__
 
 #: sub-command modules, in the order ``benco --help`` lists them
-COMMAND_MODULES = ["init", "data", "demo", "report", "env"]
+COMMAND_MODULES = ["init", "data", "demo", "predict", "cam", "report", "env"]
 
 
 def _load_commands() -> List[object]:
@@ -43,8 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMAND_MODULES:
+        module = next((m for m in _load_commands() if m.__name__.rsplit(".", 1)[1] == argv[0]), None)
+        if hasattr(module, "run_argv"):
+            return int(module.run_argv(argv[1:]) or 0)
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(argv)
     if args.version:
         print(f"IMDLBenCo codebase version: {__version__}")
         if args.command is None:

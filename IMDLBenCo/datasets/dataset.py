@@ -72,7 +72,10 @@ class AbstractDataset(Dataset):
         path: the dataset (folder or JSON file).
         is_padding: zero-pad to ``output_size`` at the top-left (adds ``shape_mask``).
         is_resizing: resize to ``output_size`` (image OpenCV bilinear, mask OpenCV nearest, as
-            IMDL-BenCo). Exactly one of the two.
+            IMDL-BenCo).
+        keep_size: neither: every sample keeps its own size (``output_size`` is not used), for
+            sliding-window inference (``--sliding_window``); batches then hold one image.
+            Exactly one of the three.
         output_size: S or (H, W).
         common_transforms: albumentations-style callable ``t(image=HWC uint8, mask=HW uint8 0/255)
             -> {"image", "mask"}`` applied before pad/resize; the returned mask is binarised again
@@ -99,13 +102,14 @@ class AbstractDataset(Dataset):
         post_funcs: Union[None, Callable, Sequence[Callable]] = None,
         defer_normalization: bool = False,
         oversize: str = "shrink",
+        keep_size: bool = False,
     ) -> None:
         super().__init__()
-        if bool(is_padding) == bool(is_resizing):
+        if bool(is_padding) + bool(is_resizing) + bool(keep_size) != 1:
             raise ValueError(
-                f"{type(self).__name__}({path!r}): exactly one of is_padding and is_resizing must be True "
-                f"(got is_padding={is_padding}, is_resizing={is_resizing}); on the command line pass "
-                f"either --if_padding or --if_resizing"
+                f"{type(self).__name__}({path!r}): exactly one of is_padding, is_resizing and keep_size must be "
+                f"True (got is_padding={is_padding}, is_resizing={is_resizing}, keep_size={keep_size}); on the "
+                f"command line pass one of --if_padding, --if_resizing or --sliding_window"
             )
         if oversize not in OVERSIZE_CHOICES:
             raise ValueError(f"oversize must be one of {OVERSIZE_CHOICES}, got {oversize!r}")
@@ -117,6 +121,7 @@ class AbstractDataset(Dataset):
         self.root = str(path)
         self.is_padding = bool(is_padding)
         self.is_resizing = bool(is_resizing)
+        self.keep_size = bool(keep_size)
         self.output_size = _output_hw(output_size)
         self.common_transforms = common_transforms
         self.edge_width = None if edge_width is None else int(edge_width)
@@ -184,6 +189,8 @@ class AbstractDataset(Dataset):
         """Content size after resize or pad; an oversize image under padding is shrunk or refused."""
         if self.is_resizing:
             return self.output_size
+        if self.keep_size:
+            return tuple(hw)  # type: ignore[return-value]
         fit = shrink_to_fit(hw, self.output_size)
         if fit != tuple(hw):
             if self.oversize == "error":

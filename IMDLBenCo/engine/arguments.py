@@ -13,6 +13,8 @@ import re
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 SCRIPTS = ("train", "test", "test_robust", "test_save_images", "test_complexity")
+#: scripts that offer --sliding_window (inference on images of any size)
+SLIDING_SCRIPTS = ("test", "test_save_images")
 
 _DESCRIPTIONS = {
     "train": "Train a model, test it every --test_period epochs, write checkpoints and logs.",
@@ -31,9 +33,14 @@ def _add_model_group(p: argparse.ArgumentParser) -> None:
                         "parameter, and to forward() as if_predict_label)")
     g.add_argument("--no_model_eval", action="store_true",
                    help="keep the model in train mode while testing (batch statistics; MVSS-Net does this)")
+    g.add_argument("--label_from_mask", choices=("max", "topk"), default=None,
+                   help="give every image a pred_label read from pred_mask: its highest pixel (max) or the mean "
+                        "of its --label_topk highest pixels (topk), so image-level metrics exist for a "
+                        "localisation-only model (replaces a label the model gives)")
+    g.add_argument("--label_topk", type=int, default=100, help="pixels averaged by --label_from_mask topk (default 100)")
 
 
-def _add_input_group(p: argparse.ArgumentParser) -> None:
+def _add_input_group(p: argparse.ArgumentParser, sliding: bool = False) -> None:
     g = p.add_argument_group("input size")
     g.add_argument("--image_size", type=int, default=512, help="side S of the S×S network input (default 512)")
     g.add_argument("--if_padding", action="store_true", help="zero-pad images to S×S at the top-left")
@@ -41,6 +48,13 @@ def _add_input_group(p: argparse.ArgumentParser) -> None:
     g.add_argument("--edge_mask_width", type=int, default=None,
                    help="also give the model an edge_mask: the band around the mask's boundary, found with "
                         "a cross kernel of this odd size at the image's resolution (IML-ViT and MVSS-Net use 7)")
+    if sliding:
+        g.add_argument("--sliding_window", action="store_true",
+                       help="keep each image at its own size and predict it with overlapping S×S tiles, blended "
+                            "(a smaller image is one zero-padded tile, as --if_padding); instead of "
+                            "--if_padding/--if_resizing")
+        g.add_argument("--window_overlap", type=float, default=0.25,
+                       help="fraction of a tile shared with its neighbour in --sliding_window (default 0.25)")
 
 
 def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
@@ -61,6 +75,9 @@ def _add_runtime_group(p: argparse.ArgumentParser, output_default: str) -> None:
     g.add_argument("--no_pin_mem", dest="pin_mem", action="store_false")
     g.add_argument("--if_not_amp", action="store_true",
                    help="turn automatic mixed precision off (AMP is used on CUDA only)")
+    g.add_argument("--amp_dtype", choices=("float16", "bfloat16"), default="float16",
+                   help="precision of AMP on CUDA: float16 (IMDL-BenCo's; with a gradient scaler) or bfloat16 "
+                        "(Ampere and later; no scaler needed)")
     # accepted for compatibility with IMDL-BenCo launchers; torchrun's environment decides
     ignored = "accepted for IMDL-BenCo launchers and ignored: torchrun's environment decides"
     g.add_argument("--world_size", type=int, default=1, help=ignored)
@@ -108,7 +125,7 @@ def build_script_parser(script: str) -> argparse.ArgumentParser:
         raise ValueError(f"unknown script {script!r}; expected one of {SCRIPTS}")
     p = argparse.ArgumentParser(prog=f"{script}.py", description=_DESCRIPTIONS[script], add_help=False)
     _add_model_group(p)
-    _add_input_group(p)
+    _add_input_group(p, sliding=script in SLIDING_SCRIPTS)
     if script == "train":
         _add_train_group(p)
         _add_runtime_group(p, "./output_dir")
@@ -154,7 +171,11 @@ def parse_script_args(script: str, argv: Optional[Sequence[str]] = None) -> Tupl
     for name in _REQUIRED[script]:
         if not getattr(args, name):
             parser.error(f"the option --{name} is required")
-    if args.if_padding == args.if_resizing:
+    sliding = bool(getattr(args, "sliding_window", False))
+    if int(args.if_padding) + int(args.if_resizing) + int(sliding) != 1:
+        if script in SLIDING_SCRIPTS:
+            parser.error("give exactly one of --if_padding (zero-pad to S×S), --if_resizing (resize to S×S) or "
+                         "--sliding_window (S×S tiles over the image at its own size)")
         parser.error("give exactly one of --if_padding (zero-pad to S×S) or --if_resizing (resize to S×S)")
     if args.log_dir is None:
         args.log_dir = args.output_dir
@@ -192,6 +213,8 @@ _RULES = {
     "warmup_epochs": (lambda v: _finite(v) and v >= 0, "0 or a positive finite number of epochs"),
     "clip_grad": (lambda v: v is None or (_finite(v) and v > 0), "a positive finite gradient norm (leave it out for no clipping)"),
     "edge_mask_width": (lambda v: v is None or (v >= 3 and v % 2 == 1), "an odd number of pixels >= 3 (7 is usual)"),
+    "label_topk": (lambda v: v >= 1, "1 or more pixels"),
+    "window_overlap": (lambda v: _finite(v) and 0 <= v < 1, "at least 0 and below 1 (0.25: a quarter of a tile)"),
 }
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

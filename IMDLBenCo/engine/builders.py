@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import DataConfig
+from .config import CallConfig, DataConfig
 from .runtime import Runtime
 
 logger = logging.getLogger("IMDLBenCo.engine")
@@ -123,8 +123,9 @@ def dataset_kwargs(data: DataConfig, transform: Any = None, post_func: Optional[
                    defer_normalization: bool = True) -> Dict[str, Any]:
     """The dataset constructor keywords of ARCHITECTURE.md for ``data``."""
     return dict(
-        is_padding=data.padding,
-        is_resizing=not data.padding,
+        is_padding=data.padding and not data.keep_size,
+        is_resizing=not data.padding and not data.keep_size,
+        keep_size=data.keep_size,
         output_size=(data.image_size, data.image_size),
         common_transforms=transform,
         edge_width=data.edge_mask_width,
@@ -225,8 +226,15 @@ def start_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
 
 
 def eval_loader(dataset: Dataset, batch_size: int, data: DataConfig, runtime: Runtime) -> DataLoader:
-    """Loader over this rank's exact shard (every sample once over all ranks, nothing dropped)."""
+    """Loader over this rank's exact shard (every sample once over all ranks, nothing dropped).
+
+    Images kept at their own size (``--sliding_window``) cannot be stacked: one per batch."""
     from ..evaluation import EvalSampler
+
+    if data.keep_size and batch_size > 1:
+        logger.info("--sliding_window: images keep their own sizes, so each test batch holds one image "
+                    "(--test_batch_size %d is not used)", batch_size)
+        batch_size = 1
 
     sampler = EvalSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank)
     return DataLoader(
@@ -245,9 +253,9 @@ def batch_to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, An
     return normalize_batch(moved)
 
 
-def autocast(runtime: Runtime, enabled: bool):
-    """Mixed precision on CUDA when enabled; a no-op context elsewhere."""
-    return torch.autocast(device_type=runtime.device.type, dtype=torch.float16,
+def autocast(runtime: Runtime, enabled: bool, dtype: str = "float16"):
+    """Mixed precision (``dtype``: float16 or bfloat16) on CUDA when enabled; a no-op context elsewhere."""
+    return torch.autocast(device_type=runtime.device.type, dtype=getattr(torch, dtype),
                           enabled=bool(enabled and runtime.is_cuda))
 
 
@@ -259,6 +267,30 @@ def forward(model: torch.nn.Module, batch: Dict[str, Any], predict_label: bool =
     """
     flag = bool(predict_label)
     return model(**batch, if_predict_label=flag, if_predcit_label=flag)
+
+
+def run_model(model: torch.nn.Module, batch: Dict[str, Any], call: CallConfig) -> Dict[str, Any]:
+    """The model's outputs for an evaluation batch under ``call``: one call, or sliding-window
+    tiles blended (``call.window``); with ``call.label_from_mask`` the label of a slid image is
+    read from its blended mask."""
+    if call.window is None:
+        return forward(model, batch, call.predict_label)
+    from ..modules.label_from_mask import label_from_mask
+    from .sliding import black_pixel, sliding_window_forward
+
+    out = sliding_window_forward(lambda tile: forward(model, tile, call.predict_label), batch, call.window,
+                                 call.window_overlap, black_pixel(batch["image"].device))
+    if call.label_from_mask is not None and out.get("pred_mask") is not None:
+        out["pred_label"] = label_from_mask(out["pred_mask"], call.label_from_mask, call.label_topk)
+    return out
+
+
+def attach_call_hooks(model: torch.nn.Module, call: CallConfig) -> torch.nn.Module:
+    """What ``call`` adds to the model itself (``--label_from_mask``: a forward hook); returns it."""
+    from ..modules.label_from_mask import attach_label_from_mask
+
+    attach_label_from_mask(model, call.label_from_mask, call.label_topk)
+    return model
 
 
 def log_run_header(runtime: Runtime, script: str, model: str, model_kwargs: Dict[str, Any]) -> None:

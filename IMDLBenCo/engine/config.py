@@ -24,6 +24,7 @@ class DataConfig:
     Attributes:
         image_size: side S of the S×S network input.
         padding: zero-pad to S×S (else resize to S×S).
+        keep_size: neither: each image keeps its size (``--sliding_window``; one image per batch).
         edge_mask_width: size of the edge band's cross kernel (None: no ``edge_mask``).
         num_workers: DataLoader worker processes per rank.
         pin_memory: pin loader memory (effective on CUDA only).
@@ -33,6 +34,7 @@ class DataConfig:
 
     image_size: int = 512
     padding: bool = False
+    keep_size: bool = False
     edge_mask_width: Optional[int] = None
     num_workers: int = 0
     pin_memory: bool = True
@@ -41,7 +43,8 @@ class DataConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DataConfig":
-        return cls(image_size=args.image_size, padding=bool(args.if_padding), edge_mask_width=args.edge_mask_width,
+        return cls(image_size=args.image_size, padding=bool(args.if_padding),
+                   keep_size=bool(getattr(args, "sliding_window", False)), edge_mask_width=args.edge_mask_width,
                    num_workers=args.num_workers, pin_memory=bool(args.pin_mem), seed=args.seed,
                    check_files=not args.skip_data_check)
 
@@ -53,14 +56,30 @@ class CallConfig:
     Attributes:
         predict_label: passed to ``forward`` as ``if_predict_label`` (``--if_predict_label``).
         use_amp: mixed precision on CUDA (``--if_not_amp`` turns it off).
+        amp_dtype: ``float16`` (with a gradient scaler in training) or ``bfloat16`` (``--amp_dtype``).
         keep_train_mode: evaluate in train mode (``--no_model_eval``, MVSS-Net's setting).
+        label_from_mask: ``max``/``topk``: ``pred_label`` read from ``pred_mask``
+            (``--label_from_mask``, :mod:`IMDLBenCo.modules.label_from_mask`); None: the model's own.
+        label_topk: pixels averaged by ``topk`` (``--label_topk``).
+        window: tile side of sliding-window inference (``--sliding_window`` at ``--image_size``);
+            None: the model sees the dataset's padded/resized images.
+        window_overlap: fraction of a tile shared with its neighbour (``--window_overlap``).
     """
 
     predict_label: bool = False
     use_amp: bool = True
+    amp_dtype: str = "float16"
     keep_train_mode: bool = False
+    label_from_mask: Optional[str] = None
+    label_topk: int = 100
+    window: Optional[int] = None
+    window_overlap: float = 0.25
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "CallConfig":
         return cls(predict_label=bool(args.if_predict_label), use_amp=not args.if_not_amp,
-                   keep_train_mode=bool(args.no_model_eval))
+                   amp_dtype=args.amp_dtype,
+                   keep_train_mode=bool(args.no_model_eval), label_from_mask=args.label_from_mask,
+                   label_topk=args.label_topk,
+                   window=args.image_size if getattr(args, "sliding_window", False) else None,
+                   window_overlap=float(getattr(args, "window_overlap", 0.25)))

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..runfolder import test_key
-from .builders import autocast, batch_to_device, batch_where, evaluation_mode, forward
+from .builders import autocast, batch_to_device, batch_where, evaluation_mode, run_model
 from .config import CallConfig
 from .outputs import check_model_output
 from .runtime import Runtime
@@ -102,8 +102,8 @@ def evaluate(
     with evaluation_mode(model, keep_train_mode=call.keep_train_mode) as net:
         for i, batch in enumerate(progress(loader, runtime, desc)):
             batch = batch_to_device(batch, runtime.device)
-            with autocast(runtime, call.use_amp):
-                out = forward(net, batch, call.predict_label)
+            with autocast(runtime, call.use_amp, call.amp_dtype):
+                out = run_model(net, batch, call)
             out = _float_outputs(out)
             # every batch: a model may give logits or NaN only on some images
             check_model_output(out, batch, training=False, where=batch_where(i, batch))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import runfolder
-from .builders import (autocast, batch_to_device, batch_where, build_dataset, eval_loader, evaluation_mode, forward,
+from .builders import (autocast, batch_to_device, batch_where, build_dataset, eval_loader, evaluation_mode, run_model,
                        names_of)
 from .checkpoint import load_checkpoint
 from .evaluate import progress
@@ -70,16 +70,19 @@ def to_uint8(pred: torch.Tensor) -> "Any":
     return pred.clamp(0, 1).mul(255).add_(0.5).floor_().to(torch.uint8).squeeze(0).cpu().numpy()
 
 
-def save_images_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Run ``test_save_images.py``; returns ``{"predictions": [...], "pred_label": {...}}``."""
+def save_images_main(argv: Optional[Sequence[str]] = None, without_ground_truth: bool = False) -> Dict[str, Any]:
+    """Run ``test_save_images.py``; returns ``{"predictions": [...], "pred_label": {...}, "args": ...}``.
+
+    ``without_ground_truth``: the data's masks are placeholders (``benco predict``'s listing):
+    records carry no label or mask path."""
     from PIL import Image
 
     with eval_session("test_save_images", argv, tensorboard=False) as s:
         args, runtime = s.args, s.runtime
         out_dir = Path(args.output_dir)
         data_path = args.test_data_path
-        no_ground_truth = _is_plain_image_folder(data_path)
-        if no_ground_truth:
+        no_ground_truth = without_ground_truth or _is_plain_image_folder(data_path)
+        if no_ground_truth and not without_ground_truth:
             listing = out_dir / runfolder.INPUT_IMAGES
             if runtime.is_main:
                 image_folder_as_json(data_path, listing)
@@ -94,8 +97,8 @@ def save_images_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         with torch.no_grad(), evaluation_mode(s.model, keep_train_mode=s.call.keep_train_mode) as net:
             for i, batch in enumerate(progress(loader, runtime, "save images")):
                 batch = batch_to_device(batch, runtime.device)
-                with autocast(runtime, s.call.use_amp):
-                    out = forward(net, batch, s.call.predict_label)
+                with autocast(runtime, s.call.use_amp, s.call.amp_dtype):
+                    out = run_model(net, batch, s.call)
                 check_model_output(out, batch, training=False, where=batch_where(i, batch))
                 records += _save_batch(batch, out, pred_paths, out_dir, no_ground_truth, Image)
         gathered = [r for part in runtime.all_gather_object(records) for r in part]
@@ -106,7 +109,7 @@ def save_images_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             write_json(out_dir / runfolder.PRED_LABELS, labels)
             logger.info("saved %d predicted masks under %s, labels of %d images in pred_label.json",
                         sum(r["pred_path"] is not None for r in gathered), out_dir / "pred", len(labels))
-        return {"predictions": gathered, "pred_label": labels}
+        return {"predictions": gathered, "pred_label": labels, "args": args}
 
 
 def _save_batch(batch: Dict[str, Any], out: Dict[str, Any], pred_paths: Dict[str, str], out_dir: Path,

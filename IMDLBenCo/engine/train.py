@@ -46,8 +46,8 @@ import torch
 from .. import runfolder
 from ..errors import NonFiniteLossError, UsageError
 from .arguments import parse_script_args
-from .builders import (autocast, batch_to_device, build_dataset, build_model, eval_loader, find_post_function,
-                       forward, log_run_header, prepare_model, start_epoch, test_set_paths, train_loader)
+from .builders import (attach_call_hooks, autocast, batch_to_device, build_dataset, build_model, eval_loader,
+                       find_post_function, forward, log_run_header, prepare_model, start_epoch, test_set_paths, train_loader)
 from .checkpoint import (checkpoint_epoch, latest_checkpoint, load_checkpoint, model_checkpoint_state, plain,
                          read_checkpoint, save_checkpoint, unwrap_model)
 from .config import CallConfig, DataConfig
@@ -103,7 +103,7 @@ class Trainer:
         self.data = DataConfig.from_args(args)
         self.call = CallConfig.from_args(args)
         seed_everything(args.seed)  # the same initial weights on every rank
-        self.model = build_model(args.model, model_kwargs)
+        self.model = attach_call_hooks(build_model(args.model, model_kwargs), self.call)
         post_func = find_post_function(args.model, model_kwargs)
         self.train_set = build_dataset(args.data_path, self.data, _default_transform(train_transform), post_func)
         self.loader = train_loader(self.train_set, args.batch_size, self.data, runtime)
@@ -129,7 +129,9 @@ class Trainer:
                                            lr=self.lr, betas=(0.9, 0.999))
         self.scheduler = WarmupCosineSchedule(self.optimizer, self.lr, args.min_lr, args.warmup_epochs, args.epochs)
         self.use_amp = runtime.is_cuda and self.call.use_amp
-        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=self.use_amp)
+        # float16 needs loss scaling against underflow; bfloat16 has float32's range
+        self.scaler = torch.amp.GradScaler(runtime.device.type,
+                                           enabled=self.use_amp and self.call.amp_dtype == "float16")
         self.writer = RunWriter(runtime, args.output_dir, args.log_dir)
         self.best: Dict[str, Any] = {"metric": args.best_metric, "mode": args.best_metric_mode,
                                      "value": None, "epoch": None}
@@ -268,7 +270,7 @@ class Trainer:
                     f"over the test sets of {metric}, checked on every test epoch")
             logger.info(rule)
         self.writer.write_config("train", args, self.model_kwargs, runtime,
-                                 {"lr": self.lr, "amp": self.use_amp, "test_sets": list(self.test_loaders),
+                                 {"lr": self.lr, "amp": self.call.amp_dtype if self.use_amp else False, "test_sets": list(self.test_loaders),
                                   "best_checkpoint_rule": rule, "start_epoch": self.start_epoch})
         self.writer.write_json(runfolder.METRIC_DEFINITIONS, definitions)
         for name in (runfolder.LOG, runfolder.TRAIN_STEPS):  # a resumed run repeats the epochs after its checkpoint
@@ -276,7 +278,7 @@ class Trainer:
         if self.resumed_here:
             self._after_resume()
         logger.info("%d training samples, %d steps per epoch, lr %.3g, AMP %s", len(self.train_set),
-                    len(self.loader), self.lr, "on" if self.use_amp else "off")
+                    len(self.loader), self.lr, self.call.amp_dtype if self.use_amp else "off")
         started = time.time()
         record: Dict[str, Any] = {}
         for epoch in range(self.start_epoch, args.epochs):
@@ -364,7 +366,7 @@ class Trainer:
             batch = batch_to_device(batch, runtime.device)
             no_sync = runtime.distributed and not update and hasattr(model, "no_sync")
             with model.no_sync() if no_sync else contextlib.nullcontext():
-                with autocast(runtime, self.use_amp):
+                with autocast(runtime, self.use_amp, self.call.amp_dtype):
                     out = forward(model, batch, self.call.predict_label)
                 if step == 0:
                     check_model_output(out, batch, training=True)

@@ -1,0 +1,262 @@
+"""``benco predict``: masks and scores for image files or folders, no dataset and no ground truth.
+
+    benco predict photos/ extra.jpg --checkpoint_path output_dir/checkpoint-best.pth
+
+writes, under ``--output_dir`` (default ``./predictions``):
+
+* ``pred/<name>.png``: the predicted mask, 8-bit grey (``round(p × 255)``), at the image's size;
+* ``overlay/<name>.jpg``: the image with the mask drawn over it in red (opacity ∝ probability);
+* ``scores.json``: per image its ``pred_label`` (the model's, or read from the mask with
+  ``--label_from_mask``), the highest pixel probability, the fraction of pixels at or above 0.5,
+  its size and the paths above;
+* ``predictions.json``, ``pred_label.json``, ``config.json``: as ``test_save_images.py`` writes.
+
+The model: ``--model NAME`` plus its options, as for the scripts; when they are left out they
+come from the training run the checkpoint belongs to (its ``args`` and ``model_kwargs``), with the
+command line winning. A model defined in the user's own file is registered with ``--import
+mymodel`` (a module importable from the working directory). Images larger than ``--image_size``:
+``--sliding_window`` (the default here: overlapping tiles, blended), ``--if_resizing`` or
+``--if_padding`` (shrinks an image too large to pad, aspect kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .. import runfolder
+
+logger = logging.getLogger("IMDLBenCo.engine")
+
+#: what ``benco predict`` adds to test_save_images.py's options
+PREDICT_HELP = """\
+usage: benco predict INPUT [INPUT ...] --checkpoint_path FILE.pth [--model NAME] [--import MODULE]
+                     [--output_dir DIR] [--image_size S] [--sliding_window | --if_resizing | --if_padding]
+                     [--window_overlap F] [--label_from_mask max|topk] [model options] [script options]
+
+Predict masks and scores for image files and folders (searched recursively).
+
+  INPUT                  image files or folders
+  --checkpoint_path      the trained weights (.pth); a checkpoint written by train.py also gives the
+                         model, its options and --image_size
+  --import MODULE        import MODULE first (e.g. mymodel: registers your own model)
+  --output_dir DIR       default ./predictions
+
+Every option of test_save_images.py (below) is accepted.
+"""
+
+
+def _parse(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
+    p = argparse.ArgumentParser(prog="benco predict", add_help=False)
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    own, rest = p.parse_known_args(list(argv))
+    inputs: List[str] = []
+    passthrough: List[str] = []
+    i = 0
+    while i < len(rest):  # positional inputs come before or between the options
+        token = rest[i]
+        if token.startswith("-"):
+            passthrough.append(token)
+            if "=" not in token and i + 1 < len(rest) and not rest[i + 1].startswith("-") and _takes_value(token):
+                passthrough.append(rest[i + 1])
+                i += 1
+        else:
+            inputs.append(token)
+        i += 1
+    own.inputs = inputs
+    return own, passthrough
+
+
+#: flags of the scripts (and models) that take no value; every other option takes one
+_FLAGS_WITHOUT_VALUE = {"--if_padding", "--if_resizing", "--sliding_window", "--if_predict_label", "--no_model_eval",
+                        "--skip_data_check", "--pin_mem", "--no_pin_mem", "--if_not_amp", "--dist_on_itp"}
+
+
+def _takes_value(option: str) -> bool:
+    """Whether ``option`` reads the next token. Model booleans are written ``--opt true|false``
+    (IMDLBenCo.options), so only the scripts' own switches stand alone."""
+    return option not in _FLAGS_WITHOUT_VALUE
+
+
+def list_inputs(inputs: Sequence[str]) -> List[str]:
+    """Absolute paths of the images named by ``inputs`` (files, or folders searched recursively),
+    in the order given, each once."""
+    from ..datasets.io import is_image_file
+    from ..errors import UsageError
+
+    if not inputs:
+        raise UsageError("give at least one image file or folder (benco predict photos/ "
+                         "--checkpoint_path model.pth)")
+    found: List[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(str(Path(root) / name) for root, _, files in os.walk(path) for name in files
+                            if is_image_file(name))
+            if not images:
+                raise UsageError(f"{item}: no image files in this folder (or below)")
+            found += images
+        elif path.is_file():
+            if not is_image_file(path.name):
+                raise UsageError(f"{item}: not an image file (by its extension); give images or "
+                                 "folders of images")
+            found.append(str(path))
+        else:
+            raise UsageError(f"{item}: no such file or folder")
+    seen, unique = set(), []
+    for p in (os.path.abspath(f) for f in found):
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def _given(options: Sequence[str], *names: str) -> bool:
+    return any(o == n or o.startswith(n + "=") for o in options for n in names)
+
+
+def config_from_checkpoint(path: str, options: Sequence[str]) -> Dict[str, Any]:
+    """The model, its options and ``image_size`` recorded in a train.py checkpoint (empty for a
+    bare state dict). An option naming a file that is not here (a pretrained start used in
+    training) is left out: the checkpoint holds the trained weights."""
+    from .checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path, mmap=True)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("args"), dict):
+        return {}
+    args, kwargs = ckpt["args"], ckpt.get("model_kwargs") or {}
+    if _given(options, "--model") and args.get("model") not in (None, *_values(options, "--model")):
+        return {}  # another model: its options would not fit
+    config: Dict[str, Any] = {}
+    for key in ("model", "image_size", "if_predict_label"):
+        if args.get(key) is not None:
+            config[key] = args[key]
+    for key, value in kwargs.items():
+        if isinstance(value, str) and _looks_like_file(value) and not os.path.exists(value):
+            logger.info("benco predict: model option %s=%s from the checkpoint's run left out (no such file here)",
+                        key, value)
+            continue
+        config[key] = value
+    return config
+
+
+def _values(options: Sequence[str], name: str) -> List[str]:
+    out = []
+    for i, o in enumerate(options):
+        if o == name and i + 1 < len(options):
+            out.append(options[i + 1])
+        elif o.startswith(name + "="):
+            out.append(o.split("=", 1)[1])
+    return out
+
+
+def _looks_like_file(value: str) -> bool:
+    return os.sep in value or value.endswith((".pth", ".pt", ".tar", ".bin", ".safetensors", ".yaml", ".json"))
+
+
+def predict_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Run ``benco predict``; returns ``{"scores": {...}, "output_dir": ...}``."""
+    from ..errors import UsageError
+    from .save_images import save_images_main
+
+    own, options = _parse(sys.argv[1:] if argv is None else argv)
+    if own.help:
+        print(PREDICT_HELP)
+        save_images_main(["--help"])  # the script's options (exits)
+    for module in own.imports:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise UsageError(f"--import {module}: cannot import it ({err}); run from the folder that "
+                             f"holds {module}.py") from err
+    images = list_inputs(own.inputs)
+    if not _given(options, "--checkpoint_path"):
+        raise UsageError("give the trained weights with --checkpoint_path FILE.pth")
+    checkpoint = _values(options, "--checkpoint_path")[-1]
+    output_dir = Path((_values(options, "--output_dir") or ["./predictions"])[-1])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    extra = ["--output_dir", str(output_dir)]
+    listing = output_dir / runfolder.INPUT_IMAGES
+    config = {} if _given(options, "--config") else config_from_checkpoint(checkpoint, options)
+    if rank0:
+        from ..datasets.io import NEGATIVE
+        from .writers import write_json
+
+        write_json(listing, [[p, NEGATIVE] for p in images])
+        if config:
+            write_json(output_dir / runfolder.PREDICT_CONFIG, config)
+    if config:
+        extra += ["--config", str(output_dir / runfolder.PREDICT_CONFIG)]
+    if not _given(options, "--if_padding", "--if_resizing", "--sliding_window"):
+        extra.append("--sliding_window")
+    result = save_images_main([*options, *extra, "--test_data_path", str(listing), "--skip_data_check"],
+                              without_ground_truth=True)
+    scores = _finish(result, output_dir) if rank0 else {}
+    return {"scores": scores, "output_dir": str(output_dir)}
+
+
+def _finish(result: Dict[str, Any], output_dir: Path) -> Dict[str, Dict[str, Any]]:
+    """Overlays and ``scores.json`` from the saved masks (rank 0)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..datasets.io import load_rgb
+    from .fileio import atomic_write
+    from .writers import write_json
+
+    args = result["args"]
+    source = args.label_from_mask or ("model" if args.if_predict_label else None)
+    scores: Dict[str, Dict[str, Any]] = {}
+    for rec in result["predictions"]:
+        entry: Dict[str, Any] = {"image": rec["image_path"], "mask": rec["pred_path"], "overlay": None,
+                                 "pred_label": rec["pred_label"],
+                                 "label_source": source if rec["pred_label"] is not None else None}
+        if rec["pred_path"] is not None:
+            mask = np.asarray(Image.open(output_dir / rec["pred_path"]))
+            image = np.asarray(load_rgb(rec["image_path"]))
+            entry["height"], entry["width"] = int(mask.shape[0]), int(mask.shape[1])
+            entry["max_probability"] = round(float(mask.max()) / 255.0, 4)
+            entry["fraction_at_least_0.5"] = round(float((mask >= 128).mean()), 6)
+            rel = f"{runfolder.OVERLAY_DIR}/{Path(rec['pred_path']).relative_to(runfolder.PRED_DIR).with_suffix('.jpg')}"
+            picture = overlay(image, mask)
+            target = output_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, lambda tmp, px=picture: Image.fromarray(px).save(tmp, format="JPEG", quality=90),
+                         needed=picture.size)
+            entry["overlay"] = rel
+        scores[rec["name"]] = entry
+    write_json(output_dir / runfolder.SCORES, scores)
+    _summary(scores, output_dir)
+    return scores
+
+
+def overlay(image: "Any", mask: "Any", colour: Tuple[int, int, int] = (255, 0, 0), opacity: float = 0.6) -> "Any":
+    """``image`` (H,W,3 uint8) with ``mask`` (H,W uint8 probability × 255) drawn in ``colour``,
+    opacity proportional to the probability (at most ``opacity``)."""
+    import numpy as np
+
+    alpha = (mask.astype(np.float32) / 255.0 * opacity)[..., None]
+    tint = np.asarray(colour, np.float32)[None, None, :]
+    return (image.astype(np.float32) * (1 - alpha) + tint * alpha + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def _summary(scores: Dict[str, Dict[str, Any]], output_dir: Path) -> None:
+    shown = list(scores.items())
+    lines = [f"{len(scores)} image(s) -> {output_dir} (pred/, {runfolder.OVERLAY_DIR}/, {runfolder.SCORES})"]
+    for name, e in shown[:20]:
+        label = "-" if e["pred_label"] is None else f"{e['pred_label']:.3f}"
+        peak = "-" if e.get("max_probability") is None else f"{e['max_probability']:.3f}"
+        frac = "-" if e.get("fraction_at_least_0.5") is None else f"{100 * e['fraction_at_least_0.5']:.2f}%"
+        lines.append(f"  {name}: pred_label {label}, max pixel {peak}, pixels >= 0.5: {frac}")
+    if len(shown) > 20:
+        lines.append(f"  ... ({len(shown) - 20} more in {runfolder.SCORES})")
+    print("\n".join(lines))
