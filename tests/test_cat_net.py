@@ -121,7 +121,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
 
 
-#: the authors' way (the correction); the default is IMDL-BenCo's re-encoding
+#: the authors' way (the default), spelled out
 FILE_POST = functools.partial(cat_net_post_func, dct_source="file")
 
 
@@ -216,8 +216,8 @@ def test_input_errors_name_what_is_wrong(small_model):
     with pytest.raises(ValueError, match="DCT_coef has shape"):
         small_model(**dict(batch, DCT_coef=batch["DCT_coef"][:, :16]))
     with pytest.raises(ValueError, match="dct_source"):
-        small_model(**batch, DCT_source=["file", "file"])  # the model's default is benco
-    small_model(**batch, DCT_source=["benco", "benco"])  # as the post-function records it
+        small_model(**batch, DCT_source=["benco", "benco"])
+    small_model(**batch, DCT_source=["file", "file"])  # as the post-function records it
 
 
 def test_rgb_scaling_and_rgb_from_normalized(small_cfg):
@@ -459,9 +459,9 @@ def test_post_function_in_a_dataloader_worker(misc):
 
 # ------------------------------------------------------------------------------ engine
 def test_one_epoch_through_the_engine(tmp_path, small_cfg):
-    """Train on generated PNGs (quality-100 path), test on JPEG copies (the files' own coefficients);
-    the engine finds the post-function by the model name and hands it ``--dct_source file`` (else
-    the model would refuse batches prepared the default way)."""
+    """One epoch with ``--dct_source benco`` on generated PNGs, tested on JPEG copies: the engine
+    finds the post-function by the model name and hands it the model's ``dct_source`` (else the
+    model would refuse batches prepared the default way, ``file``)."""
     from IMDLBenCo import engine
     from IMDLBenCo.datasets import synth
 
@@ -472,7 +472,7 @@ def test_one_epoch_through_the_engine(tmp_path, small_cfg):
     for png in (test_src / "Tp").iterdir():
         Image.open(png).convert("RGB").save(test_jpeg / "Tp" / (png.stem + ".jpg"), quality=90)
     res = engine.train_main([
-        "--model", "Cat_Net", "--cfg_file", small_cfg, "--dct_source", "file", "--data_path", info["splits"]["train"],
+        "--model", "Cat_Net", "--cfg_file", small_cfg, "--dct_source", "benco", "--data_path", info["splits"]["train"],
         "--test_data_path", str(test_jpeg), "--output_dir", str(tmp_path / "out"), "--epochs", "1",
         "--batch_size", "2", "--test_batch_size", "2", "--image_size", "64", "--if_padding", "--accum_iter", "1",
         "--warmup_epochs", "0", "--num_workers", "0", "--device", "cpu", "--test_period", "1"], train_transform=False)

@@ -124,11 +124,11 @@ class Cat_Net(nn.Module):
         pretrained_dct_path: local ``DCT_djpeg.pth.tar`` (the authors' DCT stream pretrained on
             double-JPEG detection); its ``last_layer`` is not loaded. Default:
             ``MODEL.PRETRAINED_DCT`` of a configuration file, if set.
-        dct_source: how the post-function obtains the coefficients: ``benco`` (default, IMDL-BenCo
-            0.1.45's re-encoding of the normalised image at quality 75: what its published numbers
-            and checkpoints were made with) or ``file`` (the correction: the original JPEG file's
-            coefficients, as the CAT-Net authors feed them; see the README). The model checks that
-            its batches were prepared the way this option says.
+        dct_source: how the post-function obtains the coefficients: ``file`` (default: the
+            original JPEG file's coefficients, as the CAT-Net authors feed them; see the README) or
+            ``benco`` (IMDL-BenCo 0.1.45's re-encoding of the normalised image, whose uint8 cast
+            wraps the values, at quality 75: to reproduce its published numbers and use its
+            checkpoints). The model checks that its batches were prepared the way this option says.
         rgb_from_normalized: undo the engine's ImageNet normalisation before the model's own
             ``(x - 127.5) / 127.5`` scaling, so the RGB stream sees [-1, 1] as the authors feed
             it. Off by default: IMDL-BenCo applies that scaling to the already normalised image,
@@ -141,7 +141,7 @@ class Cat_Net(nn.Module):
     """
 
     def __init__(self, cfg_file: str = "CAT_full.yaml", pretrained_rgb_path: Optional[str] = None,
-                 pretrained_dct_path: Optional[str] = None, dct_source: Literal["file", "benco"] = "benco",
+                 pretrained_dct_path: Optional[str] = None, dct_source: Literal["file", "benco"] = "file",
                  rgb_from_normalized: bool = False, clamp_pred_mask: bool = True,
                  ignore_padding_in_loss: bool = False) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ in the DataLoader workers, after padding/resizing (docs/ARCHITECTURE.md); it add
 * ``qtables``: float32 (8, 8), the luminance table (natural row-major order);
 * ``DCT_source``: ``"file"`` or ``"benco"``, so the model can check how its batch was prepared.
 
-``dct_source="file"`` (the correction, ``Cat_Net --dct_source file``) follows the CAT-Net authors:
+``dct_source="file"`` (default) follows the CAT-Net authors:
 
 1. the sample's image file is a JPEG and the sample's content is that file's decoded pixels, at
    its size, in the top-left corner (padding without shrinking, or a resize to the file's own
@@ -24,10 +24,10 @@ in the DataLoader workers, after padding/resizing (docs/ARCHITECTURE.md); it add
 
 JPEG or not is decided by the file's bytes, not its name.
 
-``dct_source="benco"`` (default) reproduces IMDL-BenCo 0.1.45: the whole S x S image as the pipeline holds
+``dct_source="benco"`` (``Cat_Net --dct_source benco``) reproduces IMDL-BenCo 0.1.45: the whole S x S image as the pipeline holds
 it (ImageNet-normalised float, whose cast to uint8 truncates and wraps modulo 256) is saved with
-Pillow's defaults (quality 75, 4:2:0) and read back. It is the default because IMDL-BenCo's published Cat_Net numbers and
-checkpoints were made this way; the JPEG traces the model is meant to read are mostly lost in it.
+Pillow's defaults (quality 75, 4:2:0) and read back. Only for reproducing IMDL-BenCo's published Cat_Net numbers and using its
+checkpoints: the cast corrupts the image, and the JPEG traces the model is meant to read are lost.
 
 jpeglib is imported here, lazily: ``pip install jpeglib``.
 """
@@ -186,7 +186,7 @@ def _benco_luma(image) -> LumaDCT:
 
 
 @POSTFUNCS.register_module()
-def cat_net_post_func(sample: Dict[str, Any], dct_source: str = "benco") -> None:
+def cat_net_post_func(sample: Dict[str, Any], dct_source: str = "file") -> None:
     """Add ``DCT_coef`` (S, S), ``qtables`` (8, 8) and ``DCT_source`` to ``sample``, in place.
 
     ``sample`` needs ``image`` ((3, S, S), uint8 or normalised float); ``image_path`` and
