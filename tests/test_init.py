@@ -31,6 +31,11 @@ def test_init_base_writes_the_project(tmp_path, monkeypatch, capsys):
         assert text.count("_main(") == 1  # one library call: the script stays thin
     train = (tmp_path / "train.py").read_text()
     assert "evaluators = [" in train and "train_transform = Compose([" in train
+    # the class-activation-map script and its launcher (same output folder as save-images)
+    assert "cam_main()" in (tmp_path / "test_cam.py").read_text()
+    cam_launcher = (tmp_path / "test_cam_mymodel.sh").read_text()
+    assert "./test_cam.py" in cam_launcher and 'base_dir="./save_img_dir"' in cam_launcher
+    assert "test_cam.py" in (tmp_path / "README-IMDLBenCo.md").read_text()
     assert "robustness_list = [" in (tmp_path / "test_robust.py").read_text()
     assert json.loads((tmp_path / "test_datasets.json").read_text())
     assert all(len(e) == 2 for e in json.loads((tmp_path / "balanced_dataset.json").read_text()))

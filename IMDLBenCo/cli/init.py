@@ -1,7 +1,8 @@
 """``benco init [base|model_zoo|backbone]``: write a project's scripts into the current folder.
 
-``base`` writes ``mymodel.py``, the five scripts, their ``.sh`` launchers, the dataset JSON
-samples and a README. ``model_zoo`` / ``backbone`` write the five scripts plus ``runs/``, one
+``base`` writes ``mymodel.py``, the six scripts (IMDL-BenCo's five and ``test_cam.py``), their ``.sh``
+launchers, the dataset JSON samples and a README. ``model_zoo`` / ``backbone`` write the six
+scripts plus ``runs/``, one
 train / test / robustness / save-images launcher per entry of every ``recipe.json`` of the zoo
 (``IMDLBenCo/model_zoo/*/recipe.json``) or of the backbones
 (``IMDLBenCo/modules/backbones/recipe.json``). An existing file is never overwritten without
@@ -21,14 +22,15 @@ from typing import Any, Dict, List, Optional, Tuple
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "base"
 
-SCRIPTS = ["train.py", "test.py", "test_robust.py", "test_save_images.py", "test_complexity.py"]
+SCRIPTS = ["train.py", "test.py", "test_robust.py", "test_save_images.py", "test_complexity.py", "test_cam.py"]
 DATASET_FILES = ["balanced_dataset.json", "test_datasets.json"]
 BASE_FILES = ["mymodel.py", *SCRIPTS, "train_mymodel.sh", "test_mymodel.sh", "test_robust_mymodel.sh",
-              "test_save_image_mymodel.sh", "test_complexity_mymodel.sh", *DATASET_FILES, "README-IMDLBenCo.md"]
+              "test_save_image_mymodel.sh", "test_complexity_mymodel.sh", "test_cam_mymodel.sh", *DATASET_FILES,
+              "README-IMDLBenCo.md"]
 
 IMPORT_LINE = "from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model"
-#: test_save_images.py and test_complexity.py import the module, not a class: the tutorial renames
-#: the class and edits only train.py, test.py and test_robust.py, and these two must keep working
+#: test_save_images.py, test_complexity.py and test_cam.py import the module, not a class: the tutorial
+#: renames the class and edits only train.py, test.py and test_robust.py, and these must keep working
 MODULE_IMPORT_LINE = ("import mymodel  # noqa: F401  TODO: the module that defines your model (importing it "
                       "registers every model in it for --model)")
 ZOO_IMPORT_LINE = ("# from mymodel import MyModel  # TODO: import your own model here; zoo models and backbones "
@@ -132,7 +134,9 @@ def failure_epilogue(launcher: str, what: str) -> List[str]:
         "status=$?",
         "if [ $status -ne 0 ]; then",
         f'    echo "{launcher}: {what} failed (exit status $status). The last lines of ${{base_dir}}/error.log:" >&2',
-        '    tail -n 25 "${base_dir}/error.log" >&2',
+        # the script's own message, not the traceback torchrun appends after it
+        '    { sed "/failed (exitcode: /,\\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } '
+        '| tail -n 25 >&2',
         '    echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2',
         "fi",
         "exit $status",

@@ -45,7 +45,7 @@ td.def{color:#475467;max-width:560px}.best{font-weight:700;color:#0b7a3b}
 .card .v{font-size:22px;font-weight:700}.card .k{font-size:12px;color:#667085}
 img.plot{max-width:100%;background:#fff;border:1px solid #dfe3ea;margin:4px 0}
 .gallery td{text-align:center}.gallery img{max-width:224px;max-height:224px;display:block;margin:auto;border:1px solid #98a2b3}
-.gallery .cap{font-size:11px;color:#667085}.nan{color:#98a2b3}
+.gallery.cam img{max-width:170px;max-height:170px}.gallery .cap{font-size:11px;color:#667085}.nan{color:#98a2b3}
 .tag{display:inline-block;padding:1px 6px;border-radius:4px;font-size:12px;color:#fff}
 .tag.worst{background:#c0392b}.tag.best{background:#1e8449}.tag.authentic{background:#5d6d7e}.tag.sample{background:#2455c3}
 .ok{color:#0b7a3b;font-weight:600}.bad{color:#c0392b;font-weight:600}
@@ -364,14 +364,24 @@ def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, t
         correct = sum(int(is_positive(i.pred_label, threshold)) == i.label for i in with_label)
         summary.append(f"image-level accuracy {correct / len(with_label):.4f} ({correct}/{len(with_label)})")
     page.add(f'<p class="muted">{html.escape("; ".join(summary))}. Worst and best by per-image pixel F1 computed from the saved masks; authentic images ranked by false-alarm area.</p>')
+    kinds = [("image", "image"), ("gt", "ground truth"), ("pred", "prediction"), ("bin", "thresholded")]
+    with_cam = any("cam" in (item.files or {}) for item in chosen)
+    cam_caption = _cam_caption(run)
+    if with_cam:
+        kinds.append(("cam", "class activation"))
+        page.add(f'<p class="muted">class-activation maps ({html.escape(cam_caption)}): the heat map of the '
+                 f'layer\'s contribution to the target, blended over the image (red high, blue low); written by '
+                 f'<code>benco cam</code> / <code>test_cam.py</code> into <code>cam/</code>.</p>')
     rows = []
     for item in chosen:
         cells = []
-        for kind, alt in (("image", "image"), ("gt", "ground truth"), ("pred", "prediction"), ("bin", "thresholded")):
+        for kind, alt in kinds:
             f = (item.files or {}).get(kind)
             cell = f'<img src="{page.src(page.assets / f)}" alt="{alt} {html.escape(item.name, quote=True)}">' if f else '<span class="muted">n/a</span>'
             if f and kind == "bin" and item.bin_fraction is not None and item.bin_fraction in (0.0, 1.0):
                 cell += f'<div class="cap">{"every pixel above" if item.bin_fraction else "no pixel above"} {threshold}</div>'
+            if f and kind == "cam":
+                cell += f'<div class="cap">{html.escape(cam_caption)}</div>'
             cells.append(cell)
         info = [f'<span class="tag {item.group}">{html.escape(item.group)}</span>', f"<b>{html.escape(item.name)}</b>"]
         if item.f1 is not None:
@@ -387,7 +397,21 @@ def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, t
         if item.note:
             info.append(f'<span class="muted">{html.escape(item.note)}</span>')
         rows.append(['<td style="text-align:left;min-width:150px">' + "<br>".join(info) + "</td>"] + cells)
-    page.add(_table(["sample", "image", "ground truth", "prediction", f"thresholded ({threshold})"], rows, cls="gallery"))
+    header = ["sample", "image", "ground truth", "prediction", f"thresholded ({threshold})"]
+    if with_cam:
+        header.append("class activation (CAM)")
+    page.add(_table(header, rows, cls="gallery cam" if with_cam else "gallery"))  # cam: smaller pictures, 5 fit
+
+
+def _cam_caption(run: RunFolder) -> str:
+    """``gradcam, layer dec1 (automatic), target mask`` from cam.json; what is known without it."""
+    cam = run.cam or {}
+    if not cam:
+        return "from cam/; method and layer not recorded (no cam.json)"
+    layer = str(cam.get("target_layer", "?"))
+    if cam.get("target_layer_auto"):
+        layer += " (chosen automatically)"
+    return f"{cam.get('method', '?')}, layer {layer}, target {cam.get('target', '?')}"
 
 
 def _complexity_section(page: _Page, run: RunFolder) -> None:

@@ -41,6 +41,7 @@ class GalleryItem:
     group: str = ""
     files: Optional[Dict[str, str]] = None  # picture kind -> file name in the assets folder
     note: str = ""
+    cam_path: Optional[Path] = None  # the class-activation overlay (cam/<stem>_overlay.jpg), when there is one
 
 
 def _resolve(run: RunFolder, value: Any) -> Optional[Path]:
@@ -82,6 +83,22 @@ def _load_gray(path: Path, size=None):
         return np.asarray(im, dtype=np.float32) / 255.0
 
 
+def cam_overlay(run: RunFolder, entry: Dict[str, Any]) -> Optional[Path]:
+    """The CAM overlay of a prediction: from cam.json, or else ``cam/<stem>_overlay.jpg`` beside its
+    ``pred/<stem>.png`` (the file names of ``benco cam``)."""
+    from ..runfolder import CAM_DIR, PRED_DIR
+
+    record = run.cam_records.get(str(entry.get("name")))
+    if record is not None and record.get("overlay_path"):
+        path = _resolve(run, record["overlay_path"])
+        return path if path is not None and path.is_file() else None
+    pred = str(entry.get("pred_path") or "").replace("\\", "/")
+    if pred.startswith(PRED_DIR + "/") and pred.endswith(".png"):
+        path = run.path / CAM_DIR / (pred[len(PRED_DIR) + 1:-4] + "_overlay.jpg")
+        return path if path.is_file() else None
+    return None
+
+
 def score_predictions(run: RunFolder, threshold: float = 0.5) -> List[GalleryItem]:
     """Read every prediction of ``run`` and compute its pixel F1 against the ground truth."""
     items: List[GalleryItem] = []
@@ -95,6 +112,7 @@ def score_predictions(run: RunFolder, threshold: float = 0.5) -> List[GalleryIte
             pred_path=_resolve(run, entry.get("pred_path")),
             label=int(label) if isinstance(label, (int, float)) and not isinstance(label, bool) else None,
             pred_label=float(entry["pred_label"]) if isinstance(entry.get("pred_label"), (int, float)) else None,
+            cam_path=cam_overlay(run, entry),
         )
         if entry.get("mask_path") == NEGATIVE and item.label is None:
             item.label = 0
@@ -150,7 +168,8 @@ def _thumb_size(w: int, h: int):
 
 
 def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold: float = 0.5) -> None:
-    """Write four thumbnails per item into ``assets`` and record their file names in ``item.files``."""
+    """Write four thumbnails per item (five with a CAM overlay) into ``assets`` and record their file
+    names in ``item.files``."""
     import numpy as np
     from PIL import Image
 
@@ -170,6 +189,9 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
                 with Image.open(item.pred_path) as im:
                     size = _thumb_size(*im.size)
             pred = _load_gray(item.pred_path, size=size)
+        if size is None and item.cam_path is not None:
+            with Image.open(item.cam_path) as im:
+                size = _thumb_size(*im.size)
         if base is None and size is not None:
             base = np.full((size[1], size[0], 3), 128.0, dtype=np.float32)  # no image: grey canvas
         if base is None:
@@ -193,4 +215,10 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
             binary = is_positive(pred, threshold)
             item.bin_fraction = float(binary.mean()) if binary.size else None
             save("bin", np.repeat(binary[..., None] * 255.0, 3, axis=2))
+        if item.cam_path is not None:
+            try:
+                with Image.open(item.cam_path) as im:
+                    save("cam", np.asarray(im.convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32))
+            except OSError as err:
+                logger.warning("report gallery: CAM overlay %s unreadable: %s", item.cam_path, err)
         item.files = files

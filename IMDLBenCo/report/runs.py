@@ -40,6 +40,10 @@ class RunFolder:
     robustness: Optional[Dict[str, Any]] = None
     predictions: List[Dict[str, Any]] = field(default_factory=list)
     complexity: Optional[Dict[str, Any]] = None
+    #: cam.json without its records: {"target_layer", "target_layer_auto", "method", "target", ...}
+    cam: Optional[Dict[str, Any]] = None
+    #: cam.json records by sample name: {"cam_path", "overlay_path", ...}
+    cam_records: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     checkpoints: List[str] = field(default_factory=list)
     #: {dataset path: test set name} known from the runs shown together (see report.build)
     set_names: Dict[str, str] = field(default_factory=dict)
@@ -64,6 +68,8 @@ class RunFolder:
             return "test_save_images"
         if self.complexity is not None:
             return "test_complexity"
+        if self.cam is not None:
+            return "test_cam"
         return "unknown"
 
     @property
@@ -213,6 +219,26 @@ def load_run(path: "str | Path") -> RunFolder:
     elif (root / runfolder.PRED_LABELS).is_file():
         labels = _expect(root / runfolder.PRED_LABELS, _read_json(root / runfolder.PRED_LABELS), dict, "an object {name: probability}")
         run.predictions = [{"name": k, "pred_label": v} for k, v in labels.items()]
+    if (root / runfolder.CAM_JSON).is_file():
+        _read_cam(run, root / runfolder.CAM_JSON)
     if (root / runfolder.COMPLEXITY).is_file():
         run.complexity = _expect(root / runfolder.COMPLEXITY, _read_json(root / runfolder.COMPLEXITY), dict, 'an object {"model", "params", "flops", ...}')
     return run
+
+
+def _read_cam(run: RunFolder, path: Path) -> None:
+    """cam.json (``{..., "records": [...]}``, or a bare list of records) into ``run.cam`` and
+    ``run.cam_records``; a folder with CAMs but no saved predictions gets its samples from it."""
+    data = _read_json(path)
+    if isinstance(data, list):
+        data = {"records": data}
+    data = _expect(path, data, dict, 'an object {"target_layer", "method", "target", "records": [...]}')
+    records = [r for r in _expect(path, data.get("records", []), list, 'a list under "records"') if isinstance(r, dict)]
+    header = {k: v for k, v in data.items() if k not in ("records", "args")}
+    if records and "target_layer" not in header:  # a bare list: the settings are in every record
+        header.update({k: records[0][k] for k in ("target_layer", "method", "target") if k in records[0]})
+    run.cam = header
+    run.cam_records = {str(r.get("name")): r for r in records if r.get("name") is not None}
+    if not run.predictions:
+        run.predictions = [{"name": r.get("name"), "image_path": r.get("image_path"), "mask_path": r.get("mask_path"),
+                            "pred_path": None, "label": r.get("label"), "pred_label": None} for r in records]

@@ -15,7 +15,7 @@ python ./test_complexity.py \
 status=$?
 if [ $status -ne 0 ]; then
     echo "test_complexity_mymodel.sh: counting the complexity failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
-    tail -n 25 "${base_dir}/error.log" >&2
+    { sed "/failed (exitcode: /,\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } | tail -n 25 >&2
     echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
 fi
 exit $status
