@@ -133,17 +133,17 @@ def test_help_lists_options():
     assert parse_model_kwargs("Mesorch", ["--conv_pretrain", "True"])["conv_pretrain"] is True
 
 
-def test_pos_weight_weights_the_manipulated_pixels():
-    torch.manual_seed(0)
-    plain, weighted = Mesorch(), Mesorch(pos_weight=3.0)
-    weighted.load_state_dict(plain.state_dict())
-    image = torch.randn(1, 3, 32, 32)
+def test_pos_weight_weights_the_manipulated_pixels(model):
+    import copy
+
+    weighted = copy.copy(model)  # the same modules and weights; only the loss option differs
+    weighted.pos_weight = 3.0  # what Mesorch(pos_weight=3.0) stores
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 4:12, 4:20] = 1
-    plain.eval()
-    weighted.eval()
+    model.eval()
     with torch.no_grad():
-        a, b = plain(image, mask), weighted(image, mask)
+        a, b = model(image, mask), weighted(image, mask)
     logits = torch.logit(a["pred_mask"].double().clamp(1e-12, 1 - 1e-12))
     want = torch.nn.functional.binary_cross_entropy_with_logits(logits, mask.double(), pos_weight=torch.tensor([3.0]).double())
     torch.testing.assert_close(b["backward_loss"].double(), want, rtol=1e-4, atol=1e-6)
