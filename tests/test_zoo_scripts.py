@@ -32,6 +32,7 @@ SMALL = {
     "IML_ViT": {"input_size": "64"},
     "ObjectFormer": {"input_size": "64"},
     "SparseViT": {"img_size": "64", "s_blocks3": "8 16 32 8", "s_blocks4": "8 16"},
+    "MSCDI_Net": {"image_size": "256"},  # its GLCA windows need sides that are multiples of 256
 }
 _SIZES = {"image_size": "64", "test_batch_size": "2", "num_workers": "0"}
 _TRAIN = {"epochs": "1", "batch_size": "2", "accum_iter": "1", "warmup_epochs": "0", "test_period": "1"}
