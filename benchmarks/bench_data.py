@@ -5,17 +5,21 @@ PNG masks, in a temporary folder) through a ``torch.utils.data.DataLoader`` and 
 model receives: a float32 ImageNet-normalised image batch and float masks.
 
 - ours:  ``ManiDataset(..., defer_normalization=True)`` → default collate → batch to the model's
-         device → ``normalize_batch`` there (CUDA when available, else the CPU).
+         device → ``normalize_batch`` there (``--device``: CUDA when available, else the CPU), i.e.
+         the engine's ``batch_to_device``.
 - ours, float items: ``defer_normalization=False``: the float sample is made in the worker by a
          cheaper path (one float buffer, in-place ops); the choice for CPU-only training.
 - naive: per sample Pillow decode, the edge mask at the source resolution (same function), OpenCV
          resize (as IMDL-BenCo) or pad, float32 normalisation on the CPU, float masks, default
          collate → batch to the same device.
 
+On CUDA every loader pins its memory and batches are copied with ``non_blocking=True``, as the
+engine's loaders do (``--no-pin`` turns pinning off); the peak GPU memory is printed at the end.
+
 Settings: resize 512 and pad 1024, with and without edge masks, 0 and 2 workers. Prints
 samples/s of each and the ratio ours/naive per setting.
 
-    python benchmarks/bench_data.py [--n 64] [--batch-size 8] [--repeats 3]
+    python benchmarks/bench_data.py [--n 64] [--batch-size 8] [--repeats 3] [--device auto|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from IMDLBenCo.datasets import ManiDataset, normalize_batch  # noqa: E402
+from IMDLBenCo.datasets import ManiDataset  # noqa: E402
 from IMDLBenCo.datasets.synth import default_photos  # noqa: E402
+from IMDLBenCo.engine.builders import batch_to_device  # noqa: E402
 from IMDLBenCo.transforms import edge_mask  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -115,13 +120,13 @@ class NaiveDataset(Dataset):
         return out
 
 
-def time_loader(dataset, batch_size: int, workers: int, finish=None):
+def time_loader(dataset, batch_size: int, workers: int, finish=None, pin_memory: bool = False):
     """(samples/s of one pass, CPU ms per sample in this process and its workers).
 
     Workers are started inside the timing, as in every epoch. CPU time is less disturbed than
     wall time by other processes on a shared machine, so both are reported.
     """
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False, pin_memory=pin_memory)
     n = 0
     cpu0 = os.times()
     start = time.perf_counter()
@@ -166,18 +171,33 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per pipeline; the best one counts")
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes per pipeline before the timed ones")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--device", default="auto",
+                        help="where batches go and ours are normalised: auto (CUDA if available), cpu, cuda, cuda:N")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin loader memory on CUDA")
     args = parser.parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    wanted = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = torch.device("cpu" if wanted == "auto" else wanted)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: PyTorch sees no CUDA device here")
+        if device.index is None:  # torch.cuda.set_device needs an index
+            device = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    pin = device.type == "cuda" and not args.no_pin
 
     def ours_finish(batch):
-        normalize_batch(to_device(batch, device))
+        # the engine's step: non_blocking copies (from pinned memory on CUDA), uint8 → float there
+        batch_to_device(batch, device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
     with tempfile.TemporaryDirectory() as root:
         make_images(root, args.n)
         print(f"{args.n} images ~700x500 JPEG + PNG masks, batch {args.batch_size}, best of {args.repeats} passes after {args.warmup} warm-up, "
-              f"torch {torch.__version__}, {os.cpu_count()} CPUs, model device {device}")
+              f"torch {torch.__version__}, {os.cpu_count()} CPUs, model device {device}"
+              + (f" ({torch.cuda.get_device_name(device)}, pinned memory {'on' if pin else 'off'})"
+                 if device.type == "cuda" else ""))
         print(f"{'setting':34s} {'naive/s':>8s} {'deferred/s':>10s} {'ratio':>6s} {'float/s':>8s} {'ratio':>6s}   "
               f"{'CPU ms/sample: naive':>20s} {'deferred':>8s} {'float':>6s} {'CPU ratio':>9s}")
         ratios = []
@@ -189,9 +209,12 @@ def main(argv=None) -> int:
                     floats = ManiDataset(root, defer_normalization=False, **kw)
                     naive = NaiveDataset(root, size, mode == "pad", edge)
                     (r_n, c_n), (r_d, c_d), (r_f, c_f) = best_of(args.repeats, [
-                        lambda ds=naive, w=workers: time_loader(ds, args.batch_size, w, finish=lambda b: to_device(b, device)),
-                        lambda ds=deferred, w=workers: time_loader(ds, args.batch_size, w, finish=ours_finish),
-                        lambda ds=floats, w=workers: time_loader(ds, args.batch_size, w, finish=lambda b: to_device(b, device)),
+                        lambda ds=naive, w=workers: time_loader(ds, args.batch_size, w, finish=lambda b: to_device(b, device),
+                                                                pin_memory=pin),
+                        lambda ds=deferred, w=workers: time_loader(ds, args.batch_size, w, finish=ours_finish,
+                                                                   pin_memory=pin),
+                        lambda ds=floats, w=workers: time_loader(ds, args.batch_size, w, finish=lambda b: to_device(b, device),
+                                                                 pin_memory=pin),
                     ], warmup=args.warmup)
                     ratios.append((r_d / r_n, r_f / r_n, c_n / c_d))
                     name = f"{mode} {size}, edge {edge or '-'}, workers {workers}"
@@ -201,6 +224,8 @@ def main(argv=None) -> int:
               f"best of the two {min(max(r[0], r[1]) for r in ratios):.2f}x (target >= 1.5x); "
               f"CPU time naive/deferred min {min(r[2] for r in ratios):.2f}x; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        if device.type == "cuda":
+            print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.1f} MB")
     return 0
 
 

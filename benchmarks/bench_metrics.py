@@ -221,6 +221,8 @@ def main() -> None:
         worst = max(worst, diff)
         print(f"  {key:<26}{our_vals[key]:.12f}  {ref:.12f}  |diff| {diff:.2e}")
     print(f"max |diff| = {worst:.2e} ({'OK' if worst <= 1e-6 else 'MISMATCH'})")
+    if args.device.startswith("cuda"):
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(torch.device(args.device)) / 2**20:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 PARITY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity"
 MODELS_DIR = PARITY_DIR / "models"
@@ -127,6 +127,8 @@ class Report:
     name: str
     problems: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    #: what was measured: {check: (difference, tolerance)}, for the table ``--table`` prints
+    measured: Dict[str, Tuple[float, float]] = field(default_factory=dict)
 
     def fail(self, msg: str) -> None:
         self.problems.append(msg)
@@ -156,12 +158,14 @@ def compare_outputs(rep: Report, phase: str, ours: dict, ref: dict, sens: Dict[s
             continue
         tol = max(TOL_PROB, SENSITIVITY_FACTOR * float(sens.get(f"{phase}_{key}", 0.0)))
         d = _max_abs(o, r)
+        rep.measured[f"{phase} {key} max|diff|"] = (d, tol)
         if not d <= tol:
             rep.fail(f"{phase} {key}: max |diff| {d:.3g} > {tol:.3g}")
     r_loss = float(ref["backward_loss"])
     o_loss = float(ours["backward_loss"])
     tol = max(TOL_LOSS_REL, SENSITIVITY_FACTOR * float(sens.get(f"{phase}_loss_rel", 0.0)))
     rel = abs(o_loss - r_loss) / max(abs(r_loss), 1e-12)
+    rep.measured[f"{phase} loss rel"] = (rel, tol)
     if not rel <= tol:
         rep.fail(f"{phase} backward_loss {o_loss:.7g} vs reference {r_loss:.7g} (rel {rel:.2g} > {tol:.2g})")
     for k, rv in (ref.get("visual_loss") or {}).items():
@@ -200,6 +204,9 @@ def compare_grads(rep: Report, ours: Dict[str, Optional[float]], ref: Dict[str, 
         rel = abs(o - r) / max(r, floor)
         if not rel <= TOL_GRAD_REL:
             off[key] = (f"{key} ({o:.4g} vs {r:.4g})", rel)
+    rels = [abs(ours[k] - ref[k]) / max(ref[k], floor) for k in ref
+            if ref.get(k) is not None and ours.get(k) is not None and k not in off]
+    rep.measured["grad norm rel (max over parameters)"] = (max(rels, default=0.0), TOL_GRAD_REL)
     if off and shifted is not None and any(rel is not None for _, rel in off.values()):
         moved = shifted()
         conditioned = 0
@@ -328,8 +335,11 @@ def main(argv: List[str]) -> int:
 
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    table = "--table" in argv
+    argv = [a for a in argv if a != "--table"]
     names = argv or model_fixture_names()
     failed = 0
+    rows = []
     for n in names:
         try:
             rep = run_model_fixture(n)
@@ -338,8 +348,17 @@ def main(argv: List[str]) -> int:
             failed += 1
             continue
         failed += not rep.ok
-        print(("ok   " if rep.ok else "FAIL ") + n + ("" if rep.ok else ": " + " | ".join(rep.problems)))
+        print(("ok   " if rep.ok else "FAIL ") + n + ("" if rep.ok else ": " + " | ".join(rep.problems)), flush=True)
+        rows.append(rep)
     print(f"{len(names) - failed}/{len(names)} fixtures pass")
+    if table:  # the largest difference of each kind and its tolerance, per fixture
+        print("| fixture | eval pred_mask | eval loss (rel) | gradient norms (rel, max) | train pred_mask | notes |")
+        print("|---|---|---|---|---|---|")
+        for rep in rows:
+            cell = {k: f"{d:.2g} (tol {t:.2g})" for k, (d, t) in rep.measured.items()}
+            print(f"| {rep.name} | {cell.get('eval pred_mask max|diff|', '-')} | {cell.get('eval loss rel', '-')} | "
+                  f"{cell.get('grad norm rel (max over parameters)', '-')} | {cell.get('train pred_mask max|diff|', '-')} "
+                  f"| {'; '.join(rep.notes) or ''} |")
     return 1 if failed else 0
 
 

@@ -245,5 +245,9 @@ def validate_args(script: str, args: argparse.Namespace, error: Callable[[str], 
             error(f"--device {args.device}: PyTorch sees no CUDA device here; use --device cpu (or auto)")
         if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
             error(f"--device {args.device}: there are only {torch.cuda.device_count()} CUDA device(s) here")
+        if (device.startswith("cuda") and getattr(args, "amp_dtype", "float16") == "bfloat16"
+                and not getattr(args, "if_not_amp", False) and not torch.cuda.is_bf16_supported()):
+            error(f"--amp_dtype bfloat16: {torch.cuda.get_device_name()} has no bfloat16 support; use --amp_dtype "
+                  f"float16 (the default) or --if_not_amp")
         if device == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
             error(f"--device {args.device}: the Apple MPS device is not available here; use --device cpu (or auto)")
