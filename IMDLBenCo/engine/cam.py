@@ -517,7 +517,8 @@ def cam_main(argv: Optional[Sequence[str]] = None, *, prog: str = "test_cam.py")
     grad_cam = require_grad_cam()
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    with eval_session("test_save_images", rest, tensorboard=False, write_config=False) as s:
+    with eval_session("test_save_images", rest, tensorboard=False, write_config=False,
+                      name="test_cam") as s:
         args, runtime = s.args, s.runtime
         if getattr(s.data, "keep_size", False):
             raise UsageError("--sliding_window is not supported for class-activation maps; use --if_resizing or "

@@ -33,16 +33,18 @@ class Session:
 
 @contextlib.contextmanager
 def eval_session(script: str, argv: Optional[Sequence[str]], tensorboard: bool = True,
-                 device: Optional[str] = None, write_config: bool = True) -> Iterator[Session]:
+                 device: Optional[str] = None, write_config: bool = True,
+                 name: Optional[str] = None) -> Iterator[Session]:
     """Parse ``argv`` for ``script``, join the process group, build the model on its device,
     open the run folder and write ``config.json`` (unless ``write_config`` is False: a caller that
     shares another script's folder, such as ``benco cam``, writes its own); leave the process
-    group on exit."""
+    group on exit. ``name``: what the log calls the run when it borrows ``script``'s options
+    (``benco cam`` parses test_save_images.py's)."""
     args, model_kwargs = parse_script_args(script, argv)
     runtime = setup_runtime(device or args.device)
     with run_scope(runtime):
         configure_logging(runtime)
-        log_run_header(runtime, script, args.model, model_kwargs)
+        log_run_header(runtime, name or script, args.model, model_kwargs)
         seed_everything(args.seed + runtime.rank)
         call = CallConfig.from_args(args)
         model = prepare_model(attach_call_hooks(build_model(args.model, model_kwargs), call), runtime, train=False)
