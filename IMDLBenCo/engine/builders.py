@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -43,6 +44,22 @@ def build_model(name: str, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"MODELS['{name}'] returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """``--import MODULE``: import each (from the working directory too), so its models are registered."""
+    import importlib
+
+    from ..errors import UsageError
+
+    for module in modules:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise UsageError(f"--import {module}: cannot import it ({err}); run from the folder that holds "
+                             f"{module}.py") from err
 
 
 def find_post_function(model_name: str, model_kwargs: Optional[Dict[str, Any]] = None) -> Optional[Callable]:

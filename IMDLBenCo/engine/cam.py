@@ -54,12 +54,13 @@ import torch
 from .. import runfolder
 from ..errors import UsageError
 from ..outputs import DEFAULT_THRESHOLD, is_positive
-from .builders import batch_to_device, batch_where, build_dataset, eval_loader, evaluation_mode, forward, names_of
+from .builders import (batch_to_device, batch_where, eval_loader, evaluation_mode, forward,
+                       import_modules, names_of)
 from .checkpoint import load_checkpoint, plain, unwrap_model
 from .evaluate import progress
 from .fileio import atomic_write
 from .outputs import check_model_output
-from .save_images import _is_plain_image_folder, image_folder_as_json, prediction_paths, restore_size, to_uint8
+from .save_images import prediction_dataset, prediction_paths, restore_size, to_uint8
 from .session import eval_session
 from .writers import write_json
 
@@ -147,21 +148,6 @@ def print_help(rest: Sequence[str], prog: str = "test_cam.py") -> None:
     sys.stdout.flush()
     parse_script_args("test_save_images", [*rest, "--help"])  # prints and raises SystemExit(0)
     raise SystemExit(0)  # pragma: no cover - parse_script_args exits on --help
-
-
-def import_modules(modules: Sequence[str]) -> None:
-    """``--import MODULE``: import each (from the working directory too), so its models are registered."""
-    import importlib
-    import os
-
-    for module in modules:
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise UsageError(f"--import {module}: cannot import it ({err}); run from the folder that holds "
-                             f"{module}.py") from err
 
 
 def require_grad_cam():
@@ -529,15 +515,7 @@ def cam_main(argv: Optional[Sequence[str]] = None, *, prog: str = "test_cam.py")
         if runtime.is_main and not (out_dir / runfolder.CONFIG).exists():
             # a folder of its own gets a config.json; one shared with test_save_images keeps that run's
             s.writer.write_config("test_cam", args, s.model_kwargs, runtime, extra={"cam": settings})
-        data_path = args.test_data_path
-        no_ground_truth = _is_plain_image_folder(data_path)
-        if no_ground_truth:
-            listing = out_dir / runfolder.INPUT_IMAGES
-            if runtime.is_main:
-                image_folder_as_json(data_path, listing)
-            runtime.barrier()
-            data_path = str(listing)
-        dataset = build_dataset(data_path, s.data, None, s.post_func)
+        dataset, no_ground_truth = prediction_dataset(s)
         paths = cam_paths(list(dataset.names))
         order = {n: i for i, n in enumerate(dataset.names)}
         load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)

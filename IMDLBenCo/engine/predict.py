@@ -22,7 +22,6 @@ mymodel`` (a module importable from the working directory). Images larger than `
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -73,15 +72,13 @@ def _parse(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     return own, passthrough
 
 
-#: flags of the scripts (and models) that take no value; every other option takes one
-_FLAGS_WITHOUT_VALUE = {"--if_padding", "--if_resizing", "--sliding_window", "--if_predict_label", "--no_model_eval",
-                        "--skip_data_check", "--pin_mem", "--no_pin_mem", "--if_not_amp", "--dist_on_itp"}
-
-
 def _takes_value(option: str) -> bool:
-    """Whether ``option`` reads the next token. Model booleans are written ``--opt true|false``
-    (IMDLBenCo.options), so only the scripts' own switches stand alone."""
-    return option not in _FLAGS_WITHOUT_VALUE
+    """Whether ``option`` reads the next token: every option but test_save_images.py's switches
+    (model booleans are written ``--opt true|false``, IMDLBenCo.options)."""
+    from .arguments import build_script_parser
+
+    switches = {o for a in build_script_parser("test_save_images")._actions if a.nargs == 0 for o in a.option_strings}
+    return option not in switches
 
 
 def list_inputs(inputs: Sequence[str]) -> List[str]:
@@ -163,20 +160,14 @@ def _looks_like_file(value: str) -> bool:
 def predict_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Run ``benco predict``; returns ``{"scores": {...}, "output_dir": ...}``."""
     from ..errors import UsageError
+    from .builders import import_modules
     from .save_images import save_images_main
 
     own, options = _parse(sys.argv[1:] if argv is None else argv)
     if own.help:
         print(PREDICT_HELP)
         save_images_main(["--help"])  # the script's options (exits)
-    for module in own.imports:
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise UsageError(f"--import {module}: cannot import it ({err}); run from the folder that "
-                             f"holds {module}.py") from err
+    import_modules(own.imports)
     images = list_inputs(own.inputs)
     if not _given(options, "--checkpoint_path"):
         raise UsageError("give the trained weights with --checkpoint_path FILE.pth")

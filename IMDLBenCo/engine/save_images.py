@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,22 @@ def to_uint8(pred: torch.Tensor) -> "Any":
     return pred.clamp(0, 1).mul(255).add_(0.5).floor_().to(torch.uint8).squeeze(0).cpu().numpy()
 
 
+def prediction_dataset(s, without_ground_truth: bool = False) -> Tuple[Any, bool]:
+    """The dataset of a saving run (``test_save_images.py``, ``benco cam``) and whether it has
+    ground truth: ``--test_data_path`` as a dataset, or a plain image folder listed (by rank 0)
+    into ``input_images.json`` as masks-free samples."""
+    args, runtime = s.args, s.runtime
+    data_path = args.test_data_path
+    no_ground_truth = without_ground_truth or _is_plain_image_folder(data_path)
+    if no_ground_truth and not without_ground_truth:
+        listing = Path(args.output_dir) / runfolder.INPUT_IMAGES
+        if runtime.is_main:
+            image_folder_as_json(data_path, listing)
+        runtime.barrier()
+        data_path = str(listing)
+    return build_dataset(data_path, s.data, None, s.post_func), no_ground_truth
+
+
 def save_images_main(argv: Optional[Sequence[str]] = None, without_ground_truth: bool = False) -> Dict[str, Any]:
     """Run ``test_save_images.py``; returns ``{"predictions": [...], "pred_label": {...}, "args": ...}``.
 
@@ -80,15 +96,7 @@ def save_images_main(argv: Optional[Sequence[str]] = None, without_ground_truth:
     with eval_session("test_save_images", argv, tensorboard=False) as s:
         args, runtime = s.args, s.runtime
         out_dir = Path(args.output_dir)
-        data_path = args.test_data_path
-        no_ground_truth = without_ground_truth or _is_plain_image_folder(data_path)
-        if no_ground_truth and not without_ground_truth:
-            listing = out_dir / runfolder.INPUT_IMAGES
-            if runtime.is_main:
-                image_folder_as_json(data_path, listing)
-            runtime.barrier()
-            data_path = str(listing)
-        dataset = build_dataset(data_path, s.data, None, s.post_func)
+        dataset, no_ground_truth = prediction_dataset(s, without_ground_truth)
         pred_paths = prediction_paths(list(dataset.names))
         order = {n: i for i, n in enumerate(dataset.names)}
         load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)

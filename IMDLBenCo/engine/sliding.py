@@ -45,7 +45,7 @@ def _ramp(size: int, ramp: int, device: torch.device) -> torch.Tensor:
     return torch.minimum(torch.ones(size, device=device), torch.minimum(x, size - x) / ramp)
 
 
-def _cut(value: torch.Tensor, y: int, x: int, window: int, h: int, w: int, fill: Optional[torch.Tensor]) -> torch.Tensor:
+def _cut(value: torch.Tensor, y: int, x: int, window: int, fill: Optional[torch.Tensor]) -> torch.Tensor:
     """The window×window tile at (y, x) of the last two dims of ``value``, padded with ``fill``
     (per channel, for the image) or zeros."""
     part = value[..., y:y + window, x:x + window]
@@ -126,7 +126,7 @@ def _tile_batch(batch: Dict[str, Any], y: int, x: int, window: int, h: int, w: i
     image = batch["image"]
     for key, value in batch.items():
         if isinstance(value, torch.Tensor) and value.ndim >= 3 and tuple(value.shape[-2:]) == (h, w):
-            tile[key] = _cut(value, y, x, window, h, w, image_fill if key == "image" else None)
+            tile[key] = _cut(value, y, x, window, image_fill if key == "image" else None)
         else:
             tile[key] = value
     b = image.shape[0]

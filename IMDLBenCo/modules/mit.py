@@ -28,6 +28,8 @@ __all__ = [
     "OverlapPatchEmbed",
     "EfficientAttention",
     "MixFFN",
+    "DWConv",
+    "run_stages",
     "MiTBlock",
     "MixVisionTransformer",
     "MIT_CONFIGS",
@@ -109,7 +111,7 @@ class EfficientAttention(nn.Module):
         return self.proj_drop(self.proj(out))
 
 
-class _DWConv(nn.Module):
+class DWConv(nn.Module):
     """3x3 depth-wise convolution applied to a token sequence laid out on an ``h x w`` grid."""
 
     def __init__(self, dim: int) -> None:
@@ -128,7 +130,7 @@ class MixFFN(nn.Module):
     def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features)
-        self.dwconv = _DWConv(hidden_features)
+        self.dwconv = DWConv(hidden_features)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
@@ -157,6 +159,22 @@ class MiTBlock(nn.Module):
         x = x + drop_path(self.attn(self.norm1(x), h, w), self.drop_path, self.training)
         x = x + drop_path(self.mlp(self.norm2(x), h, w), self.drop_path, self.training)
         return x
+
+
+def run_stages(encoder: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
+    """The four stage maps ``(B, C_i, H_i, W_i)`` of a SegFormer-layout encoder: one with
+    ``patch_embed{i}``, ``block{i}`` (blocks called as ``blk(x, h, w)``) and ``norm{i}`` for
+    i = 1..4 (:class:`MixVisionTransformer`, MSCDI-Net's GLCA variant)."""
+    outs = []
+    b = x.shape[0]
+    for i in range(1, 5):
+        x, h, w = getattr(encoder, f"patch_embed{i}")(x)
+        for blk in getattr(encoder, f"block{i}"):
+            x = blk(x, h, w)
+        x = getattr(encoder, f"norm{i}")(x)
+        x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+        outs.append(x)
+    return outs
 
 
 class MixVisionTransformer(nn.Module):
@@ -236,16 +254,7 @@ class MixVisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
         """The four stage outputs, each ``(B, C_i, H_i, W_i)``."""
-        outs = []
-        b = x.shape[0]
-        for i in range(1, 5):
-            x, h, w = getattr(self, f"patch_embed{i}")(x)
-            for blk in getattr(self, f"block{i}"):
-                x = blk(x, h, w)
-            x = getattr(self, f"norm{i}")(x)
-            x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
-            outs.append(x)
-        return outs
+        return run_stages(self, x)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         return self.forward_features(x)

@@ -6,7 +6,7 @@ ImageNet ResNet and HRNet files load by name.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ from torch import nn
 #: BatchNorm momentum of HRNet's reference code (torchvision's ResNet uses 0.1)
 BN_MOMENTUM = 0.01
 
-__all__ = ["BN_MOMENTUM", "BasicBlock", "Bottleneck", "make_layer"]
+__all__ = ["BN_MOMENTUM", "BasicBlock", "Bottleneck", "make_layer", "hrnet_fuse_layers", "hrnet_transition"]
 
 
 def _bn(c: int, momentum: float = BN_MOMENTUM) -> nn.BatchNorm2d:
@@ -81,3 +81,50 @@ def make_layer(block, inplanes: int, planes: int, blocks: int, stride: int = 1, 
     layers = [block(inplanes, planes, stride, downsample, **kw)]
     layers += [block(out_c, planes, **kw) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
+
+
+def hrnet_fuse_layers(channels: Sequence[int]) -> Optional[nn.ModuleList]:
+    """HRNet's multi-resolution fusion layers (None for a single branch): ``[i][j]`` brings branch
+    ``j`` to branch ``i``: a 1x1 conv + BN from a coarser branch (upsampled by the caller), None on
+    the diagonal, a chain of stride-2 3x3 conv + BN (+ReLU between) from a finer branch. Key names
+    are the HRNet reference code's (``fuse_layers.i.j...``)."""
+    n = len(channels)
+    if n == 1:
+        return None
+    rows = []
+    for i in range(n):
+        row: List[Optional[nn.Module]] = []
+        for j in range(n):
+            if j > i:
+                row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False), _bn(channels[i])))
+            elif j == i:
+                row.append(None)
+            else:
+                convs = []
+                for k in range(i - j):
+                    last = k == i - j - 1
+                    out_c = channels[i] if last else channels[j]
+                    seq: List[nn.Module] = [nn.Conv2d(channels[j], out_c, 3, 2, 1, bias=False), _bn(out_c)]
+                    if not last:
+                        seq.append(nn.ReLU())
+                    convs.append(nn.Sequential(*seq))
+                row.append(nn.Sequential(*convs))
+        rows.append(nn.ModuleList(row))
+    return nn.ModuleList(rows)
+
+
+def hrnet_transition(pre: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
+    """HRNet's layers between stages: a 3x3 conv + BN + ReLU where a branch changes width (None
+    where it does not), and a chain of stride-2 3x3 convs from the coarsest branch for each new one."""
+    layers: List[Optional[nn.Module]] = []
+    for i, c in enumerate(cur):
+        if i < len(pre):
+            layers.append(None if c == pre[i] else nn.Sequential(
+                nn.Conv2d(pre[i], c, 3, 1, 1, bias=False), _bn(c), nn.ReLU()))
+        else:
+            convs = []
+            for j in range(i + 1 - len(pre)):
+                out_c = c if j == i - len(pre) else pre[-1]
+                convs.append(nn.Sequential(nn.Conv2d(pre[-1], out_c, 3, 2, 1, bias=False), _bn(out_c), nn.ReLU()))
+            layers.append(nn.Sequential(*convs))
+    return nn.ModuleList(layers)

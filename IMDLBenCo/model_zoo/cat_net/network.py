@@ -18,15 +18,16 @@ order in which a multi-resolution module sums its inputs (``y = f(x0); y = y + f
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...modules.resnet_blocks import BN_MOMENTUM, BasicBlock, Bottleneck, hrnet_fuse_layers, hrnet_transition
+from ...modules.resnet_blocks import make_layer as _make_layer
 from .config import CatNetConfig, StageSpec
 
-BN_MOMENTUM = 0.01
 #: histogram bins of the DCT volume: |coef| = 0, 1, ..., T-1, and >= T (T = 20)
 DCT_CLIP = 20
 
@@ -37,58 +38,12 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = _bn(planes)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-        residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + residual)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = _bn(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
-        self.bn3 = _bn(planes * self.expansion)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + residual)
-
-
 BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
 
 
 def make_layer(block, inplanes: int, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-    """``blocks`` residual blocks; a 1x1 projection (+BN) on the first when the shape changes."""
-    out_c = planes * block.expansion
-    downsample = None
-    if stride != 1 or inplanes != out_c:
-        downsample = nn.Sequential(nn.Conv2d(inplanes, out_c, 1, stride, bias=False), _bn(out_c))
-    layers = [block(inplanes, planes, stride, downsample)]
-    layers += [block(out_c, planes) for _ in range(1, blocks)]
-    return nn.Sequential(*layers)
+    """``blocks`` residual blocks of ``block``'s own expansion (see ``resnet_blocks.make_layer``)."""
+    return _make_layer(block, inplanes, planes, blocks, stride, expansion=block.expansion)
 
 
 class HighResolutionModule(nn.Module):
@@ -98,32 +53,10 @@ class HighResolutionModule(nn.Module):
 
     def __init__(self, block, blocks: Sequence[int], in_channels: Sequence[int], channels: Sequence[int]) -> None:
         super().__init__()
-        n = len(channels)
         self.branches = nn.ModuleList(make_layer(block, cin, c, b) for b, cin, c in zip(blocks, in_channels, channels))
         outs = [c * block.expansion for c in channels]
         self.out_channels = outs
-        self.fuse_layers = None
-        if n > 1:
-            rows = []
-            for i in range(n):
-                row: List[Optional[nn.Module]] = []
-                for j in range(n):
-                    if j > i:
-                        row.append(nn.Sequential(nn.Conv2d(outs[j], outs[i], 1, bias=False), _bn(outs[i])))
-                    elif j == i:
-                        row.append(None)
-                    else:
-                        convs = []
-                        for k in range(i - j):
-                            last = k == i - j - 1
-                            out_c = outs[i] if last else outs[j]
-                            seq: List[nn.Module] = [nn.Conv2d(outs[j], out_c, 3, 2, 1, bias=False), _bn(out_c)]
-                            if not last:
-                                seq.append(nn.ReLU())
-                            convs.append(nn.Sequential(*seq))
-                        row.append(nn.Sequential(*convs))
-                rows.append(nn.ModuleList(row))
-            self.fuse_layers = nn.ModuleList(rows)
+        self.fuse_layers = hrnet_fuse_layers(outs)
         self.relu = nn.ReLU()
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -143,23 +76,6 @@ class HighResolutionModule(nn.Module):
                     y = y + row[j](xs[j])
             fused.append(self.relu(y))
         return fused
-
-
-def _transition(pre: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
-    """Between stages: a 3x3 conv where a branch changes width (None where it does not), and a
-    chain of stride-2 3x3 convs from the coarsest branch for each new branch."""
-    layers: List[Optional[nn.Module]] = []
-    for i, c in enumerate(cur):
-        if i < len(pre):
-            layers.append(None if c == pre[i] else nn.Sequential(
-                nn.Conv2d(pre[i], c, 3, 1, 1, bias=False), _bn(c), nn.ReLU()))
-        else:
-            convs = []
-            for j in range(i + 1 - len(pre)):
-                out_c = c if j == i - len(pre) else pre[-1]
-                convs.append(nn.Sequential(nn.Conv2d(pre[-1], out_c, 3, 2, 1, bias=False), _bn(out_c), nn.ReLU()))
-            layers.append(nn.Sequential(*convs))
-    return nn.ModuleList(layers)
 
 
 def _stage(spec: StageSpec, in_channels: Sequence[int]):
@@ -210,25 +126,25 @@ class CATNetwork(nn.Module):
         block1 = BLOCKS[s1.block]
         self.layer1 = make_layer(block1, 64, s1.channels[0], s1.blocks[0])
         pre = [s1.channels[0] * block1.expansion]
-        self.transition1 = _transition(pre, _widths(st["STAGE2"]))
+        self.transition1 = hrnet_transition(pre, _widths(st["STAGE2"]))
         self.stage2, pre = _stage(st["STAGE2"], _widths(st["STAGE2"]))
-        self.transition2 = _transition(pre, _widths(st["STAGE3"]))
+        self.transition2 = hrnet_transition(pre, _widths(st["STAGE3"]))
         self.stage3, pre = _stage(st["STAGE3"], _widths(st["STAGE3"]))
-        self.transition3 = _transition(pre, _widths(st["STAGE4"]))
+        self.transition3 = hrnet_transition(pre, _widths(st["STAGE4"]))
         self.stage4, rgb_out = _stage(st["STAGE4"], _widths(st["STAGE4"]))
 
         # DCT stream (fixed widths, as in the reference)
         self.dc_layer0_dil = nn.Sequential(nn.Conv2d(DCT_CLIP + 1, 64, 3, 1, padding=8, dilation=8), _bn(64), nn.ReLU())
         self.dc_layer1_tail = nn.Sequential(nn.Conv2d(64, 4, 1, bias=False), _bn(4), nn.ReLU())
         self.dc_layer2 = make_layer(BasicBlock, 4 * 64 * 2, 96, 4)
-        self.dc_transition2 = _transition([96], _widths(st["DC_STAGE3"]))
+        self.dc_transition2 = hrnet_transition([96], _widths(st["DC_STAGE3"]))
         self.dc_stage3, pre = _stage(st["DC_STAGE3"], _widths(st["DC_STAGE3"]))
-        self.dc_transition3 = _transition(pre, _widths(st["DC_STAGE4"]))
+        self.dc_transition3 = hrnet_transition(pre, _widths(st["DC_STAGE4"]))
         self.dc_stage4, dct_out = _stage(st["DC_STAGE4"], _widths(st["DC_STAGE4"]))
 
         # fusion
         fused_in = [r + d for r, d in zip(rgb_out, [0] + list(dct_out))]
-        self.transition4 = _transition(fused_in, _widths(st["STAGE5"]))
+        self.transition4 = hrnet_transition(fused_in, _widths(st["STAGE5"]))
         self.stage5, pre = _stage(st["STAGE5"], _widths(st["STAGE5"]))
         width = sum(pre)
         k = cfg.final_conv_kernel

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...modules.mit import MIT_CONFIGS, EfficientAttention, MixFFN, MixVisionTransformer, OverlapPatchEmbed, drop_path
+from ...modules.mit import MIT_CONFIGS, EfficientAttention, MixFFN, MixVisionTransformer, OverlapPatchEmbed, drop_path, run_stages
 from .blocks import ChannelAttentionFusion
 
 __all__ = ["GLCAAttention", "GLCABlock", "GLCAMixTransformer", "glca_mit", "WINDOW_SIZE"]
@@ -175,16 +175,7 @@ class GLCAMixTransformer(nn.Module):
         self.apply(MixVisionTransformer._init_weights)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        outs = []
-        b = x.shape[0]
-        for i in range(1, 5):
-            x, h, w = getattr(self, f"patch_embed{i}")(x)
-            for blk in getattr(self, f"block{i}"):
-                x = blk(x, h, w)
-            x = getattr(self, f"norm{i}")(x)
-            x = x.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
-            outs.append(x)
-        return outs
+        return run_stages(self, x)
 
 
 def glca_mit(variant: str, glca: int = 0, spatial_local_layout: bool = False,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...modules.resnet_blocks import BN_MOMENTUM, BasicBlock, Bottleneck, make_layer
+from ...modules.resnet_blocks import BN_MOMENTUM, BasicBlock, Bottleneck, hrnet_fuse_layers, hrnet_transition, make_layer
 
 __all__ = ["HRNetW18SmallV2", "BasicBlock", "Bottleneck", "make_layer", "HRNET_W18_SMALL_V2"]
 
@@ -39,28 +39,8 @@ class HighResolutionModule(nn.Module):
 
     def __init__(self, blocks: Sequence[int], channels: Sequence[int]) -> None:
         super().__init__()
-        n = len(channels)
         self.branches = nn.ModuleList(make_layer(BasicBlock, c, c, b, expansion=1) for b, c in zip(blocks, channels))
-        fuse_layers = []
-        for i in range(n):
-            row = []
-            for j in range(n):
-                if j > i:
-                    row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False), _bn(channels[i])))
-                elif j == i:
-                    row.append(None)
-                else:
-                    convs = []
-                    for k in range(i - j):
-                        last = k == i - j - 1
-                        out_c = channels[i] if last else channels[j]
-                        seq = [nn.Conv2d(channels[j], out_c, 3, 2, 1, bias=False), _bn(out_c)]
-                        if not last:
-                            seq.append(nn.ReLU())
-                        convs.append(nn.Sequential(*seq))
-                    row.append(nn.Sequential(*convs))
-            fuse_layers.append(nn.ModuleList(row))
-        self.fuse_layers = nn.ModuleList(fuse_layers) if n > 1 else None
+        self.fuse_layers = hrnet_fuse_layers(channels)
         self.relu = nn.ReLU()
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -98,26 +78,11 @@ class HRNetW18SmallV2(nn.Module):
         prev = [cfg["stage1"]["channels"] * Bottleneck.expansion]
         for s in (2, 3, 4):
             st = cfg[f"stage{s}"]
-            setattr(self, f"transition{s - 1}", self._transition(prev, list(st["channels"])))
+            setattr(self, f"transition{s - 1}", hrnet_transition(prev, list(st["channels"])))
             setattr(self, f"stage{s}", nn.Sequential(*[HighResolutionModule(st["blocks"], st["channels"])
                                                         for _ in range(st["modules"])]))
             prev = list(st["channels"])
         self.out_channels = prev
-
-    @staticmethod
-    def _transition(pre: List[int], cur: List[int]) -> nn.ModuleList:
-        layers = []
-        for i, c in enumerate(cur):
-            if i < len(pre):
-                layers.append(None if c == pre[i] else nn.Sequential(
-                    nn.Conv2d(pre[i], c, 3, 1, 1, bias=False), _bn(c), nn.ReLU()))
-            else:
-                convs = []
-                for j in range(i + 1 - len(pre)):
-                    out_c = c if j == i - len(pre) else pre[-1]
-                    convs.append(nn.Sequential(nn.Conv2d(pre[-1], out_c, 3, 2, 1, bias=False), _bn(out_c), nn.ReLU()))
-                layers.append(nn.Sequential(*convs))
-        return nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))

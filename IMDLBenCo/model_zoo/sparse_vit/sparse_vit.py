@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...modules.mit import DWConv, MixFFN
 from ...registry import MODELS
 
 if TYPE_CHECKING:
@@ -133,33 +134,6 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b, n, c)))
 
 
-class DWConv(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-
-    def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        b, n, c = x.shape
-        x = self.dwconv(x.transpose(1, 2).reshape(b, c, size[0], size[1]))
-        return x.flatten(2).transpose(1, 2)
-
-
-class DWMlp(nn.Module):
-    """fc1 -> depthwise 3x3 conv on the token map -> GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.dwconv = DWConv(hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        x = self.drop(self.act(self.dwconv(self.fc1(x), size)))
-        return self.drop(self.fc2(x))
-
-
 class SABlock(nn.Module):
     """Sparse self-attention block (stages 3-4): attention within the sparse groups of
     ``sparse_size`` x ``sparse_size`` tokens, then a depthwise-conv MLP; both residual branches
@@ -178,7 +152,7 @@ class SABlock(nn.Module):
         self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, proj_drop=drop)
         self.drop_path = _drop_path(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=EPS)
-        self.mlp = DWMlp(dim, int(dim * mlp_ratio), drop)
+        self.mlp = MixFFN(dim, int(dim * mlp_ratio), drop)  # fc1 -> depthwise 3x3 -> GELU -> fc2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -190,7 +164,7 @@ class SABlock(nn.Module):
         tokens = x.flatten(2).transpose(1, 2)
         attended = sparse_ungroup(self.attn(self.norm1(sparse_group(x, s))), b, (h, w), s)
         tokens = tokens + self.drop_path(self.gamma_1 * attended)
-        tokens = tokens + self.drop_path(self.gamma_2 * self.mlp(self.norm2(tokens), (h, w)))
+        tokens = tokens + self.drop_path(self.gamma_2 * self.mlp(self.norm2(tokens), h, w))
         return tokens.transpose(1, 2).reshape(b, c, h, w)
 
 
