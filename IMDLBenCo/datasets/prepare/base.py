@@ -1,0 +1,225 @@
+"""What every preparer shares: the records, path helpers, mask decoding and pairing.
+
+A preparer (one module per dataset) is a function ``collect(tree, options) -> Plan`` that finds the
+files it expects in the :class:`~.sources.SourceTree` of what the user passed and decides, before
+anything is written, which pairs and authentic images to write and what to correct; :mod:`.writer`
+writes the plan, the manifest and the summary.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from ..check import CheckReport
+from ..io import DatasetError, decode_mask, list_images
+
+__all__ = [
+    "SUMMARY_FILE", "MANIFEST_FILE", "OUTPUTS", "PrepareOptions", "Correction", "PrepareResult", "Pair", "Plan",
+    "DatasetSpec", "inside", "images_in", "has_images", "subdir", "not_found", "decode_standard", "file_stem",
+    "strip_suffix", "pair_by_name_then_id", "RENAMED", "RENAMED_UNIQUE", "SIZE_RULE",
+]
+
+SUMMARY_FILE = "prepare_summary.json"
+MANIFEST_FILE = "manifest.csv"
+#: what ``--force`` may delete in OUT: only what a previous run wrote
+OUTPUTS = ("Tp", "Gt", "Au", "set_aside", MANIFEST_FILE, SUMMARY_FILE, "authentic.json", "with_authentic.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass
+class PrepareOptions:
+    """Choices a user makes; each applies to the datasets named in its help."""
+
+    long_side: Optional[int] = None  # resize so that the longer side is at most this (docs: 1024 for NIST16, IMD2020)
+    mismatch: Optional[str] = None  # COVERAGE size-mismatched pairs: "repair" (default) or "set-aside"
+    columbia_tampered: Optional[str] = None  # Columbia: colour of the spliced region, "green" (default) or "red"
+    korus_collateral: Optional[str] = None  # Korus grey "collateral damage": "tampered" (default) or "authentic"
+    nist_polarity: Optional[str] = None  # NIST16 masks: "nist" (black = manipulated, default) or "inverted"
+    force: bool = False  # replace a previous prepare output in OUT
+    workers: Optional[int] = None
+
+
+@dataclass
+class Correction:
+    """One kind of change, why it was made, and the files it touched."""
+
+    kind: str
+    reason: str
+    files: List[str] = field(default_factory=list)
+    routine: bool = False  # a format conversion (summarised in one line), not an erratum
+
+
+@dataclass
+class PrepareResult:
+    dataset: str
+    title: str
+    out: str
+    sources: List[str]
+    found: Dict[str, int]
+    expected: Dict[str, int]
+    written: Dict[str, int]
+    left_out: List[Dict[str, object]]
+    corrections: List[Correction]
+    notes: List[str]
+    unverified: List[str]
+    check: CheckReport
+
+    @property
+    def ok(self) -> bool:
+        return not self.check.errors and self.written.get("pairs", 0) > 0
+
+    def to_json(self) -> Dict[str, object]:
+        return {
+            "dataset": self.dataset, "title": self.title, "status": "complete", "sources": self.sources,
+            "found": self.found, "expected": self.expected, "written": self.written, "left_out": self.left_out,
+            "corrections": [asdict(c) for c in self.corrections], "notes": self.notes, "unverified": self.unverified,
+            "check": {
+                "summary": self.check.summary(), "errors": [p.line(self.out) for p in self.check.errors],
+                "warnings": [p.line(self.out) for p in self.check.warnings],
+            },
+        }
+
+
+@dataclass
+class Pair:
+    """A tampered image and its mask, to be written as ``Tp/<name>`` and ``Gt/<name>.png``."""
+
+    image: str
+    mask: str
+    name: str
+    decode: Callable[[Image.Image, str], np.ndarray]  # mask image → bool H×W (True = manipulated)
+    errata_note: str = ""  # appended to the reason when the pair is set aside (a documented erratum)
+    original: Optional[str] = None  # the authentic counterpart, for the COVERAGE size repair
+    repair: bool = False
+    mask_rule: str = ""  # how the source mask was read, when not the standard rule (manifest)
+    notes: List[Tuple[str, str]] = field(default_factory=list)  # (correction kind, detail) if written
+
+
+@dataclass
+class Plan:
+    """What a preparer found and decided before any file is written."""
+
+    pairs: List[Pair] = field(default_factory=list)
+    authentic: List[Tuple[str, str]] = field(default_factory=list)  # (source path, output stem)
+    left_out: List[Dict[str, object]] = field(default_factory=list)
+    found: Dict[str, int] = field(default_factory=dict)
+    corrections: List[Correction] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    def leave_out(self, path: str, reason: str, documented: bool = False) -> None:
+        self.left_out.append({"file": path, "reason": reason, "documented": documented})
+
+
+@dataclass
+class DatasetSpec:
+    """A preparer and what it documents: expected input, errata, unverified assumptions."""
+
+    name: str
+    title: str
+    aliases: Tuple[str, ...]
+    layout: str
+    errata: Tuple[str, ...]
+    unverified: Tuple[str, ...]
+    expected: Dict[str, int]
+    default_dir: str
+    options: Tuple[str, ...]
+    collect: Callable[..., Plan]  # (SourceTree, PrepareOptions) -> Plan
+
+
+# ---------------------------------------------------------------------------------------------
+# paths
+
+
+def inside(path: str, root: str) -> bool:
+    """True when ``path`` lies in ``root`` once both are resolved (symbolic links followed)."""
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def images_in(folder: str, prefix: str = "") -> List[str]:
+    return [n for n in list_images(folder) if n.lower().startswith(prefix.lower())]
+
+
+def has_images(prefix: str = "") -> Callable[[str], bool]:
+    return lambda d: any(True for _ in images_in(d, prefix))
+
+
+def subdir(folder: str, name: str) -> Optional[str]:
+    """The direct sub-folder of ``folder`` called ``name`` (case-insensitive), if any."""
+    for d in sorted(os.listdir(folder)):
+        if d.lower() == name.lower() and os.path.isdir(os.path.join(folder, d)):
+            return os.path.join(folder, d)
+    return None
+
+
+def not_found(spec: DatasetSpec, what: str, tree) -> DatasetError:
+    """The error of a preparer that did not find ``what`` in the sources: names the expected layout."""
+    return DatasetError(
+        f"{spec.title}: expected {what}; not found in {tree.describe()}.\n"
+        f"Expected input for `benco data prepare {spec.name}`:\n{spec.layout}"
+    )
+
+
+def file_stem(name: str) -> str:
+    return os.path.splitext(os.path.basename(name))[0]
+
+
+def strip_suffix(name: str, suffix: str) -> str:
+    return name[: -len(suffix)] if name.lower().endswith(suffix.lower()) else name
+
+
+# ---------------------------------------------------------------------------------------------
+# masks and pairing
+
+
+def decode_standard(img: Image.Image, path: str) -> np.ndarray:
+    """The framework's mask rule (:func:`~IMDLBenCo.datasets.io.decode_mask`) as a bool H×W array."""
+    return decode_mask(img, path).astype(bool)
+
+
+def _trailing_id(name: str) -> str:
+    m = re.search(r"_(\d+)$", name)
+    return m.group(1) if m else ""
+
+
+def pair_by_name_then_id(
+    images: Dict[str, str], masks: Dict[str, str]
+) -> Tuple[List[Tuple[str, str, str]], List[Tuple[str, str]], Dict[str, str], Dict[str, str]]:
+    """Pair image stems with mask keys: by equal name first, then by the trailing tampered-image ID.
+
+    Returns ``(pairs (image, mask, output stem), renamed (old stem, new stem), lonely images, lonely masks)``.
+    An ID match is used only when exactly one unpaired image and one unpaired mask carry that ID;
+    the output takes the mask's (corrected) name.
+    """
+    pairs = [(images[s], masks[s], s) for s in sorted(images) if s in masks]
+    lonely_img = {s: p for s, p in images.items() if s not in masks}
+    lonely_mask = {s: p for s, p in masks.items() if s not in images}
+    by_id_img: Dict[str, List[str]] = {}
+    for s in lonely_img:
+        by_id_img.setdefault(_trailing_id(s), []).append(s)
+    by_id_mask: Dict[str, List[str]] = {}
+    for s in lonely_mask:
+        by_id_mask.setdefault(_trailing_id(s), []).append(s)
+    renamed = []
+    for tid, stems in sorted(by_id_img.items()):
+        cands = by_id_mask.get(tid, [])
+        if tid and len(stems) == 1 and len(cands) == 1:
+            old, new = stems[0], cands[0]
+            pairs.append((lonely_img.pop(old), lonely_mask.pop(new), new))
+            renamed.append((old, new))
+    return pairs, renamed, lonely_img, lonely_mask
+
+
+RENAMED = "renamed to its ground truth's name (file-name erratum)"
+RENAMED_UNIQUE = "renamed (the name is used twice)"
+SIZE_RULE = "a mask whose size differs from its image is set aside (not resized silently)"
+
