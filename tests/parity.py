@@ -250,10 +250,20 @@ def _call(model, inputs: dict) -> dict:
 #: so that it is a probability map, as the output contract requires)
 FIXTURE_BUILD_OPTIONS = {"SPAN": {"redraw_last_layer": True}, "Cat_Net": {"clamp_pred_mask": False}}
 
+#: fixtures compared at README §3's plain tolerances, without README §1's ill-conditioning
+#: allowance (outputs, losses and gradient norms): their models repeat the reference's arithmetic
+#: in the reference's order, so they match to float32 noise although the model is ill-conditioned
+#: under the fill (PSCC_Net: issue 28, HRNet fusion order and a contiguous W_s input)
+PLAIN_TOLERANCE_FIXTURES = frozenset({"PSCC_Net"})
 
-def run_model_fixture(name: str, build=None, check_train: bool = True) -> Report:
+
+def run_model_fixture(name: str, build=None, check_train: bool = True,
+                      allow_ill_conditioning: Optional[bool] = None) -> Report:
     """Build ``name`` (``build(name, kwargs) -> model``; default: the registry), fill, run the
-    README §3 procedure and compare with the fixture."""
+    README §3 procedure and compare with the fixture.
+
+    ``allow_ill_conditioning``: widen the tolerances by the fixture's (and our own) one-ulp
+    sensitivity as README §1 allows; default: for every fixture not in ``PLAIN_TOLERANCE_FIXTURES``."""
     import torch
 
     fx = load_fixture(name)
@@ -287,7 +297,9 @@ def run_model_fixture(name: str, build=None, check_train: bool = True) -> Report
     if len(dp) != len(ref_dp) or any(abs(a - b) > TOL_DROPOUT for a, b in zip(dp, ref_dp)):
         rep.fail(f"dropout probabilities {len(dp)}: {dp[:6]}... vs reference {len(ref_dp)}: {ref_dp[:6]}...")
 
-    sens = fx["sensitivity"]
+    if allow_ill_conditioning is None:
+        allow_ill_conditioning = name not in PLAIN_TOLERANCE_FIXTURES
+    sens = fx["sensitivity"] if allow_ill_conditioning else {}
     # eval
     model.eval()
     torch.manual_seed(0)
@@ -314,7 +326,7 @@ def run_model_fixture(name: str, build=None, check_train: bool = True) -> Report
     def shifted():
         return grad_pass(dict(inputs, image=inputs["image"] * (1 + 2.0 ** -23)))[1]
 
-    compare_grads(rep, grads, fx["grad_norms"], shifted)
+    compare_grads(rep, grads, fx["grad_norms"], shifted if allow_ill_conditioning else None)
 
     # train (dropout off, batch statistics)
     if check_train and fx["train_deterministic"]:

@@ -47,20 +47,23 @@ class HighResolutionModule(nn.Module):
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         if self.fuse_layers is None:
             return xs
-        out = []
-        for i, row in enumerate(self.fuse_layers):
-            y = xs[i]
-            for j, layer in enumerate(row):
-                if j == i:
-                    continue
-                z = layer(xs[j])
-                if j > i:
-                    z = F.interpolate(z, size=xs[i].shape[-2:], mode="bilinear", align_corners=True)
-                elif z.shape[-2:] != xs[i].shape[-2:]:  # odd sizes: strided convs round up
-                    z = F.interpolate(z, size=xs[i].shape[-2:], mode="bilinear", align_corners=True)
-                y = y + z
-            out.append(self.relu(y))
-        return out
+        # Each fused output sums the branch contributions in branch-index order, starting from
+        # branch 0, as the HRNet reference code does: float addition is not associative, and
+        # PSCC-Net's non-local softmax and logit gating amplify a few-ulp change into visible
+        # differences in the mask and the gradients (issue 28).
+        return [self.relu(self.fuse_output(i, xs)) for i in range(len(self.fuse_layers))]
+
+    def fuse_output(self, i: int, xs: List[torch.Tensor]) -> torch.Tensor:
+        """Sum of all branches brought to branch ``i`` (before the ReLU), in branch order 0, 1, ..."""
+        y = None
+        for j, layer in enumerate(self.fuse_layers[i]):
+            z = xs[j] if j == i else layer(xs[j])
+            # from a coarser branch (1x1 conv) always; from a finer one only for odd sizes
+            # (strided convs round up)
+            if z.shape[-2:] != xs[i].shape[-2:] or j > i:
+                z = F.interpolate(z, size=xs[i].shape[-2:], mode="bilinear", align_corners=True)
+            y = z if y is None else y + z
+        return y
 
 
 class HRNetW18SmallV2(nn.Module):

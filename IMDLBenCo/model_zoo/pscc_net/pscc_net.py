@@ -65,7 +65,10 @@ class NonLocalMask(nn.Module):
             g, theta, phi = g.float(), theta.float(), phi.float()
             f_s = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (B, N, N)
             f_c = torch.softmax(theta @ phi.transpose(1, 2), dim=-1)  # (B, C', C')
-            y_s = (f_s @ g.transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+            # contiguous before the reshape, as the reference: at reduce_scale 1 the reshape of the
+            # transposed product is otherwise a channels-last view, and W_s then runs PyTorch's
+            # channels-last kernel, which rounds differently (issue 28)
+            y_s = (f_s @ g.transpose(1, 2)).transpose(1, 2).contiguous().reshape(b, c, h, w)
             y_c = (g.transpose(1, 2) @ f_c).reshape(b, c, h, w)
         z = x + self.gamma_s * self.W_s(y_s.to(x.dtype)) + self.gamma_c * self.W_c(y_c.to(x.dtype))
         return self.getmask(z), z
@@ -127,7 +130,9 @@ class DetectionHead(nn.Module):
             if d.shape[-2:] != nxt.shape[-2:]:
                 d = F.interpolate(d, size=nxt.shape[-2:], mode="bilinear", align_corners=True)
             y = nxt + d
-        y = self.final_layer(y).mean(dim=(2, 3))
+        y = self.final_layer(y)
+        # average pooling over the whole map, as the reference (a mean rounds a few ulps differently)
+        y = F.avg_pool2d(y, kernel_size=y.shape[-2:]).flatten(1)
         return self.classifier(y)
 
 
