@@ -9,7 +9,10 @@ the first ``--sklearn-images`` images (it needs 0.1-0.6 s per image), and our ev
 the same images to check the values. torchmetrics (the metric library a reader will ask about)
 computes the same per-image pixel values on all images: ``BinaryF1Score``, ``BinaryJaccardIndex``
 and ``BinaryAccuracy`` with ``multidim_average="samplewise"`` on each batch, ``BinaryAUROC``
-(exact, ``thresholds=None``) per manipulated image. Prints ms/image for each evaluator and the ratios.
+(exact, ``thresholds=None``) per manipulated image. Prints ms/image for each evaluator and the ratios,
+and PixelAUC alone with each CPU key sort (numpy's np.sort, OpenCV's cv2.sort, the O(n) radix
+sort; IMDLBenCo/evaluation/_prepare.py picks the fastest per process) against scikit-learn's
+``roc_auc_score``, so a machine without numpy's SIMD sort shows what each gives.
 
     .venv/bin/python benchmarks/bench_metrics.py [--images 200] [--size 512] [--batch 8]
         [--sklearn-images 24] [--device cpu] [--quantised] [--repeat 3]
@@ -79,6 +82,30 @@ def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) 
         results.update(e.compute())
         _add(spent[type(e).__name__], t0, c0)
     return spent, results
+
+
+def run_key_sorts(preds, masks, batch: int, repeat: int) -> Dict[str, List[float]]:
+    """Best-of-``repeat`` [wall s, CPU s] of PixelAUC alone (update + compute) with each CPU key sort."""
+    from IMDLBenCo.evaluation import PixelAUC, _prepare
+
+    chosen = _prepare.key_sort_name()
+    out: Dict[str, List[float]] = {}
+    try:
+        for name in _prepare.KEY_SORTS:
+            _prepare._KEY_SORT["name"] = name
+            try:
+                _prepare.sort_keys_inplace(np.arange(3, 0, -1, dtype=np.int32))
+            except Exception:  # noqa: BLE001 - e.g. no OpenCV
+                continue
+            best = [float("inf")] * 2
+            for _ in range(repeat):
+                spent, _ = run_ours([PixelAUC()], preds, masks, torch.zeros(preds.shape[0]), torch.zeros(preds.shape[0]),
+                                    batch, "cpu")
+                best = [min(a, b) for a, b in zip(spent["PixelAUC"], best)]
+            out[name] = best
+    finally:
+        _prepare._KEY_SORT["name"] = chosen
+    return out
 
 
 def run_sklearn(preds, masks, labels, scores):
@@ -213,6 +240,20 @@ def main() -> None:
         _, ours_all = run_ours(evaluators(), preds, masks, labels, scores, args.batch, args.device)
         print("values on all images (ours vs torchmetrics): " + ", ".join(
             f"{key} |diff| {abs(ours_all[key] - ref):.1e}" for key, ref in tm_vals.items()))
+
+    if args.device == "cpu":
+        from IMDLBenCo.evaluation import _prepare
+
+        sorts = run_key_sorts(preds, masks, args.batch, args.repeat)
+        sk = [x / k * 1e3 for x in sk_spent["PixelAUC"]]
+        print(f"\nPixelAUC by CPU key sort (this process uses {_prepare.key_sort_name()!r}, the fastest of its "
+              f"timing probe), against scikit-learn's roc_auc_score (ms/image):")
+        print(f"{'key sort':<20}{'ours wall':>10}{'ours CPU':>10}{'sk wall':>10}{'sk CPU':>10}{'ratio wall':>12}"
+              f"{'ratio CPU':>11}")
+        for name, spent in sorts.items():
+            o = [x / n * 1e3 for x in spent]
+            print(f"{name:<20}{o[0]:>10.3f}{o[1]:>10.3f}{sk[0]:>10.2f}{sk[1]:>10.2f}{sk[0] / o[0]:>11.1f}x"
+                  f"{sk[1] / o[1]:>10.1f}x")
 
     print(f"\nvalues on the first {k} images (ours vs scikit-learn):")
     worst = 0.0
