@@ -10,6 +10,34 @@ import sys
 import time
 
 
+def _int_at_least(least: int, words: str):
+    """An argparse type: a whole number of at least ``least`` (one usage message otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number ({words})") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {words}, at least {least}")
+        return value
+
+    return parse
+
+
+def _size(text: str) -> int:
+    """An argparse type: a size in bytes, with an optional K/M/G/T suffix (binary units)."""
+    from ..datasets.prepare.archive import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+_THREADS = _int_at_least(1, "a number of threads")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "data",
@@ -30,7 +58,7 @@ def add_parser(sub) -> None:
     )
     c.add_argument("path", help="ManiDataset folder, JsonDataset .json or BalancedDataset .json")
     c.add_argument("--write-clean", metavar="OUT.json", help="write a JsonDataset file of the pairs without errors")
-    c.add_argument("--workers", type=int, default=None, help="reader threads (default: 2 x CPU cores, at most 16)")
+    c.add_argument("--workers", type=_THREADS, default=None, help="reader threads (default: 2 x CPU cores, at most 16)")
     c.add_argument("--quiet", action="store_true", help="print only the summary line")
     c.set_defaults(run=run_check)
 
@@ -54,9 +82,11 @@ def add_parser(sub) -> None:
         "Deterministic for a seed.",
     )
     s.add_argument("out")
-    s.add_argument("--n", type=int, default=200, help="number of images in all (default 200)")
-    s.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=_int_at_least(1, "a number of images"), default=200,
+                   help="number of images in all (default 200)")
+    s.add_argument("--size", type=_int_at_least(1, "a side in pixels"), default=128,
+                   help="image side in pixels (default 128)")
+    s.add_argument("--seed", type=_int_at_least(0, "a random seed"), default=0)
     s.add_argument("--photos", metavar="DIR", help="folder of photographs to cut crops from "
                    "(default: photographs shipped with installed packages)")
     s.set_defaults(run=run_synth)
@@ -74,7 +104,8 @@ def add_parser(sub) -> None:
     pr.add_argument("sources", nargs="*", metavar="SOURCE", help="downloaded archives or folders")
     pr.add_argument("--out", metavar="DIR", help="output folder (new, or a previous output with --force)")
     pr.add_argument("--force", action="store_true", help="replace a previous `benco data prepare` output in DIR")
-    pr.add_argument("--long-side", type=int, metavar="N", help="resize pairs whose longer side exceeds N (the "
+    pr.add_argument("--long-side", type=_int_at_least(16, "a side in pixels"), metavar="N",
+                    help="resize pairs whose longer side exceeds N (the "
                     "documentation advises 1024 for NIST16 and IMD2020); resized images are saved as PNG")
     pr.add_argument("--mismatch", choices=("repair", "set-aside"), help="coverage: the 9 pairs whose mask size differs "
                     "from the image: align the mask with the changed pixels (repair, default) or keep them apart")
@@ -84,7 +115,11 @@ def add_parser(sub) -> None:
                     help="korus: grey 'collateral damage' pixels count as tampered (default) or authentic")
     pr.add_argument("--nist-polarity", choices=("nist", "inverted"), help="nist16: masks are NIST's black = "
                     "manipulated (default) or already inverted (white = manipulated)")
-    pr.add_argument("--workers", type=int, default=None, help="threads (default: up to 4)")
+    pr.add_argument("--workers", type=_THREADS, default=None, help="threads (default: up to 4)")
+    pr.add_argument("--max-extract-bytes", "--max_extract_bytes", dest="max_extract_bytes", type=_size, metavar="SIZE",
+                    default=None, help="most bytes one run may extract from the archives, uncompressed, e.g. 100G "
+                    "(default 64G); archives declaring more, members growing more than 200 times when decompressed "
+                    "and members that write more than their header declares are refused")
     pr.set_defaults(run=run_prepare)
 
     po = dsub.add_parser(
@@ -214,7 +249,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         options = PrepareOptions(
             long_side=args.long_side, mismatch=args.mismatch, columbia_tampered=args.columbia_tampered,
             korus_collateral=args.korus_collateral, nist_polarity=args.nist_polarity, force=args.force,
-            workers=args.workers,
+            workers=args.workers, max_extract_bytes=args.max_extract_bytes,
         )
         start = time.perf_counter()
         result = prepare_dataset(spec.name, args.sources, args.out, options)
@@ -222,10 +257,21 @@ def run_prepare(args: argparse.Namespace) -> int:
         return _error(str(err))
     except OSError as err:  # disk full, permissions: name the file, no traceback
         return _error(f"{err.filename or args.out}: {err.strerror or err}")
+    except KeyboardInterrupt:  # prepare_dataset has removed what it wrote
+        out = os.path.abspath(args.out or ".")
+        left = (f"the partial output was removed from {out} (the folder existed before, so it was kept)"
+                if os.path.isdir(out) else f"nothing was left in {out}")
+        print(f"benco data prepare: interrupted; {left}", file=sys.stderr)
+        return 130
     print(format_summary(result))
     print(f"[{time.perf_counter() - start:.1f} s]")
     if not result.written.get("pairs"):
         return _error(f"no usable pair was found for {result.title}; see the left-out files above.")
+    if result.errors:
+        print(f"benco data prepare: {len(result.errors)} source file(s) could not be used (broken, or refused because "
+              f"they lie outside the source); they are listed under 'errors' above and in prepare_summary.json.",
+              file=sys.stderr)
+        return 1
     if result.check.errors:
         print(f"benco data prepare: {len(result.check.errors)} error(s) remain in {result.out}; see above.",
               file=sys.stderr)

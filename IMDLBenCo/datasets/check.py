@@ -7,6 +7,7 @@ BalancedDataset file (in a thread pool: Pillow decodes without holding the GIL) 
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,14 +16,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..errors import UsageError
 from .io import (MASK_THRESHOLD, NEGATIVE, DatasetError, check_hint, decode_mask, list_images, mask_gray,
                  pair_by_stem, try_open_image)
 from .utils import detect_format, read_balanced_entries, read_json_pairs
 
 __all__ = ["Problem", "CheckReport", "check_dataset", "check_pairs", "mani_structure", "json_structure",
-           "raise_for_structure", "pair_folders"]
+           "raise_for_structure", "pair_folders", "prepare_status", "PREPARE_SUMMARY_FILE"]
 
 ERROR, WARNING = "error", "warning"
+
+#: the summary ``benco data prepare`` writes into its output folder: ``"status": "incomplete"`` from its
+#: first write, replaced by the full summary with ``"status": "complete"`` as the run's very last write
+PREPARE_SUMMARY_FILE = "prepare_summary.json"
+#: what else marks a folder as written by ``benco data prepare`` (its manifest, its temporary folders)
+_PREPARE_MANIFEST = "manifest.csv"
+_PREPARE_MANIFEST_HEADER = "output,source,sha256,source_sha256,correction"
+_PREPARE_TMP_PREFIX = ".prepare-"
 
 
 @dataclass
@@ -278,12 +288,79 @@ def check_pairs(pairs: Sequence[Tuple[str, str]], quick: bool = False, workers: 
     return [p for problems in _per_pair(pairs, quick, workers) for p in problems]
 
 
-def check_dataset(path: str, workers: Optional[int] = None, quick: bool = False) -> CheckReport:
+def _is_prepare_manifest(path: str) -> bool:
+    """True for a ``manifest.csv`` with the header ``benco data prepare`` writes (not any user's manifest)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline(200).strip() == _PREPARE_MANIFEST_HEADER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def prepare_status(folder: str) -> Optional[Problem]:
+    """An error when ``folder`` was written by ``benco data prepare`` and that run did not finish.
+
+    A prepare output is recognised by its summary, its manifest or a leftover ``.prepare-*``
+    temporary folder; it is complete only when the summary parses and says ``"status": "complete"``.
+    """
+    if not os.path.isdir(folder):
+        return None
+    summary = os.path.join(folder, PREPARE_SUMMARY_FILE)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    leftovers = sorted(n for n in names if n.startswith(_PREPARE_TMP_PREFIX))
+    if not (os.path.isfile(summary) or leftovers or _is_prepare_manifest(os.path.join(folder, _PREPARE_MANIFEST))):
+        return None
+    why = ""
+    try:
+        if os.path.getsize(summary) > (64 << 20):  # a summary is a few MB at most; never read a huge file
+            why = f"{PREPARE_SUMMARY_FILE} is too large to be a prepare summary"
+        else:
+            with open(summary, encoding="utf-8") as f:
+                status = json.load(f).get("status")
+            if status != "complete":
+                why = f"{PREPARE_SUMMARY_FILE} says status {status!r}, not 'complete'"
+    except FileNotFoundError:
+        why = f"{PREPARE_SUMMARY_FILE} is missing"
+    except (OSError, ValueError, AttributeError) as err:
+        why = f"{PREPARE_SUMMARY_FILE} cannot be read ({type(err).__name__})"
+    if not why:
+        return None
+    left = f"; its temporary folder {leftovers[0]} is still there" if leftovers else ""
+    return Problem(
+        ERROR, "incomplete prepare output", folder,
+        f"this folder was written by `benco data prepare` and the run did not finish ({why}{left}), so files may "
+        f"be missing or half-written; run the same `benco data prepare` command again with --force",
+    )
+
+
+def check_dataset(path: str, workers: Optional[int] = None, quick: bool = False,
+                  prepare_marker: bool = True) -> CheckReport:
     """Read every pair of the dataset at ``path`` and report what is wrong, per file (see
-    :func:`check_pairs` for ``quick``)."""
+    :func:`check_pairs` for ``quick``).
+
+    ``prepare_marker``: report an error when ``path`` (or the folder of a JSON file) is a
+    ``benco data prepare`` output whose run did not finish (:func:`prepare_status`); prepare's own
+    final check, run before it marks the output complete, turns it off.
+    """
     path = str(path)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UsageError(f"workers={workers!r}: expected a whole number of reader threads, at least 1.")
     report = CheckReport(path=path)
-    pairs, report.problems = _structure(path, report.notes)
+    unfinished = None
+    if prepare_marker:
+        unfinished = prepare_status(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+    try:
+        pairs, report.problems = _structure(path, report.notes)
+    except DatasetError:
+        if unfinished is None:
+            raise
+        report.problems = [unfinished]  # the structure is broken because the run stopped: say that
+        return report
+    if unfinished is not None:
+        report.problems.insert(0, unfinished)
     report.pairs = pairs
     for pair, problems in zip(pairs, _per_pair(pairs, quick, workers)):
         report.problems += problems

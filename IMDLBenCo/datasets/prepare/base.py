@@ -1,9 +1,34 @@
-"""What every preparer shares: the records, path helpers, mask decoding and pairing.
+"""What every preparer shares: the records, the rules, path helpers, mask decoding and pairing.
 
 A preparer (one module per dataset) is a function ``collect(tree, options) -> Plan`` that finds the
 files it expects in the :class:`~.sources.SourceTree` of what the user passed and decides, before
 anything is written, which pairs and authentic images to write and what to correct; :mod:`.writer`
 writes the plan, the manifest and the summary.
+
+The rules every preparer follows. They are written here once and enforced by the shared code
+(:mod:`.sources`, :mod:`.archive`, :mod:`.writer`), not by each preparer:
+
+1. **Paths stay inside their source.** A preparer reads only files that lie inside a SOURCE folder
+   the user passed or inside the extraction folder of an archive the user passed, once symbolic links
+   are resolved (``os.path.realpath``). A path read from a file of the dataset (a CSV or JSON listing)
+   goes through :meth:`~.sources.SourceTree.resolve_listed`, which refuses absolute paths, ``..`` and
+   paths resolving outside; a listing file itself is read through
+   :meth:`~.sources.SourceTree.read_listing`; and every file of a plan is checked again by
+   :meth:`~.sources.SourceTree.admit` just before it is read. A refused file is left out and reported
+   as an error.
+2. **Every size read from a file is checked before memory or disk is spent on it.** An archive's
+   declared member sizes, compression ratios and member count are checked before extraction, and the
+   bytes actually written are counted (:mod:`.archive`, ``--max-extract-bytes``); an image's declared
+   pixel count is checked against Pillow's limit before it is decoded; a listing file's size before it is
+   read (:data:`MAX_LISTING_BYTES`).
+3. **Every written image and mask is decoded in full first.** A file that does not decode (a text file
+   named .jpg, a truncated PNG) is left out, counted and reported as an error (exit status 1); the final
+   check reads the written authentic images too.
+4. **A partial output is never reported as complete.** ``prepare_summary.json`` says
+   ``"status": "incomplete"`` from the run's first write until its very last one, which replaces it
+   atomically by the full summary (``"status": "complete"``, with the manifest's sha256);
+   ``benco data check`` reports a prepare output without it as an error. A run that fails or is
+   interrupted removes what it wrote, and only that: never a folder it did not create.
 """
 
 from __future__ import annotations
@@ -16,7 +41,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from ..check import CheckReport
+from ..check import PREPARE_SUMMARY_FILE, CheckReport
 from ..io import DatasetError, decode_mask, list_images
 
 __all__ = [
@@ -25,8 +50,12 @@ __all__ = [
     "strip_suffix", "pair_by_name_then_id", "RENAMED", "RENAMED_UNIQUE", "SIZE_RULE",
 ]
 
-SUMMARY_FILE = "prepare_summary.json"
+SUMMARY_FILE = PREPARE_SUMMARY_FILE  # "prepare_summary.json"; benco data check reads it too
 MANIFEST_FILE = "manifest.csv"
+#: largest listing file (CSV, JSON, TXT of file names) a preparer reads into memory
+MAX_LISTING_BYTES = 256 << 20
+#: prefix of the temporary folder a run makes in OUT (extracted archives)
+TMP_PREFIX = ".prepare-"
 #: what ``--force`` may delete in OUT: only what a previous run wrote
 OUTPUTS = ("Tp", "Gt", "Au", "set_aside", MANIFEST_FILE, SUMMARY_FILE, "authentic.json", "with_authentic.json")
 
@@ -46,6 +75,7 @@ class PrepareOptions:
     nist_polarity: Optional[str] = None  # NIST16 masks: "nist" (black = manipulated, default) or "inverted"
     force: bool = False  # replace a previous prepare output in OUT
     workers: Optional[int] = None
+    max_extract_bytes: Optional[int] = None  # everything one run may extract (default: archive.DEFAULT_MAX_EXTRACT_BYTES)
 
 
 @dataclass
@@ -74,13 +104,19 @@ class PrepareResult:
     check: CheckReport
 
     @property
+    def errors(self) -> List[Dict[str, object]]:
+        """Source files that could not be used (broken, or refused by the containment rule): left out."""
+        return [x for x in self.left_out if x.get("error")]
+
+    @property
     def ok(self) -> bool:
-        return not self.check.errors and self.written.get("pairs", 0) > 0
+        return not self.check.errors and not self.errors and self.written.get("pairs", 0) > 0
 
     def to_json(self) -> Dict[str, object]:
         return {
             "dataset": self.dataset, "title": self.title, "status": "complete", "sources": self.sources,
-            "found": self.found, "expected": self.expected, "written": self.written, "left_out": self.left_out,
+            "found": self.found, "expected": self.expected, "written": self.written, "errors": self.errors,
+            "left_out": self.left_out,
             "corrections": [asdict(c) for c in self.corrections], "notes": self.notes, "unverified": self.unverified,
             "check": {
                 "summary": self.check.summary(), "errors": [p.line(self.out) for p in self.check.errors],
@@ -115,8 +151,12 @@ class Plan:
     corrections: List[Correction] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
-    def leave_out(self, path: str, reason: str, documented: bool = False) -> None:
-        self.left_out.append({"file": path, "reason": reason, "documented": documented})
+    def leave_out(self, path: str, reason: str, documented: bool = False, error: bool = False) -> None:
+        """Record a file that is not written; ``error``: a broken or refused file (exit status 1)."""
+        item: Dict[str, object] = {"file": path, "reason": reason, "documented": documented}
+        if error:
+            item["error"] = True
+        self.left_out.append(item)
 
 
 @dataclass

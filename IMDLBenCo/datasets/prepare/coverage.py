@@ -57,6 +57,6 @@ SPEC = DatasetSpec(
      "aligns each mask with the pixels that differ from the original {i}.tif (resize when both sides "
      "scale alike, else the crop window that fits best) and reports how; --mismatch set-aside keeps them "
      "apart in set_aside/"),
-    ("the repair was checked on the real COVERAGE files in ../shared/datasets (F1 0.72-0.97 against the "
+    ("the repair was checked on real COVERAGE pairs (F1 0.72-0.97 against the "
      "changed pixels); SunnyHaze's hand-corrected masks were not available to compare",),
     {"tampered images": 100, "authentic images": 100}, "COVERAGE", ("mismatch",), collect)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from typing import Callable, Dict
 
@@ -36,14 +37,17 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
         plan.notes.append(f"Several reference files found; used {tree.display(ref)} (not "
                           f"{', '.join(tree.display(r) for r in refs[1:])}).")
     root = os.path.dirname(os.path.dirname(os.path.dirname(ref)))  # <root>/reference/manipulation/<csv>
-    with open(ref, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, delimiter="|")
+    try:
+        reader = csv.DictReader(io.StringIO(tree.read_listing(ref, "the reference CSV"), newline=""), delimiter="|")
         rows = list(reader)
-        columns = reader.fieldnames or []
+    except csv.Error as err:
+        raise DatasetError(f"{tree.display(ref)}: not a readable reference CSV ({err}); expected NIST's "
+                           f"pipe-separated NC2016-manipulation-ref.csv.") from None
+    columns = reader.fieldnames or []
     needed = ("ProbeFileName", "ProbeMaskFileName", "IsTarget")
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DatasetError(f"{ref}: columns {', '.join(missing)} missing (found: {', '.join(columns[:12])}...); "
+        raise DatasetError(f"{tree.display(ref)}: columns {', '.join(missing)} missing (found: {', '.join(columns[:12])}...); "
                            f"expected NIST's pipe-separated reference file with {', '.join(needed)}.")
     polarity = opts.nist_polarity or "nist"
     decoder = nist_decoder(polarity)
@@ -57,26 +61,34 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
             duplicates.append(f"{probe} (CSV lines {seen[probe]} and {i})")
             continue
         seen[probe] = i
-        path = os.path.join(root, probe)
+        where = f"{tree.display(ref)} line {i}: {probe}"
         target = (row.get("IsTarget") or "").strip().upper() == "Y"
         targets += target
         non_targets += not target
+        path, why = tree.resolve_listed(root, probe)  # rule 1: a listed path stays inside the source
+        if path is None:
+            plan.leave_out(where, f"ProbeFileName {why}", error=True)
+            continue
         if not os.path.isfile(path):
-            plan.leave_out(f"{tree.display(ref)} line {i}: {probe}", "listed in the reference CSV but not found")
+            plan.leave_out(where, "listed in the reference CSV but not found")
             continue
         if not target:
             plan.authentic.append((path, file_stem(probe)))
             continue
         mask_rel = (row.get("ProbeMaskFileName") or "").strip()
-        if not mask_rel or not os.path.isfile(os.path.join(root, mask_rel)):
+        mask, why = tree.resolve_listed(root, mask_rel) if mask_rel else (None, "")
+        if why:
+            plan.leave_out(where, f"ProbeMaskFileName {why}", error=True)
+            continue
+        if mask is None or not os.path.isfile(mask):
             plan.leave_out(tree.display(path), f"manipulated (IsTarget=Y) but its mask {mask_rel or '(empty)'} is "
                            f"not on disk")
             continue
         notes = [(NIST_PAIRED, f"{file_stem(probe)} <- {os.path.basename(mask_rel)}")]
         if polarity == "nist":
             notes.append((INVERTED, file_stem(probe)))
-        plan.pairs.append(Pair(path, os.path.join(root, mask_rel), file_stem(probe), decoder, notes=notes,
-                                mask_rule="inverted (NIST: black = manipulated)" if polarity == "nist" else ""))
+        plan.pairs.append(Pair(path, mask, file_stem(probe), decoder, notes=notes,
+                               mask_rule="inverted (NIST: black = manipulated)" if polarity == "nist" else ""))
     plan.found = {"manipulated probes (IsTarget=Y)": targets, "other probes (IsTarget=N)": non_targets,
                   "CSV rows": len(rows)}
     plan.corrections.append(Correction(

@@ -1,4 +1,10 @@
-"""The SOURCE folders and archives of one ``benco data prepare`` run, and finding files in them."""
+"""The SOURCE folders and archives of one ``benco data prepare`` run, and finding files in them.
+
+:class:`SourceTree` applies rule 1 of :mod:`.base` (paths stay inside their source): every folder
+and file it finds, every path a listing file names, and every file of a plan before it is copied is
+resolved (``os.path.realpath``: symbolic links followed) and must lie inside a SOURCE folder the user
+passed or inside the extraction folder of an archive the user passed.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ import tempfile
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from ..io import DatasetError
-from .archive import ARCHIVES, archive_ext, extract
-from .base import inside
+from .archive import ARCHIVES, ExtractBudget, archive_ext, extract, format_bytes
+from .base import MAX_LISTING_BYTES, inside
 
 __all__ = ["SourceTree", "find_or_extract"]
 
@@ -17,15 +23,16 @@ __all__ = ["SourceTree", "find_or_extract"]
 class SourceTree:
     """The SOURCE folders and archives of one run; archives are extracted into a temporary folder."""
 
-    def __init__(self, sources: Sequence[str], tmp: str) -> None:
+    def __init__(self, sources: Sequence[str], tmp: str, budget: Optional[ExtractBudget] = None) -> None:
         self.tmp = tmp
+        self.budget = budget or ExtractBudget()
         self.roots: List[Tuple[str, str]] = []  # (folder, label shown in the manifest)
         self.sources = [str(s) for s in sources]
         for src in self.sources:
             if os.path.isdir(src):
                 self.roots.append((os.path.abspath(src), os.path.basename(os.path.abspath(src)) or src))
             elif os.path.isfile(src) and archive_ext(src):
-                self.roots.append((extract(src, self._fresh_dir()), os.path.basename(src)))
+                self.roots.append((extract(src, self._fresh_dir(), self.budget), os.path.basename(src)))
             elif os.path.isfile(src):
                 raise DatasetError(f"{src}: not a folder and not an archive this command can read "
                                    f"({', '.join(ARCHIVES)}); pass the downloaded archive or the folder it extracts to.")
@@ -63,7 +70,7 @@ class SourceTree:
         hits = [p for p in self.find_files(r".") if os.path.basename(p).lower() in wanted and p not in self._extracted]
         for archive in hits:
             self._extracted.add(archive)
-            self.roots.append((extract(archive, self._fresh_dir()), self.display(archive)))
+            self.roots.append((extract(archive, self._fresh_dir(), self.budget), self.display(archive)))
         return bool(hits)
 
     def display(self, path: str) -> str:
@@ -78,7 +85,51 @@ class SourceTree:
         return best[1] if rel == "." else f"{best[1]}/{rel.replace(os.sep, '/')}"
 
     def contains(self, path: str) -> bool:
+        """True when ``path``, symbolic links resolved, lies inside a SOURCE folder or an extracted archive."""
         return any(inside(path, root) for root, _ in self.roots)
+
+    def admit(self, path: str) -> str:
+        """Why the file ``path`` may not be read (``""`` when it may): it must resolve inside the sources and
+        be a regular file. Every file of a plan passes here before it is copied."""
+        if not self.contains(path):
+            target = os.path.realpath(path)
+            return (f"refused: resolves to {target}, outside the sources given"
+                    + (" (a symbolic link pointing out)" if os.path.islink(path) or target != os.path.abspath(path)
+                       else ""))
+        if not os.path.isfile(path):
+            return "not a regular file"
+        return ""
+
+    def resolve_listed(self, base: str, listed: str) -> Tuple[Optional[str], str]:
+        """A path named inside a file of the dataset (a CSV or JSON listing), relative to ``base``.
+
+        Returns ``(path, "")``, or ``(None, reason)`` for an absolute path, a ``..`` component, or a path
+        that resolves (links followed) outside the sources.
+        """
+        text = listed.strip()
+        parts = text.replace("\\", "/").split("/")
+        if not text:
+            return None, "empty path"
+        if text.startswith(("/", "\\")) or (len(text) > 1 and text[1] == ":"):
+            return None, f"refused: {text!r} is an absolute path; paths in the dataset's files must be relative"
+        if ".." in parts:
+            return None, f"refused: {text!r} climbs out with '..'; paths in the dataset's files must stay inside it"
+        path = os.path.join(base, *[p for p in parts if p not in ("", ".")])
+        if not self.contains(path):
+            return None, f"refused: {text!r} resolves to {os.path.realpath(path)}, outside the sources given"
+        return path, ""
+
+    def read_listing(self, path: str, what: str) -> str:
+        """The text of a listing file of the dataset (CSV, JSON, TXT), after checking where it lies and its size."""
+        why = self.admit(path)
+        if why:
+            raise DatasetError(f"{self.display(path)}: {what} {why}.")
+        size = os.path.getsize(path)
+        if size > MAX_LISTING_BYTES:
+            raise DatasetError(f"{self.display(path)}: {what} is {format_bytes(size)}, more than the "
+                               f"{format_bytes(MAX_LISTING_BYTES)} such a file can hold; it is not the file expected.")
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            return f.read()
 
     def describe(self) -> str:
         return ", ".join(self.sources)

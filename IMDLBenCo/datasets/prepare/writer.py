@@ -1,4 +1,9 @@
-"""Writing a preparer's plan: copies, masks, the manifest, the summary, and the final check."""
+"""Writing a preparer's plan: copies, masks, the manifest, the summary, and the final check.
+
+:func:`prepare_dataset` owns the output folder: it refuses a folder it may not write into, removes
+on failure or interruption only what the run wrote (never a folder it did not create), and marks the
+output complete as its very last write (rule 4 of :mod:`.base`).
+"""
 
 from __future__ import annotations
 
@@ -9,26 +14,66 @@ import json
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from ...errors import UsageError
-from ..check import check_dataset, pair_folders
-from ..io import NEGATIVE, DatasetError, try_open_image
+from ..check import check_dataset, check_pairs, pair_folders
+from ..io import NEGATIVE, DatasetError
 from ..utils import write_json_dataset
-from .base import (MANIFEST_FILE, OUTPUTS, SUMMARY_FILE, Correction, DatasetSpec, Pair, PrepareOptions, PrepareResult,
-                   file_stem, inside)
+from .archive import ExtractBudget
+from .base import (MANIFEST_FILE, OUTPUTS, SUMMARY_FILE, TMP_PREFIX, Correction, DatasetSpec, Pair, Plan,
+                   PrepareOptions, PrepareResult, file_stem, inside)
 from .registry import FLAGS, PREPARERS, get_spec
 from .sources import SourceTree
 
-__all__ = ["prepare_dataset", "format_summary"]
+__all__ = ["prepare_dataset", "format_summary", "verify_image"]
 
 #: how many files of one correction the printed summary names (the JSON summary names all)
 _SHOWN = 20
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def verify_image(path: str) -> Tuple[Optional[Image.Image], str]:
+    """``(image, "")`` with the image decoded in full, or ``(None, reason)``.
+
+    The declared size is checked against Pillow's decompression-bomb limit before decoding; a PNG is
+    also verified chunk by chunk (CRCs, the closing IEND), which catches a file cut short after its
+    last pixel row that decoding alone lets through.
+    """
+    try:
+        img = Image.open(path)
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and img.width * img.height > limit:
+            return None, (f"declares {img.width}x{img.height} pixels, more than the {limit:,} Pillow decodes safely "
+                          f"(not an image of this dataset, or a decompression bomb)")
+        img.load()
+        if img.format == "PNG":
+            with Image.open(path) as again:
+                again.verify()
+    except FileNotFoundError:
+        return None, "file not found"
+    except Exception as err:  # UnidentifiedImageError, truncated data, decoder errors, bad CRC
+        return None, f"cannot be decoded as an image ({type(err).__name__}: {err})"
+    return img, ""
+
+
+def _map(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> List[_R]:
+    """``[fn(x) for x in items]`` in a thread pool (Pillow decodes and encodes without the GIL).
+
+    An exception or Ctrl-C stops it at once: queued items are cancelled, running ones finish.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures: List[Future] = [pool.submit(fn, x) for x in items]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _sha256_file(path: str) -> str:
@@ -74,7 +119,7 @@ def _repair_size(mask: np.ndarray, image: Image.Image, original_path: Optional[s
 
     if not original_path:
         return None, "no original image to align the mask with"
-    orig, why = try_open_image(original_path)
+    orig, why = verify_image(original_path)
     if orig is None:
         return None, f"original {os.path.basename(original_path)} unreadable ({why})"
     if orig.size != image.size:
@@ -112,6 +157,8 @@ class _Outcome:
     corrections: List[Tuple[str, str, bool]]  # (kind, detail, routine)
     reason: str = ""
     documented: bool = False
+    error: bool = False  # a broken or refused source file (not a dataset erratum)
+    file: str = ""  # the source file the reason is about
 
 
 def _mask_conversion(img: Image.Image, path: str) -> Optional[str]:
@@ -145,12 +192,16 @@ def _write_pair(p: Pair, out: str, long_side: Optional[int], display: Callable[[
                 rows.append((rel, display(src), sha, sha, f"set aside: {reason}"))
         return _Outcome(p.name, False, rows, [], reason, documented)
 
-    image, why = try_open_image(p.image)
+    def broken(path: str, what: str, why: str) -> _Outcome:
+        # not copied anywhere: the file is not an image (or not a whole one); the manifest names it
+        return _Outcome(p.name, False, [], [], f"{what} {why}", error=True, file=display(path))
+
+    image, why = verify_image(p.image)
     if image is None:
-        return set_aside(f"image {why}")
-    mask_img, why = try_open_image(p.mask)
+        return broken(p.image, "image", why)
+    mask_img, why = verify_image(p.mask)
     if mask_img is None:
-        return set_aside(f"mask {why}")
+        return broken(p.mask, "mask", why)
     try:
         mask = p.decode(mask_img, p.mask)
     except DatasetError as err:
@@ -199,29 +250,103 @@ def _write_pair(p: Pair, out: str, long_side: Optional[int], display: Callable[[
     return _Outcome(p.name, True, rows, notes)
 
 
-def _prepare_out(out: str, sources: Sequence[str], force: bool) -> None:
+def _write_authentic(src: str, dst: str, display: Callable[[str], str]) -> Tuple[Optional[Tuple[str, ...]], str]:
+    """Verify then copy one authentic image: ``(manifest row, "")`` or ``(None, why it is broken)``."""
+    img, why = verify_image(src)
+    if img is None:
+        return None, why
+    img.close()
+    sha = _copy(src, dst)
+    return (f"Au/{os.path.basename(dst)}", display(src), sha, sha, ""), ""
+
+
+# ---------------------------------------------------------------------------------------------
+# the output folder
+
+
+def _tmp_dirs(out: str) -> List[str]:
+    return sorted(os.path.join(out, n) for n in os.listdir(out)
+                  if n.startswith(TMP_PREFIX) and os.path.isdir(os.path.join(out, n)))
+
+
+def _summary_status(out: str) -> Optional[str]:
+    """The status in OUT's summary: "complete", "incomplete", "unreadable", or None when there is none."""
+    path = os.path.join(out, SUMMARY_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        if os.path.getsize(path) > (64 << 20):
+            return "unreadable"
+        with open(path, encoding="utf-8") as f:
+            status = json.load(f).get("status")
+    except (OSError, ValueError, AttributeError):
+        return "unreadable"
+    return status if status == "complete" else "incomplete"
+
+
+def _check_out(out: str, sources: Sequence[str], force: bool) -> None:
+    """Refuse an OUT this run may not write into; writes nothing."""
     for src in sources:
         if os.path.isdir(src) and inside(out, src):
             raise UsageError(f"--out {out} lies inside the SOURCE {src}; choose a folder outside what you downloaded.")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out}: a file of that name exists; choose a folder.")
     if os.path.isdir(out) and os.listdir(out):
-        ours = os.path.isfile(os.path.join(out, SUMMARY_FILE))
+        status = _summary_status(out)
+        ours = status is not None or bool(_tmp_dirs(out))
         if not force or not ours:
-            hint = ("pass --force to replace the previous `benco data prepare` output there" if ours else
-                    "it is not a `benco data prepare` output, so nothing in it is deleted")
+            if not ours:
+                hint = "it is not a `benco data prepare` output, so nothing in it is deleted"
+            elif status == "complete":
+                hint = "pass --force to replace the previous `benco data prepare` output there"
+            else:
+                hint = ("it holds an incomplete `benco data prepare` output (a run that was stopped); pass --force "
+                        "to replace it")
             raise UsageError(f"--out {out}: folder exists and is not empty; choose a new folder or {hint}.")
-        for name in OUTPUTS:
-            path = os.path.join(out, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.isfile(path):
-                os.remove(path)
+
+
+def _remove_outputs(out: str) -> None:
+    """Remove what a prepare run writes in OUT (and only that): its outputs and its temporary folders."""
+    if not os.path.isdir(out):
+        return
+    for path in [os.path.join(out, n) for n in OUTPUTS + (_SUMMARY_TMP,)] + _tmp_dirs(out):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+
+def _missing_dirs(path: str) -> List[str]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _start_out(out: str) -> None:
     for sub in ("Tp", "Gt"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
-    # written first, so that --force recognises a run that stopped half-way
+    # written first, so that --force and `benco data check` recognise a run that stopped half-way
     with open(os.path.join(out, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump({"status": "incomplete"}, f)
+
+
+_SUMMARY_TMP = f".{SUMMARY_FILE}.writing"
+
+
+def _write_summary_last(out: str, payload: Dict[str, object]) -> None:
+    """Replace the "incomplete" summary by the final one in one step (rename), so that a kill leaves either."""
+    tmp = os.path.join(out, _SUMMARY_TMP)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=1, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(out, SUMMARY_FILE))
 
 
 def _check_options(spec: DatasetSpec, opts: PrepareOptions) -> None:
@@ -235,15 +360,21 @@ def _check_options(spec: DatasetSpec, opts: PrepareOptions) -> None:
         value = getattr(opts, attr)
         if value is not None and value not in allowed:
             raise UsageError(f"{FLAGS[attr]} {value!r}: expected one of {', '.join(allowed)}.")
-    if opts.long_side is not None and opts.long_side < 16:
-        raise UsageError(f"--long-side {opts.long_side}: expected a side of at least 16 pixels (e.g. 1024).")
+    numbers = (("long_side", "--long-side", 16, "a side of at least 16 pixels (e.g. 1024)"),
+               ("workers", "--workers", 1, "a number of threads, at least 1"),
+               ("max_extract_bytes", "--max-extract-bytes", 1, "a size of at least 1 byte (e.g. 64G)"))
+    for attr, flag, least, words in numbers:
+        value = getattr(opts, attr)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise UsageError(f"{flag} {value!r}: expected {words}.")
 
 
 def prepare_dataset(name: str, sources: Sequence[str], out: str, options: Optional[PrepareOptions] = None) -> PrepareResult:
     """Turn what the user downloaded for dataset ``name`` into a checked ManiDataset folder ``out``.
 
     Raises :class:`~IMDLBenCo.errors.DatasetError` (input not as expected) or
-    :class:`~IMDLBenCo.errors.UsageError` (options); the message names what was expected.
+    :class:`~IMDLBenCo.errors.UsageError` (options); the message names what was expected. On any
+    failure or interruption, what the run wrote is removed, and ``out`` itself only if the run created it.
     """
     opts = options or PrepareOptions()
     spec = get_spec(name)
@@ -251,23 +382,57 @@ def prepare_dataset(name: str, sources: Sequence[str], out: str, options: Option
     if not sources:
         raise UsageError(f"no SOURCE given. Expected input for `benco data prepare {spec.name}`:\n{spec.layout}")
     out = os.path.abspath(str(out))
-    fresh = not os.path.isdir(out) or not os.listdir(out)
-    _prepare_out(out, sources, opts.force)
-    tmp = tempfile.mkdtemp(prefix=".prepare-", dir=out)
+    _check_out(out, sources, opts.force)
+    created = _missing_dirs(out)  # removed again (when empty) if the run fails
+    tmp = None
     try:
+        _remove_outputs(out)  # --force: the previous output, stale temporary folders of killed runs
+        _start_out(out)
+        tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out)
         return _run(spec, sources, out, tmp, opts)
     except BaseException:
-        if fresh:  # the folder was made by this run: leave nothing half-written behind
-            shutil.rmtree(out, ignore_errors=True)
+        _remove_outputs(out)
+        for folder in created:  # deepest first; stops at the first that is not empty (not ours alone)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _admit(plan: Plan, tree: SourceTree) -> None:
+    """Rule 1, once more before any file is read: every file of the plan must resolve inside the sources."""
+    refused: List[Dict[str, object]] = []
+
+    def ok(path: Optional[str], what: str) -> bool:
+        if path is None:
+            return True
+        why = tree.admit(path)
+        if why:
+            refused.append({"file": tree.display(path), "reason": f"{what} {why}", "documented": False, "error": True})
+        return not why
+
+    kept = []
+    for pair in plan.pairs:
+        if ok(pair.image, "image") & ok(pair.mask, "mask"):
+            if pair.original is not None and tree.admit(pair.original):
+                ok(pair.original, "original")
+                pair.original = None  # the size repair then says it has no original
+            kept.append(pair)
+    plan.pairs = kept
+    plan.authentic = [(src, stem) for src, stem in plan.authentic if ok(src, "authentic image")]
+    plan.left_out += refused
 
 
 def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: PrepareOptions) -> PrepareResult:
     """Collect, write, check; ``prepare_dataset`` owns the output folder and the temporary one."""
-    tree = SourceTree(sources, tmp)
+    budget = ExtractBudget(opts.max_extract_bytes) if opts.max_extract_bytes else ExtractBudget()
+    tree = SourceTree(sources, tmp, budget)
     plan = spec.collect(tree, opts)
+    _admit(plan, tree)
     seen: Dict[str, str] = {}
     unique = []
     for pair in plan.pairs:
@@ -278,14 +443,16 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
         unique.append(pair)
     plan.pairs = unique
     workers = opts.workers or min(4, (os.cpu_count() or 2))
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes and encodes without the GIL
-        outcomes = list(pool.map(lambda p: _write_pair(p, out, opts.long_side, tree.display), plan.pairs))
+    outcomes = _map(lambda p: _write_pair(p, out, opts.long_side, tree.display), plan.pairs, workers)
     rows: List[Tuple[str, str, str, str, str]] = []
     kinds: Dict[str, Correction] = {c.kind: c for c in plan.corrections}
     order = [c.kind for c in plan.corrections]
     written_names = set()
     for pair, o in zip(plan.pairs, outcomes):
         rows += o.rows
+        if o.error:
+            plan.left_out.append({"file": o.file, "reason": o.reason, "documented": False, "error": True})
+            continue
         if not o.ok:
             plan.left_out.append({"file": tree.display(pair.image), "reason": o.reason, "documented": o.documented,
                                   "copied_to": "set_aside/"})
@@ -298,37 +465,48 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
             kinds[kind].files.append(detail)
     if plan.authentic:
         os.makedirs(os.path.join(out, "Au"), exist_ok=True)
-    au_paths = []
-    for src, stem in plan.authentic:
+    targets, taken = [], set()
+    for i, (src, stem) in enumerate(plan.authentic):
         ext = os.path.splitext(src)[1]
-        dst = os.path.join(out, "Au", stem + ext)
-        if os.path.exists(dst):  # a second file with this stem: keep it apart, say so
-            stem = f"{stem}_{len(au_paths)}"
-            dst = os.path.join(out, "Au", stem + ext)
-        sha = _copy(src, dst)
-        rows.append((f"Au/{stem}{ext}", tree.display(src), sha, sha, ""))
-        au_paths.append(dst)
+        if stem + ext in taken:  # a second file with this stem: keep it apart, say so
+            stem = f"{stem}_{i}"
+        taken.add(stem + ext)
+        targets.append((src, os.path.join(out, "Au", stem + ext)))
+    au_paths = []
+    for (src, dst), (row, why) in zip(targets, _map(lambda t: _write_authentic(t[0], t[1], tree.display),
+                                                    targets, workers)):
+        if row is not None:
+            rows.append(row)
+            au_paths.append(dst)
+        else:
+            plan.left_out.append({"file": tree.display(src), "reason": f"authentic image {why}", "documented": False,
+                                  "error": True})
     for item in plan.left_out:
         if "copied_to" not in item:
-            rows.append(("", str(item["file"]), "", "", f"left out: {item['reason']}"))
+            label = "left out (error)" if item.get("error") else "left out"
+            rows.append(("", str(item["file"]), "", "", f"{label}: {item['reason']}"))
     _write_manifest(out, rows)
+    errors = [x for x in plan.left_out if x.get("error")]
     written = {"pairs": len(written_names), "authentic images": len(au_paths),
-               "left out": len(plan.left_out)}
+               "left out": len(plan.left_out), "errors": len(errors)}
     if au_paths:
         pairs, _ = pair_folders(os.path.join(out, "Tp"), os.path.join(out, "Gt"))
         write_json_dataset([(p, NEGATIVE) for p in sorted(au_paths)], os.path.join(out, "authentic.json"), relative=True)
         write_json_dataset(pairs + [(p, NEGATIVE) for p in sorted(au_paths)],
                            os.path.join(out, "with_authentic.json"), relative=True)
     shutil.rmtree(tmp, ignore_errors=True)  # extracted archives: not part of the dataset
-    report = check_dataset(out)
+    # the final check reads every written file again: pairs and the authentic images
+    report = check_dataset(out, workers=opts.workers, prepare_marker=False)
+    report.problems += check_pairs([(p, NEGATIVE) for p in sorted(au_paths)], workers=opts.workers)
     result = PrepareResult(
         dataset=spec.name, title=spec.title, out=out, sources=[str(x) for x in sources],
         found=plan.found, expected=dict(spec.expected), written=written, left_out=plan.left_out,
         corrections=[kinds[k] for k in order if kinds[k].files], notes=plan.notes,
         unverified=list(spec.unverified), check=report,
     )
-    with open(os.path.join(out, SUMMARY_FILE), "w", encoding="utf-8") as f:
-        json.dump(result.to_json(), f, indent=1, ensure_ascii=False)
+    payload = result.to_json()
+    payload["manifest_sha256"] = _sha256_file(os.path.join(out, MANIFEST_FILE))
+    _write_summary_last(out, payload)  # the completion marker: the run's last write
     return result
 
 
@@ -354,20 +532,28 @@ def _counts(d: Dict[str, int]) -> str:
 
 
 def format_summary(result: PrepareResult) -> str:
-    """The printed summary: counts, every left-out file and correction, unverified points, check."""
+    """The printed summary: counts, every error, left-out file and correction, unverified points, check."""
     lines = [f"{result.title} -> {result.out}", f"  found: {_counts(result.found)}"]
     differs = {k: v for k, v in result.expected.items() if result.found.get(k) not in (None, v)}
     if differs:
         lines.append(f"  the documentation says: {_counts(differs)} (a partial download or another release?)")
     lines.append(f"  wrote: {result.written['pairs']} pairs (Tp/ + Gt/), {result.written['authentic images']} "
                  f"authentic images (Au/)")
-    if result.left_out:
-        lines.append(f"  left out ({len(result.left_out)}):")
-        for item in result.left_out[:_SHOWN]:
+    errors = result.errors
+    if errors:
+        lines.append(f"  errors ({len(errors)}): source files that could not be used (broken or refused), left out:")
+        for item in errors[:_SHOWN]:
+            lines.append(f"    - {item['file']}: {item['reason']}")
+        if len(errors) > _SHOWN:
+            lines.append(f"    ... {len(errors) - _SHOWN} more in {SUMMARY_FILE}")
+    others = [x for x in result.left_out if not x.get("error")]
+    if others:
+        lines.append(f"  left out ({len(others)}):")
+        for item in others[:_SHOWN]:
             where = " -> set_aside/" if item.get("copied_to") else ""
             lines.append(f"    - {item['file']}{where}: {item['reason']}")
-        if len(result.left_out) > _SHOWN:
-            lines.append(f"    ... {len(result.left_out) - _SHOWN} more in {SUMMARY_FILE}")
+        if len(others) > _SHOWN:
+            lines.append(f"    ... {len(others) - _SHOWN} more in {SUMMARY_FILE}")
     if result.corrections:
         lines.append("  corrections:")
     for c in result.corrections:
@@ -388,4 +574,3 @@ def format_summary(result: PrepareResult) -> str:
     lines.append(f"  manifest: {os.path.join(result.out, MANIFEST_FILE)}; "
                  f"summary: {os.path.join(result.out, SUMMARY_FILE)}")
     return "\n".join(lines)
-
