@@ -211,6 +211,51 @@ def test_unknown_schema_and_broken_files_are_refused_with_one_message(tmp_path, 
     assert captured.out == ""
 
 
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.update(records={"a": 1}), "'records' must be a list"),
+    (lambda d: d.update(model={"options": {}}), "'model.name' is missing"),
+    (lambda d: d["records"][0].pop("dataset"), "records[0]: 'dataset.name' is missing"),
+    (lambda d: d["records"][0].update(metrics=[0.5]), "records[0]: 'metrics' must be an object"),
+    (lambda d: d["records"][0].update(attack="GaussianBlur"), "records[0]: 'attack' must be null"),
+    (lambda d: d["records"].__setitem__(0, "COVERAGE"), "records[0]: expected an object"),
+])
+def test_malformed_records_are_refused_naming_the_key(tmp_path, capsys, change, expected):
+    run = write_results(tmp_path / "run", "Mesorch", [make_set("COVERAGE", 0.5, 1)])
+    doc = json.loads((run / "results.json").read_text())
+    change(doc)
+    (run / "results.json").write_text(json.dumps(doc))
+    assert benco(["leaderboard", str(run), "--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and str(run / "results.json") in err and "Traceback" not in err
+    assert not (tmp_path / "site").exists()
+
+
+def test_missing_evidence_and_missing_values_still_give_a_leaderboard(tmp_path):
+    """No per_image.csv, bootstrap off, a NaN value: shown as such, the average has no interval and says why."""
+    a = write_results(tmp_path / "a", "Mesorch", [make_set("COVERAGE", 0.5, 1), make_set("Columbia", 0.6, 2)])
+    (a / "per_image.csv").unlink()
+    write_results(tmp_path / "b", "Trufor", [make_set("COVERAGE", 0.5, 3), make_set("Columbia", 0.6, 4)],
+                  bootstrap=False)
+    c = write_results(tmp_path / "c", "SPAN", [make_set("COVERAGE", 0.5, 5), make_set("Columbia", 0.6, 6)])
+    doc = json.loads((c / "results.json").read_text())
+    doc["records"][1]["metrics"]["pixel_f1"] = {"value": float("nan"), "ci_low": None, "ci_high": None}
+    doc["records"][1]["warning"] = "no manipulated image in this set"
+    (c / "results.json").write_text(json.dumps(doc))  # NaN as JSON writes it
+    board = load_leaderboard([tmp_path])
+    view = {r.label: r for r in table_view(_one_table(board, "adhoc"), "pixel_f1")}
+    assert view["Mesorch"].rank == 1 and not view["Mesorch"].avg.has_interval
+    assert "no per_image.csv" in view["Mesorch"].avg.note
+    assert view["Trufor"].avg.note == "bootstrap was off for these runs"
+    assert not any(c.has_interval for c in view["Trufor"].cells)
+    columbia = [c.name for c in _one_table(board, "adhoc").columns].index("Columbia")
+    assert view["SPAN"].group == "incomplete" and "no finite pixel_f1" in view["SPAN"].cells[columbia].note
+    index = build_leaderboard([tmp_path], out=tmp_path / "site")
+    pages = {p.name: p.read_text() for p in (index.parent / "models").glob("*.html")}
+    mesorch = next(t for n, t in pages.items() if "mesorch" in n)
+    assert "per_image file <code>per_image.csv</code> was not found" in mesorch
+    assert "no manipulated image in this set" in next(t for n, t in pages.items() if "span" in n)
+
+
 def test_missing_inputs_are_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for args, words in (([str(tmp_path / "nope")], "no such file"), ([str(tmp_path / "empty")], "no results.json")):
@@ -369,6 +414,33 @@ def test_adhoc_tables_keep_different_contents_apart(tmp_path):
     assert len(trufor.superseded) == 1 and trufor.clean[("Coverage", b["hash"])].created.startswith("2027")
 
 
+def test_epochs_of_one_run_are_rows_told_apart_by_checkpoint(tmp_path):
+    """test.py over a folder of checkpoints: one record per epoch, rule fixed_epoch, in one results.json."""
+    run = write_results(tmp_path / "e5", "IML_ViT", [make_set("COVERAGE", 0.4, 1)], "fixed_epoch",
+                        checkpoint="checkpoint-5.pth", epoch=5)
+    other = write_results(tmp_path / "e9", "IML_ViT", [make_set("COVERAGE", 0.5, 2)], "fixed_epoch",
+                          checkpoint="checkpoint-9.pth", epoch=9)
+    doc = json.loads((run / "results.json").read_text())
+    doc["records"] += json.loads((other / "results.json").read_text())["records"]
+    (run / "results.json").write_text(json.dumps(doc))
+    with open(run / "per_image.csv", "a") as f:
+        f.write("".join((other / "per_image.csv").read_text().splitlines(True)[1:]))
+    shutil.rmtree(other)
+    board = load_leaderboard([run])
+    view = table_view(_one_table(board, "adhoc"), "pixel_f1")
+    assert [r.entry for r in view] == ["e5 · checkpoint-9.pth", "e5 · checkpoint-5.pth"]
+    assert [r.rank for r in view] == [1, 2] and all(r.selection == "fixed epoch (not chosen)" for r in view)
+    assert all(r.cells[0].has_interval and r.avg.has_interval for r in view)
+
+
+def test_site_with_reported_rows_ranked(tmp_path):
+    index = build_leaderboard([make_bench(tmp_path / "bench")], out=tmp_path / "site", include_reported=True)
+    page = index.read_text()
+    ranked = page.split('<tbody class="group-ranked">', 1)[1].split("</tbody>", 1)[0]
+    assert ranked.count('data-kind="reported"') == 16 and ranked.count('data-kind="reproduced"') == 2
+    assert '<span class="badge reported">reported</span>' in ranked and 'class="reported-section"' not in page
+
+
 # ----------------------------------------------------------------------------------- text formats
 def test_markdown_csv_and_latex(tmp_path, capsys):
     bench = make_bench(tmp_path / "bench")
@@ -523,6 +595,8 @@ def test_site_renders_in_headless_chromium(tmp_path):
     visible = [r for r in re.findall(r'<tr class="([^"]*)" data-group', dom.split('id="lb-protocol-cat"')[1].split("</table>")[0])
                if "hidden" not in r]
     assert len(visible) == 1 and "showing 1 of 4 rows" in dom  # PSCC_Net only: Cat_Net is optimistic
+    dom, _ = _dump(url + "?reported=0", tmp_path, "noreported")
+    assert re.search(r'class="reported-section hidden"', dom)
     # a model page renders too
     model_page = sorted((tmp_path / "site" / "models").glob("*mesorch*.html"))[0]
     dom, console = _dump(model_page.as_uri(), tmp_path, "model")

@@ -491,6 +491,8 @@ def model_html(table: Table, row: Row, metric: str, names, digits: int, links: D
             f"<h1>{esc(row.title())}</h1>",
             f"<p>{esc(table.title)} · entry <b>{esc(row.entry)}</b> · selection "
             f"{selection_html(row.selection, row.optimistic, {r.rule for r in row.records})}</p>"]
+    warnings = sorted({f"{r.dataset_name}: {r.raw['warning']}" for r in row.records if r.raw.get("warning")})
+    body += [f'<p class="note">{esc(w)}</p>' for w in warnings]
     if row.optimistic:
         body.append('<p class="note">This checkpoint was chosen by its score on the test sets themselves: its numbers '
                     "are optimistic and it is not ranked with checkpoints chosen on validation.</p>")

@@ -65,6 +65,7 @@ class Row:
     superseded: List[Record] = field(default_factory=list)
     slug: str = ""
     methods: List[str] = field(default_factory=list)
+    suffix: str = ""  # the checkpoint, when another row of the table has the same entry (epochs of one run)
 
     @property
     def entries(self) -> List[str]:
@@ -77,7 +78,7 @@ class Row:
 
     @property
     def entry(self) -> str:
-        return ", ".join(self.entries)
+        return ", ".join(self.entries) + (f" · {self.suffix}" if self.suffix else "")
 
     @property
     def selections(self) -> List[str]:
@@ -294,9 +295,23 @@ def build_tables(records: Sequence[Record], names: Names, published: Sequence[Re
                 table.notes.append(f"{name} was tested in {n} different contents (content hashes differ): "
                                    "each has its own column, and rows are not comparable across them.")
         table.slug = slugify(table.title)
+        _disambiguate(table)
         tables.append(table)
     _assign_slugs(tables)
     return tables
+
+
+def _disambiguate(table: Table) -> None:
+    """Rows sharing an entry name (test.py over a folder: one row per epoch) are told apart by checkpoint."""
+    seen: Dict[str, List[Row]] = {}
+    for row in table.rows:
+        seen.setdefault(row.entry, []).append(row)
+    for rows in seen.values():
+        if len(rows) > 1:
+            for row in rows:
+                ckpt = row.checkpoint
+                name = str(ckpt.get("path") or "").replace("\\", "/").rsplit("/", 1)[-1]
+                row.suffix = name or str(ckpt.get("sha256") or "")[:12]
 
 
 def _assign_slugs(tables: Sequence[Table]) -> None:
