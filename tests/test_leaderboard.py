@@ -471,7 +471,8 @@ def test_markdown_csv_and_latex(tmp_path, capsys):
     tex = out.read_text()
     assert tex.count("\\begin{tabular}") == 1 and "\\toprule" in tex and "DINOv3\\_IML" in tex
     assert re.search(r"\d\.\d{2}\\,\{\\scriptsize\[\d\.\d{2}, \d\.\d{2}\]\}", tex)
-    assert "reported by their authors" in tex
+    assert "reported in Irennnne/DINOv3-IML README.md (arXiv 2604.16083), not reproduced" in tex
+    assert "reported in ProgrameThinking/Co-Transformers" in tex
 
 
 # ----------------------------------------------------------------------------------- the site

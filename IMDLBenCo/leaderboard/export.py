@@ -177,14 +177,16 @@ def to_latex(tables: Sequence[Table], metric: str, include_reported: bool = Fals
         out.append("\\begin{tabular}{rll" + "r" * (len(table.columns) + 1) + "}\n\\toprule")
         out.append(" & ".join(["Rank", "Model", "Selection"] + [latex_escape(c.label) for c in table.columns]
                               + ["Avg"]) + " \\\\\n\\midrule")
+        apart.sort(key=lambda r: [t.file for t in table.score_tables].index(r.source.file))  # stable: by source
         group = None
         for r in view + apart:
-            g = "reported" if r in apart else r.group
-            if g != group and group is not None:
-                label = {"optimistic": "\\textit{" + GROUP_TEXT["optimistic"] + "}",
-                         "incomplete": "\\textit{" + GROUP_TEXT["incomplete"] + "}",
-                         "reported": "\\textit{reported by their authors, not reproduced}"}.get(g)
-                out.append("\\midrule" + (f"\n\\multicolumn{{{n}}}{{l}}{{{label}}} \\\\" if label else ""))
+            g = f"reported:{r.source.file}" if r in apart else r.group
+            if g != group and (group is not None or g != "ranked"):
+                text = (f"reported in {r.source.source}, not reproduced" if r in apart
+                        else GROUP_TEXT.get(g, ""))
+                lines = (["\\midrule"] if group is not None else []) + (
+                    [f"\\multicolumn{{{n}}}{{l}}{{\\textit{{{latex_escape(text)}}}}} \\\\"] if text else [])
+                out += lines
             group = g
             selection = "reported" if r.kind == "reported" else r.selection
             cells = ["--" if r.rank is None else str(r.rank), latex_escape(_label(r, view)), latex_escape(selection)]
