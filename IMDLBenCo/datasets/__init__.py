@@ -15,12 +15,17 @@ from ..registry import DATASETS
 
 DATASETS.add_lazy_package(f"{__name__}.dataset")
 DATASETS.add_lazy_package(f"{__name__}.balanced")
+DATASETS.add_lazy_package(f"{__name__}.shards.dataset")
 
 _HOME = {
     "AbstractDataset": "dataset",
     "ManiDataset": "dataset",
     "JsonDataset": "dataset",
     "BalancedDataset": "balanced",
+    "ShardDataset": "shards",
+    "dataset_content_hash": "identity",
+    "path_content_hash": "identity",
+    "file_sha256": "identity",
     "DatasetError": "io",
     "IMAGE_EXTENSIONS": "io",
     "MASK_THRESHOLD": "io",

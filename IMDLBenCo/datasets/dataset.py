@@ -149,7 +149,8 @@ class AbstractDataset(Dataset):
     __repr__ = __str__
 
     # ------------------------------------------------------------------ loading
-    def _load_pair(self, index: int) -> Tuple[Image.Image, np.ndarray]:
+    def _load_pair(self, index: int) -> Tuple[Union[Image.Image, np.ndarray], np.ndarray]:
+        """The decoded image (RGB, Pillow or H×W×3 uint8) and its {0,1} uint8 H×W mask."""
         tp, gt = self.image_paths[index], self.mask_paths[index]
         image = load_rgb(tp, self.root)
         w, h = image.size
@@ -259,9 +260,12 @@ class AbstractDataset(Dataset):
             sample["edge_mask"] = torch.from_numpy(edge)[None]
         if not self.defer_normalization:
             normalize_batch(sample)
+        self._run_post_funcs(index, sample)
+        return sample
+
+    def _run_post_funcs(self, index: int, sample: Dict[str, Any]) -> None:
         for func in self.post_funcs:
             func(sample)
-        return sample
 
 
 @DATASETS.register_module()

@@ -18,7 +18,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _FORMATS = (
     "a ManiDataset folder (Tp/ images + Gt/ masks), a JsonDataset file "
-    '([[image_path, mask_path or "Negative"], ...]) or a BalancedDataset file ([[dataset_class_name, path], ...])'
+    '([[image_path, mask_path or "Negative"], ...]), a BalancedDataset file ([[dataset_class_name, path], ...]) '
+    "or a shard folder or URL (benco data pack)"
 )
 
 _JSON_EXPECTED = 'a non-empty JSON list of [image_path, mask_path] pairs (mask_path "Negative" for authentic images)'
@@ -30,6 +31,7 @@ _ONLY_FOR = {
     "seed": "BalancedDataset",
     "include_authentic": "ManiDataset",
     "check_files": "JsonDataset",
+    "shuffle_buffer": "ShardDataset",
 }
 
 
@@ -146,8 +148,17 @@ def write_json_dataset(pairs: Sequence[Tuple[str, str]], out: str, relative: boo
 
 
 def detect_format(path: str) -> str:
-    """``"ManiDataset"``, ``"JsonDataset"`` or ``"BalancedDataset"`` for ``path``; else DatasetError."""
+    """``"ManiDataset"``, ``"JsonDataset"``, ``"BalancedDataset"`` or ``"ShardDataset"`` for
+    ``path``; else DatasetError."""
+    from .shards import shard_kind
+
     path = str(path)
+    kind = shard_kind(path)  # a shard folder, index or URL (benco data pack)
+    if kind == "complete":
+        return "ShardDataset"
+    if kind == "incomplete":
+        raise DatasetError(f"{path}: an unfinished `benco data pack` (its index is written last); run the same "
+                           f"`benco data pack ... --out {path}` again to finish it.")
     if os.path.isdir(path):
         return "ManiDataset"
     if not os.path.isfile(path):
@@ -180,7 +191,8 @@ def detect_format(path: str) -> str:
 
 def dataset_from_path(path: str, **dataset_kwargs: Any):
     """Build the dataset for ``path``: folder → ManiDataset, ``[image, mask]`` list JSON →
-    JsonDataset, ``[class, path]`` list JSON → BalancedDataset (see :func:`detect_format`)."""
+    JsonDataset, ``[class, path]`` list JSON → BalancedDataset, shard folder/index/URL →
+    ShardDataset (see :func:`detect_format`)."""
     from ..registry import DATASETS
 
     cls_name = detect_format(path)
@@ -191,8 +203,10 @@ def dataset_from_path(path: str, **dataset_kwargs: Any):
 def load_test_datasets(path: str) -> Dict[str, str]:
     """``{name: path}`` from a ``test_datasets.json`` object (relative paths resolve against its
     folder); a single ManiDataset folder or JsonDataset file becomes ``{"test_dataset": path}``."""
+    from .shards import is_url
+
     path = str(path)
-    if os.path.isdir(path):
+    if os.path.isdir(path) or is_url(path):
         return {"test_dataset": path}
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: no such file or folder; expected a test_datasets.json object {{name: path}} or {_FORMATS}.")
@@ -207,6 +221,9 @@ def load_test_datasets(path: str) -> Dict[str, str]:
     for name, sub in data.items():
         if not isinstance(sub, str):
             raise DatasetError(f"{path}: the value of {name!r} is {sub!r}; expected the path of a ManiDataset folder or JsonDataset file.")
+        if is_url(sub):  # shards on a server (benco data pack): read when the set is built
+            out[str(name)] = sub
+            continue
         resolved = sub if os.path.isabs(sub) else os.path.normpath(os.path.join(base, sub))
         if not os.path.exists(resolved):
             raise DatasetError(f"{path}: test set {name!r} points to {resolved}, which does not exist.")

@@ -177,6 +177,8 @@ def dataset_pairs(dataset: Dataset) -> List[Tuple[str, str]]:
     subs = getattr(dataset, "datasets", None)
     if subs is not None:
         return [pair for sub in subs for pair in dataset_pairs(sub)]
+    if getattr(dataset, "packed", False):  # shards (benco data pack): checked when packed, no files to check
+        return []
     return list(zip(dataset.image_paths, dataset.mask_paths))
 
 
@@ -219,8 +221,13 @@ def train_loader(dataset: Dataset, batch_size: int, data: DataConfig, runtime: R
     """Shuffled loader, sharded over ranks; reseed it with :func:`start_epoch` every epoch."""
     from torch.utils.data import DistributedSampler
 
-    sampler = DistributedSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank,
-                                 shuffle=True, seed=data.seed, drop_last=False)
+    from ..datasets.shards import shard_train_sampler
+
+    # shards: each rank reads its own contiguous part of the epoch's shard order (buffer-shuffled)
+    sampler = shard_train_sampler(dataset, runtime.world_size, runtime.rank, data.seed)
+    if sampler is None:
+        sampler = DistributedSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank,
+                                     shuffle=True, seed=data.seed, drop_last=False)
     generator = torch.Generator()
     generator.manual_seed(data.seed)
     # a last partial batch is dropped only when there is at least one full batch
