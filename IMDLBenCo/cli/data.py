@@ -93,14 +93,15 @@ def add_parser(sub) -> None:
 
     pr = dsub.add_parser(
         "prepare",
-        help="turn a downloaded public dataset (CASIA v1/v2, Columbia, COVERAGE, NIST16, IMD2020, Korus) into a "
-        "checked ManiDataset folder",
+        help="turn a downloaded public dataset (CASIA v1/v2, Columbia, COVERAGE, NIST16, IMD2020, Korus; AI edits: "
+        "CocoGlide, AutoSplice, OpenSDID, TGIF, MagicBrush) into a checked ManiDataset folder",
         description="Find the files of dataset NAME in SOURCE (the archives or folders you downloaded; .zip and .tar* "
         "are extracted, .rar must be extracted first), apply the documented corrections and write OUT/Tp, OUT/Gt "
         "(0/255 PNG masks), OUT/Au, manifest.csv (source and sha256 of every file) and prepare_summary.json; then "
         "`benco data check` OUT. Without arguments: the datasets and the input each expects.",
     )
-    pr.add_argument("name", nargs="?", help="dataset: casia1, casia2, columbia, coverage, nist16, imd2020, korus")
+    pr.add_argument("name", nargs="?", help="dataset: casia1, casia2, columbia, coverage, nist16, imd2020, korus, "
+                    "cocoglide, autosplice, opensdid, tgif, magicbrush")
     pr.add_argument("sources", nargs="*", metavar="SOURCE", help="downloaded archives or folders")
     pr.add_argument("--out", metavar="DIR", help="output folder (new, or a previous output with --force)")
     pr.add_argument("--force", action="store_true", help="replace a previous `benco data prepare` output in DIR")
@@ -115,6 +116,10 @@ def add_parser(sub) -> None:
                     help="korus: grey 'collateral damage' pixels count as tampered (default) or authentic")
     pr.add_argument("--nist-polarity", choices=("nist", "inverted"), help="nist16: masks are NIST's black = "
                     "manipulated (default) or already inverted (white = manipulated)")
+    pr.add_argument("--autosplice-quality", choices=("100", "90", "75"),
+                    help="autosplice: which JPEG version of the forged images (Forged_JPEG<Q>; default 100)")
+    pr.add_argument("--opensdid-entire", choices=("full-mask", "leave-out"), help="opensdid: fully generated images "
+                    "get an all-white mask (full-mask, default) or are left out (localization only)")
     pr.add_argument("--workers", type=_THREADS, default=None, help="threads (default: up to 4)")
     pr.add_argument("--max-extract-bytes", "--max_extract_bytes", dest="max_extract_bytes", type=_size, metavar="SIZE",
                     default=None, help="most bytes one run may extract from the archives, uncompressed, e.g. 100G "
@@ -233,6 +238,10 @@ def _print_datasets() -> int:
         print(f"{spec.name}: {spec.title}{aliases}\n{spec.layout}\n  corrections:")
         for item in spec.errata:
             print(f"    - {item}")
+        if spec.unverified:
+            print("  assumed (not verified on a copy of the download):")
+            for item in spec.unverified:
+                print(f"    - {item}")
         print()
     return 0
 
@@ -253,6 +262,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         options = PrepareOptions(
             long_side=args.long_side, mismatch=args.mismatch, columbia_tampered=args.columbia_tampered,
             korus_collateral=args.korus_collateral, nist_polarity=args.nist_polarity, force=args.force,
+            autosplice_quality=args.autosplice_quality, opensdid_entire=args.opensdid_entire,
             workers=args.workers, max_extract_bytes=args.max_extract_bytes,
         )
         start = time.perf_counter()

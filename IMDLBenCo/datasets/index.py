@@ -70,12 +70,12 @@ def format_table(rows: Sequence[Dict[str, object]]) -> str:
     lines = []
     for r in rows:
         lo, hi = r["min_resolution"], r["max_resolution"]
-        res = lo if lo == hi else f"{lo} - {hi}"
+        res = lo if lo == hi else f"{lo} - {hi}" if lo and hi else f"up to {hi}" if hi else f"from {lo}"
         lines.append((
             str(r["name"]), str(r["year"]), f"{r['authentic'] or '?'}/{r['tampered'] or '?'}",
             str(res or "?"), str(r["manipulation"]), str(r["prepare"] or "-"),
         ))
-    caps = (28, 4, 16, 22, 36, 8)  # long cells are cut so that the table stays readable
+    caps = (28, 4, 16, 22, 36, 10)  # long cells are cut so that the table stays readable
     cells = [tuple(c if len(c) <= cap else c[: cap - 3] + "..." for c, cap in zip(row, caps)) for row in lines]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)

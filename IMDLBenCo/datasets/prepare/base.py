@@ -57,7 +57,7 @@ MAX_LISTING_BYTES = 256 << 20
 #: prefix of the temporary folder a run makes in OUT (extracted archives)
 TMP_PREFIX = ".prepare-"
 #: what ``--force`` may delete in OUT: only what a previous run wrote
-OUTPUTS = ("Tp", "Gt", "Au", "set_aside", MANIFEST_FILE, SUMMARY_FILE, "authentic.json", "with_authentic.json")
+OUTPUTS = ("Tp", "Gt", "Au", "set_aside", "splits", MANIFEST_FILE, SUMMARY_FILE, "authentic.json", "with_authentic.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,6 +73,8 @@ class PrepareOptions:
     columbia_tampered: Optional[str] = None  # Columbia: colour of the spliced region, "green" (default) or "red"
     korus_collateral: Optional[str] = None  # Korus grey "collateral damage": "tampered" (default) or "authentic"
     nist_polarity: Optional[str] = None  # NIST16 masks: "nist" (black = manipulated, default) or "inverted"
+    autosplice_quality: Optional[str] = None  # AutoSplice JPEG version: "100" (default), "90" or "75"
+    opensdid_entire: Optional[str] = None  # OpenSDID fully generated images: "full-mask" (default) or "leave-out"
     force: bool = False  # replace a previous prepare output in OUT
     workers: Optional[int] = None
     max_extract_bytes: Optional[int] = None  # everything one run may extract (default: archive.DEFAULT_MAX_EXTRACT_BYTES)
@@ -102,6 +104,7 @@ class PrepareResult:
     notes: List[str]
     unverified: List[str]
     check: CheckReport
+    splits: Dict[str, int] = field(default_factory=dict)  # splits/<name>.json → entries
 
     @property
     def errors(self) -> List[Dict[str, object]]:
@@ -118,6 +121,7 @@ class PrepareResult:
             "found": self.found, "expected": self.expected, "written": self.written, "errors": self.errors,
             "left_out": self.left_out,
             "corrections": [asdict(c) for c in self.corrections], "notes": self.notes, "unverified": self.unverified,
+            "splits": {f"splits/{k}.json": v for k, v in self.splits.items()},
             "check": {
                 "summary": self.check.summary(), "errors": [p.line(self.out) for p in self.check.errors],
                 "warnings": [p.line(self.out) for p in self.check.warnings],
@@ -138,6 +142,7 @@ class Pair:
     repair: bool = False
     mask_rule: str = ""  # how the source mask was read, when not the standard rule (manifest)
     notes: List[Tuple[str, str]] = field(default_factory=list)  # (correction kind, detail) if written
+    synthetic_mask: bool = False  # the mask is derived by ``decode`` alone (e.g. a fully generated image)
 
 
 @dataclass
@@ -150,6 +155,8 @@ class Plan:
     found: Dict[str, int] = field(default_factory=dict)
     corrections: List[Correction] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    #: output name (pair name or authentic stem) → split; the writer lists each split in ``splits/<split>.json``
+    groups: Dict[str, str] = field(default_factory=dict)
 
     def leave_out(self, path: str, reason: str, documented: bool = False, error: bool = False) -> None:
         """Record a file that is not written; ``error``: a broken or refused file (exit status 1)."""

@@ -5,18 +5,24 @@ from __future__ import annotations
 from typing import Dict
 
 from ...errors import UsageError
-from . import casia1, casia2, columbia, coverage, imd2020, korus, nist16
+from . import (autosplice, casia1, casia2, cocoglide, columbia, coverage, imd2020, instruct_edit, korus, nist16,
+               opensdid, tgif)
 from .base import DatasetSpec
 
-__all__ = ["PREPARERS", "FLAGS", "get_spec"]
+__all__ = ["PREPARERS", "FLAGS", "AIGC", "get_spec"]
 
 PREPARERS: Dict[str, DatasetSpec] = {
-    m.SPEC.name: m.SPEC for m in (casia1, casia2, columbia, coverage, nist16, imd2020, korus)
+    m.SPEC.name: m.SPEC for m in (casia1, casia2, columbia, coverage, nist16, imd2020, korus,
+                                  cocoglide, autosplice, opensdid, tgif, instruct_edit)
 }
+
+#: the preparers of AI-generated and AI-edited content (``benco data index --aigc``)
+AIGC = ("cocoglide", "autosplice", "opensdid", "tgif", "magicbrush")
 
 #: option attribute → the command-line flag that sets it
 FLAGS = {"columbia_tampered": "--columbia-tampered", "mismatch": "--mismatch", "nist_polarity": "--nist-polarity",
-         "korus_collateral": "--korus-collateral"}
+         "korus_collateral": "--korus-collateral", "autosplice_quality": "--autosplice-quality",
+         "opensdid_entire": "--opensdid-entire"}
 
 
 def get_spec(name: str) -> DatasetSpec:

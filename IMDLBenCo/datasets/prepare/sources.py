@@ -73,6 +73,15 @@ class SourceTree:
             self.roots.append((extract(archive, self._fresh_dir(), self.budget), self.display(archive)))
         return bool(hits)
 
+    def add_root(self, folder: str, label: str) -> None:
+        """A folder this run wrote from the sources (e.g. images unpacked from a parquet file): its files
+        count as inside the sources, shown as ``label/...``."""
+        self.roots.append((folder, label))
+
+    def scratch_dir(self) -> str:
+        """A new empty folder in the run's temporary folder."""
+        return self._fresh_dir()
+
     def display(self, path: str) -> str:
         """``path`` as the user knows it: relative to the SOURCE (or archive) it came from."""
         best = None

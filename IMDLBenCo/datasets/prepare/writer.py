@@ -220,7 +220,7 @@ def _write_pair(p: Pair, out: str, long_side: Optional[int], display: Callable[[
         mask_changes.append(f"size repaired: {how}")
     if not mask.any():
         return set_aside("empty mask (no manipulated pixel)")
-    conversion = _mask_conversion(mask_img, p.mask)
+    conversion = None if p.synthetic_mask else _mask_conversion(mask_img, p.mask)
     if conversion:
         notes.append((_REENCODED, f"{p.name} ({conversion})", True))
         mask_changes.append(f"re-encoded as single-channel 0/255 PNG (was {conversion})")
@@ -355,7 +355,8 @@ def _check_options(spec: DatasetSpec, opts: PrepareOptions) -> None:
             users = [s.name for s in PREPARERS.values() if attr in s.options]
             raise UsageError(f"{flag} applies to {', '.join(users)} only, not to {spec.name}.")
     choices = {"mismatch": ("repair", "set-aside"), "columbia_tampered": ("green", "red"),
-               "korus_collateral": ("tampered", "authentic"), "nist_polarity": ("nist", "inverted")}
+               "korus_collateral": ("tampered", "authentic"), "nist_polarity": ("nist", "inverted"),
+               "autosplice_quality": ("100", "90", "75"), "opensdid_entire": ("full-mask", "leave-out")}
     for attr, allowed in choices.items():
         value = getattr(opts, attr)
         if value is not None and value not in allowed:
@@ -466,12 +467,16 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
     if plan.authentic:
         os.makedirs(os.path.join(out, "Au"), exist_ok=True)
     targets, taken = [], set()
+    au_group: Dict[str, str] = {}
     for i, (src, stem) in enumerate(plan.authentic):
         ext = os.path.splitext(src)[1]
+        group = plan.groups.get(stem)
         if stem + ext in taken:  # a second file with this stem: keep it apart, say so
             stem = f"{stem}_{i}"
         taken.add(stem + ext)
         targets.append((src, os.path.join(out, "Au", stem + ext)))
+        if group:
+            au_group[targets[-1][1]] = group
     au_paths = []
     for (src, dst), (row, why) in zip(targets, _map(lambda t: _write_authentic(t[0], t[1], tree.display),
                                                     targets, workers)):
@@ -494,6 +499,7 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
         write_json_dataset([(p, NEGATIVE) for p in sorted(au_paths)], os.path.join(out, "authentic.json"), relative=True)
         write_json_dataset(pairs + [(p, NEGATIVE) for p in sorted(au_paths)],
                            os.path.join(out, "with_authentic.json"), relative=True)
+    splits = _write_splits(out, plan.groups, written_names, au_paths, au_group)
     shutil.rmtree(tmp, ignore_errors=True)  # extracted archives: not part of the dataset
     # the final check reads every written file again: pairs and the authentic images
     report = check_dataset(out, workers=opts.workers, prepare_marker=False)
@@ -502,7 +508,7 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
         dataset=spec.name, title=spec.title, out=out, sources=[str(x) for x in sources],
         found=plan.found, expected=dict(spec.expected), written=written, left_out=plan.left_out,
         corrections=[kinds[k] for k in order if kinds[k].files], notes=plan.notes,
-        unverified=list(spec.unverified), check=report,
+        unverified=list(spec.unverified), check=report, splits=splits,
     )
     payload = result.to_json()
     payload["manifest_sha256"] = _sha256_file(os.path.join(out, MANIFEST_FILE))
@@ -518,6 +524,26 @@ _ROUTINE_REASONS = {
     _RESIZED: "image bicubic (saved as PNG), mask by area then > 0.5",
     _REPAIRED: "aligned with the pixels that differ from the original (COVERAGE erratum)",
 }
+
+
+def _write_splits(out: str, groups: Dict[str, str], written: set, au_paths: Sequence[str],
+                  au_group: Dict[str, str]) -> Dict[str, int]:
+    """``OUT/splits/<split>.json``: a JsonDataset per split (its pairs and its authentic images as Negative)."""
+    if not groups:
+        return {}
+    pairs, _ = pair_folders(os.path.join(out, "Tp"), os.path.join(out, "Gt"))
+    entries: Dict[str, List[Tuple[str, str]]] = {}
+    for tp, gt in pairs:
+        name = file_stem(tp)
+        if name in written and groups.get(name):
+            entries.setdefault(groups[name], []).append((tp, gt))
+    for path in sorted(au_paths):
+        if au_group.get(path):
+            entries.setdefault(au_group[path], []).append((path, NEGATIVE))
+    os.makedirs(os.path.join(out, "splits"), exist_ok=True)
+    for group, items in sorted(entries.items()):
+        write_json_dataset(items, os.path.join(out, "splits", f"{group}.json"), relative=True)
+    return {g: len(v) for g, v in sorted(entries.items())}
 
 
 def _write_manifest(out: str, rows: Sequence[Tuple[str, str, str, str, str]]) -> None:
@@ -564,6 +590,9 @@ def format_summary(result: PrepareResult) -> str:
             lines += [f"        {f}" for f in c.files[:_SHOWN]]
             if len(c.files) > _SHOWN:
                 lines.append(f"        ... {len(c.files) - _SHOWN} more in {SUMMARY_FILE}")
+    if result.splits:
+        lines.append("  splits (JsonDataset files, authentic images as Negative): "
+                     + ", ".join(f"splits/{k}.json ({v})" for k, v in result.splits.items()))
     for note in result.notes:
         lines.append(f"  note: {note}")
     for item in result.unverified:
