@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import UsageError
 
 __all__ = ["ProtocolError", "Protocol", "ModelEntry", "InputRule", "Metric", "Attack", "Robustness",
-           "load_protocol", "shipped_protocols", "find_protocol", "METRICS", "ATTACKS", "RESERVED_OPTIONS",
+           "load_protocol", "shipped_protocols", "find_protocol", "default_out", "METRICS", "ATTACKS", "RESERVED_OPTIONS",
            "protocol_names"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "protocols"
@@ -178,6 +178,11 @@ def find_protocol(arg: str) -> Tuple[Path, bool]:
         raise ProtocolError(f"{arg}: is a folder; give a protocol file (YAML) or the name of a shipped protocol")
     raise ProtocolError(f"{arg}: no such protocol file, and no shipped protocol of that name; shipped: "
                         f"{', '.join(shipped)} (`benco bench --list`)")
+
+
+def default_out(file: Path) -> Path:
+    """``./bench_<file name without .yaml>``: where ``benco bench`` writes without ``--out``."""
+    return Path.cwd() / f"bench_{file.stem}"
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -391,7 +396,7 @@ def load_protocol(arg: str, data_root: Optional[str] = None, out: Optional[str] 
     elif root_text:
         root = (source_dir / os.path.expanduser(root_text)).resolve()
     elif synth is not None:
-        root = (Path(out) if out else source_dir / f"bench_{name}").resolve() / "data"
+        root = Path(out or default_out(file)).resolve() / "data"
     else:
         root = source_dir.resolve()
 

@@ -178,14 +178,14 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--nproc {args.nproc} / --nodes {args.nodes}: at least 1")
     if args.nodes > 1 and args.executor != "slurm":
         return _error("--nodes K > 1 needs --executor slurm (each job then spans K nodes)")
-    from ..bench.protocol import ProtocolError, load_protocol
+    from ..bench.protocol import ProtocolError, default_out, load_protocol
     from ..errors import IMDLBenCoError
 
     try:
         protocol = load_protocol(args.protocol, data_root=args.data_root, out=args.out)
     except ProtocolError as err:
         return _error(str(err))
-    out = os.path.abspath(args.out or f"bench_{protocol.file.stem}")
+    out = os.path.abspath(args.out or default_out(protocol.file))
     try:
         return _run(args, protocol, out)
     except ProtocolError as err:
