@@ -344,3 +344,69 @@ def test_report_polish(tmp_path):
     bound = next(r for r in compare.split("<tr>") if "error_bound" in r)
     assert "best" not in bound
     assert "<td>processes</td><td>2</td>" in page and "<td>world_size</td><td>1</td>" not in page
+
+
+FIT_SCRIPT = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.querySelectorAll('table.gallery img')).map(function (i) {
+    var r = i.getBoundingClientRect(); return {src: i.getAttribute('src'), right: r.right, width: r.width, ok: i.complete && i.naturalWidth > 0};
+  });
+  var pre = document.createElement('pre'); pre.id = '__fit';
+  pre.textContent = JSON.stringify({inner: window.innerWidth, scroll: document.documentElement.scrollWidth, images: imgs});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.parametrize("width", [1280, 900])
+def test_gallery_with_cam_maps_fits_the_window(tmp_path, width):
+    """Five pictures per row (image, ground truth, prediction, thresholded, CAM overlay) and a long
+    sample name: the gallery scales to the page instead of running past the window's edge."""
+    exe = _chromium()
+    run = make_predictions_run(tmp_path / "pred", tmp_path / "data")
+    (run / "cam").mkdir()
+    entries = json.loads((run / "predictions.json").read_text())
+    for e in entries:  # a wide CAM overlay beside every prediction, and unbreakable long names
+        stem = Path(e["pred_path"]).stem
+        Image.fromarray(np.full((40, 48, 3), 200, np.uint8)).save(run / "cam" / f"{stem}_overlay.jpg")
+        e["name"] = "CASIA2_Tp_S_NNN_S_N_ani20009_ani20009_02052_" + e["name"] * 3
+    _write_json(run / "predictions.json", entries)
+    out = build_report([run], out=tmp_path / "report")
+    probe = out.with_name("__fit.html")
+    probe.write_text(out.read_text(encoding="utf-8").replace("<head>", "<head>" + FIT_SCRIPT, 1), encoding="utf-8")
+    done = subprocess.run(_chromium_cmd(exe, tmp_path / "profile") + [f"--window-size={width},900", "--dump-dom",
+                                                                       probe.as_uri()],
+                          capture_output=True, text=True, timeout=90)
+    found = re.search(r'<pre id="__fit">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"Chromium did not render the page (rc {done.returncode}): {done.stderr[-2000:]}"
+    fit = json.loads(htmlmod.unescape(found.group(1)))
+    cams = [i for i in fit["images"] if i["src"].endswith("_cam.png")]
+    assert len(cams) == len(entries) and all(i["ok"] for i in fit["images"])
+    assert fit["scroll"] <= fit["inner"], fit  # nothing to scroll sideways
+    assert max(i["right"] for i in fit["images"]) <= fit["inner"]
+    assert min(i["width"] for i in fit["images"]) >= 60  # scaled, not collapsed
+
+
+def test_side_by_side_columns_say_what_was_tested(tmp_path):
+    """Columns name the script, the split and the checkpoint, not the folder: a training run's
+    column is its validation during training."""
+    train = make_train_run(tmp_path / "train")
+    test = tmp_path / "test"
+    test.mkdir()
+    _write_json(test / "config.json", {"script": "test", "args": {"model": "DemoNet", "checkpoint_path": str(train) + "/"},
+                                       "env": {}, "started": "x"})
+    _write_lines(test / "log.txt", [{"epoch": e, "test_held_out/pixel_f1": 0.1 * e} for e in (0, 2)])
+    single = tmp_path / "untrained"
+    single.mkdir()
+    _write_json(single / "config.json", {"script": "test", "args": {"model": "DemoNet",
+                                                                    "checkpoint_path": str(single / "checkpoint-0.pth")},
+                                         "env": {}, "started": "x"})
+    _write_lines(single / "log.txt", [{"epoch": 0, "test_held_out/pixel_f1": 0.05}])
+    page = build_report([train, test, single], out=tmp_path / "rep").read_text()
+    header = page.split('id="compare"')[1].split("</thead>")[0]
+    columns = re.findall(r"<th>([^<]*)</th>", header)
+    assert columns[2:5] == ["train.py: validation during training (setA, setB)",
+                            "test.py: held_out, last checkpoint of train/ (epoch 2)",
+                            "test.py: held_out, checkpoint-0.pth of untrained/"], columns
+    cards = re.findall(r'class="k">([^<]+)<', page)
+    assert "pixel_f1 · setA · train.py validation (train/)" in cards

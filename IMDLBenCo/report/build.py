@@ -44,8 +44,10 @@ td.def{color:#475467;max-width:560px}.best{font-weight:700;color:#0b7a3b}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}.card{background:#fff;border:1px solid #dfe3ea;border-radius:6px;padding:8px 14px}
 .card .v{font-size:22px;font-weight:700}.card .k{font-size:12px;color:#667085}
 img.plot{max-width:100%;background:#fff;border:1px solid #dfe3ea;margin:4px 0}
-.gallery td{text-align:center}.gallery img{max-width:224px;max-height:224px;display:block;margin:auto;border:1px solid #98a2b3}
-.gallery.cam img{max-width:170px;max-height:170px}.gallery .cap{font-size:11px;color:#667085}.nan{color:#98a2b3}
+.gallery{width:100%;table-layout:fixed}.gallery td{text-align:center;overflow-wrap:anywhere}
+.gallery th.info,.gallery td.info{width:18%;text-align:left}
+.gallery img{max-width:100%;height:auto;max-height:224px;display:block;margin:auto;border:1px solid #98a2b3}
+.gallery .cap{font-size:11px;color:#667085}.nan{color:#98a2b3}
 .tag{display:inline-block;padding:1px 6px;border-radius:4px;font-size:12px;color:#fff}
 .tag.worst{background:#c0392b}.tag.best{background:#1e8449}.tag.authentic{background:#5d6d7e}.tag.sample{background:#2455c3}
 .ok{color:#0b7a3b;font-weight:600}.bad{color:#c0392b;font-weight:600}
@@ -146,9 +148,10 @@ class _Page:
         self.add(f'<h2 id="{html.escape(anchor, quote=True)}">{html.escape(title)}</h2>')
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", first_header_class: str = "") -> str:
     """``rows`` are already-escaped cell HTML; a cell may start with ``<td`` to carry its own class."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f'<th class="{first_header_class}">{html.escape(h)}</th>' if i == 0 and first_header_class
+                   else f"<th>{html.escape(h)}</th>" for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     # wide tables (many metrics) scroll inside their box instead of widening the page
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -184,6 +187,56 @@ def _run_label(run: RunFolder, runs: Sequence[RunFolder]) -> str:
     names = [r.name for r in runs]
     label = run.name if names.count(run.name) == 1 else str(run.path)
     return label
+
+
+#: what a script's metrics are measured on, for column labels
+_SCRIPT_FILES = {"train": "train.py", "test": "test.py", "test_robust": "test_robust.py",
+                 "test_save_images": "test_save_images.py", "test_complexity": "test_complexity.py",
+                 "test_cam": "test_cam.py"}
+
+
+def _checkpoint_words(run: RunFolder, last: bool = True) -> str:
+    """``checkpoint-best.pth of train/``, ``last checkpoint of train/ (epoch 11)`` (a folder: the table shows
+    its last epoch; ``checkpoints of train/`` with ``last=False``), or '' (the run's --checkpoint_path)."""
+    value = run.args.get("checkpoint_path")
+    if not value and run.robustness:
+        value = run.robustness.get("checkpoint")
+    if not isinstance(value, str) or not value:
+        return ""
+    path = Path(value)
+    if str(value).endswith(("/", os.sep)) or path.is_dir() or not path.suffix:
+        if not last:
+            return f"checkpoints of {path.name or value}/"
+        epochs = [epoch for metrics in run.headline_metrics().values() for epoch, _ in metrics.values()]
+        last = f" (epoch {int(max(epochs))})" if epochs else ""
+        return f"last checkpoint of {path.name or value}/{last}"
+    return f"{path.name} of {path.parent.name}/" if path.parent.name else path.name
+
+
+def tested_label(run: RunFolder, with_sets: bool = True) -> str:
+    """What a run's metrics measure, for table columns: the script, the split and the checkpoint.
+
+    ``train.py: validation during training (synth_val)``, ``test.py: synth_test, last checkpoint of
+    train/ (epoch 11)``, ``test_robust.py: clean synth_test, checkpoint-best.pth of train/``; the folder name
+    alone said "train" for what was the training run's validation split. ``with_sets=False`` leaves
+    the set names out and names a folder's checkpoints, not its last one (for a plot over epochs,
+    whose legend adds the set names itself).
+    """
+    sets = ", ".join(sorted(run.headline_metrics())) or "?"
+    script = _SCRIPT_FILES.get(run.script, run.script)
+    if run.script == "train":
+        return f"{script}: validation during training" + (f" ({sets})" if with_sets else "")
+    checkpoint = _checkpoint_words(run, last=with_sets)
+    what = (f"clean {sets}" if run.script == "test_robust" else sets) if with_sets else \
+        ("clean images" if run.script == "test_robust" else "")
+    return ", ".join(part for part in (f"{script}: {what}" if what else script, checkpoint) if part)
+
+
+def _column_labels(runs: Sequence[RunFolder], with_sets: bool = True) -> List[str]:
+    """:func:`tested_label` of each run, with the folder added where two would read the same."""
+    labels = [tested_label(r, with_sets) for r in runs]
+    return [f"{label} [{_run_label(run, runs)}]" if labels.count(label) > 1 else label
+            for label, run in zip(labels, runs)]
 
 
 def _path_key(path: str) -> str:
@@ -396,11 +449,12 @@ def _gallery_section(page: _Page, run: RunFolder, prefix: str, n_samples: int, t
             info.append(f'predicted: <span class="{"ok" if ok else "bad"}">{"manipulated" if predicted else "authentic"} ({item.pred_label:.2f})</span>')
         if item.note:
             info.append(f'<span class="muted">{html.escape(item.note)}</span>')
-        rows.append(['<td style="text-align:left;min-width:150px">' + "<br>".join(info) + "</td>"] + cells)
+        rows.append(['<td class="info">' + "<br>".join(info) + "</td>"] + cells)
     header = ["sample", "image", "ground truth", "prediction", f"thresholded ({threshold})"]
     if with_cam:
         header.append("class activation (CAM)")
-    page.add(_table(header, rows, cls="gallery cam" if with_cam else "gallery"))  # cam: smaller pictures, 5 fit
+    # fixed layout at the page's width: the pictures shrink to their columns, five with CAM maps included
+    page.add(_table(header, rows, cls="gallery cam" if with_cam else "gallery", first_header_class="info"))
 
 
 def _cam_caption(run: RunFolder) -> str:
@@ -434,7 +488,8 @@ def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: List[str
     if len(heads) < 2:
         return
     page.section("compare", "Side by side")
-    page.add('<p class="muted">last evaluated epoch of every run; the best value of each metric row in green '
+    page.add('<p class="muted">last evaluated epoch of every run; each column says what was tested (the script, '
+             'the test set or validation split, the checkpoint); the best value of each metric row in green '
              '(diagnostics such as error bounds are not ranked)</p>')
     keys = sorted({(s, m) for _, h in heads for s, metrics in h.items() for m in metrics})
     rows = []
@@ -452,7 +507,7 @@ def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: List[str
         cells.append(f'<td class="def">{html.escape(defn) if defn else ""}</td>')
         rows.append(cells)
     page.add(_table(["test set", "metric"] + [label for label, _ in heads] + ["definition"], rows))
-    series = {label: run.metrics_over_epochs() for label, run in zip(labels, runs)}
+    series = {label: run.metrics_over_epochs() for label, run in zip(_column_labels(runs, with_sets=False), runs)}
     metric = next((m for m in ("pixel_f1", "image_auc", "pixel_auc") if any(m in sets.get(s, {}) for sets in series.values() for s in sets)), None)
     if metric:
         data = {label: {s: m[metric] for s, m in sets.items() if len(m.get(metric, [])) > 1} for label, sets in series.items()}
@@ -469,7 +524,9 @@ def _summary_cards(runs: Sequence[RunFolder]) -> str:
         for set_name, metrics in run.headline_metrics().items():
             for metric in ("pixel_f1", "image_auc"):
                 if metric in metrics and len(cards) < 8:
-                    cards.append((f"{metric} · {set_name} · {run.name}", format_value(metrics[metric][1])))
+                    source = (f"{_SCRIPT_FILES['train']} validation" if run.script == "train"
+                              else _SCRIPT_FILES.get(run.script, run.script))
+                    cards.append((f"{metric} · {set_name} · {source} ({run.name}/)", format_value(metrics[metric][1])))
         if run.complexity and isinstance(run.complexity.get("params"), (int, float)):
             cards.append((f"parameters · {run.complexity.get('model', run.name)}", _human(run.complexity["params"])))
     if not cards:
@@ -510,7 +567,7 @@ def build_report(
     for run in runs:
         run.set_names = set_names
 
-    _comparison_section(page, runs, labels, definitions)
+    _comparison_section(page, runs, _column_labels(runs), definitions)
     for index, (run, label) in enumerate(zip(runs, labels)):
         prefix = f"run{index}"
         page.section(prefix, f"{label} — {run.script}, model {run.model}")

@@ -35,11 +35,11 @@ def _integer_ticks():
     return MaxNLocator(integer=True)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, rect=(0, 0, 1, 1)) -> Path:
     import matplotlib
 
     with matplotlib.rc_context(STYLE):
-        fig.tight_layout()
+        fig.tight_layout(rect=rect)
         fig.savefig(path, format="png")
     return path
 
@@ -146,12 +146,14 @@ def plot_comparison(metric: str, runs: Dict[str, Dict[str, Series]], path: Path)
     lines = [(f"{label} · {set_name}", s) for label, sets in runs.items() for set_name, s in sets.items() if s]
     if not lines:
         return None
-    fig, (ax,) = _figure(1, figsize=(6.4, 3.6))
+    # the legend goes below the axes: labels say what was tested and can be long
+    legend_height = 0.15 + 0.16 * len(lines)  # inches
+    fig, (ax,) = _figure(1, figsize=(6.4, 3.2 + legend_height))
     for label, series in lines:
         ax.plot(*zip(*series), marker="o", markersize=3, linewidth=1.2, label=label)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} over epochs, all runs")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _save(fig, path)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=1, frameon=False)
+    return _save(fig, path, rect=(0, legend_height / (3.2 + legend_height), 1, 1))
