@@ -2,7 +2,7 @@
 
 Each describes a problem with the user's input, found where it is met, with a message that names
 the file, argument or key, what was found and what to do. The script entry points turn every
-:class:`IMDLBenCoError` into one message and exit status 1 (``IMDLBenCo.engine.errors``); called
+:class:`IMDLBenCoError` into one message and exit status 2 (``IMDLBenCo.engine.errors``); called
 from Python they raise as usual. All derive from ``ValueError`` (or ``FloatingPointError``) so
 existing ``except ValueError`` code keeps working.
 """

@@ -351,13 +351,62 @@ def model_kwargs_from_namespace(
     return kwargs
 
 
+#: the largest --config file read (bytes), and the most values its YAML may expand to (aliases
+#: counted each time they are used): a small file cannot make the parser spend unbounded memory
+CONFIG_MAX_BYTES = 1 << 20
+CONFIG_MAX_NODES = 20_000
+
+
+def _expanded_size(node: Any, memo: Dict[int, int], limit: int) -> int:
+    """Number of YAML nodes ``node`` stands for once every alias is expanded (memoised on shared
+    nodes, so a "billion laughs" document is measured in linear time); stops past ``limit``."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = limit + 1  # a node that contains itself expands without end
+    children: List[Any] = []
+    value = getattr(node, "value", None)
+    if isinstance(value, list):
+        for item in value:
+            children.extend(item if isinstance(item, tuple) else (item,))
+    total = 1
+    for child in children:
+        total += _expanded_size(child, memo, limit)
+        if total > limit:
+            break
+    memo[key] = total
+    return total
+
+
+def load_yaml_bounded(text: str, what: str, max_nodes: int = CONFIG_MAX_NODES) -> Any:
+    """``yaml.safe_load(text)``, refused (ValueError naming ``what``) when aliases would expand
+    the document beyond ``max_nodes`` values."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, max_nodes) > max_nodes:
+            raise ValueError(f"{what}: its aliases (&anchor / *alias) expand to more than {max_nodes} values; "
+                             f"write the values out instead of repeating aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_config(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
     """The ``{option: value}`` mapping of a ``--config`` file (YAML or JSON); a file that is
-    missing, unreadable or not a mapping ends with the parser's usage error naming it."""
+    missing, too large, unreadable, an alias bomb or not a mapping ends with the parser's usage
+    error naming it."""
     import os
 
     if not os.path.isfile(path):
         parser.error(f"--config {path}: no such file")
+    size = os.path.getsize(path)
+    if size > CONFIG_MAX_BYTES:
+        parser.error(f"--config {path}: {size} bytes; a configuration file is at most {CONFIG_MAX_BYTES} bytes")
     try:
         with open(path, "r", encoding="utf-8") as f:
             text = f.read()
@@ -366,56 +415,129 @@ def read_config(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
 
             data = json.loads(text)
         else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as err:  # yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError
+            data = load_yaml_bounded(text, f"--config {path}")
+    except Exception as err:  # yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, alias bombs
         parser.error(f"--config {path}: cannot be read ({type(err).__name__}: {err})")
     if data is None:
         return {}
     if not isinstance(data, dict):
         parser.error(f"--config {path}: expected a mapping of option names to values, found a {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        parser.error(f"--config {path}: option names must be text, found {bad[0]!r}")
     return {str(k).lstrip("-").replace("-", "_"): v for k, v in data.items()}
 
 
-def _apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], path: str) -> None:
-    """Make the config file's values the parser's defaults, so that flags on the command line
-    override them; every key must be an option of the script or of the model."""
+def typed_model_value(param: ModelParam, value: Any, where: str) -> Any:
+    """``value`` (from a file or a checkpoint) as model parameter ``param`` takes it, strictly:
+    an ``int`` parameter refuses 1.7, true and lists; a list parameter wants a list (or one
+    comma-separated text) of its element type. Raises ModelOptionError naming it."""
+    name = f"{where}{param.name!r} ({param.type_name})"
+    if value is None:
+        if param.optional:
+            return None
+        raise ModelOptionError(f"{name}: null is not a value of this option")
+    if isinstance(value, str):
+        try:
+            if param.kind == "list":
+                return [param.convert(v) for v in _split_list(value)]
+            value = param.convert(value)
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise ModelOptionError(f"{name}: {err}") from None
+        return value
+    if param.kind == "list":
+        if not isinstance(value, (list, tuple)):
+            raise ModelOptionError(f"{name}: expected a list, got {value!r}")
+        element = _strip_optional(_list_element_type(param.annotation) or str)[0]
+        return [_typed_scalar(element, v, name) for v in value]
+    if param.kind == "literal":
+        if value not in (param.choices or ()):
+            raise ModelOptionError(f"{name}: must be one of {list(param.choices or ())}, got {value!r}")
+        return value
+    if param.kind == "bool":
+        if not isinstance(value, bool):
+            raise ModelOptionError(f"{name}: expected true or false, got {value!r}")
+        return value
+    return _typed_scalar(param.annotation, value, name)
+
+
+def _typed_scalar(tp: Any, value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return _scalar_converter(tp, name)(value)
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            raise ModelOptionError(f"{name}: {err}") from None
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
+                                                                                and not value.is_integer()):
+            raise ModelOptionError(f"{name}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ModelOptionError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ModelOptionError(f"{name}: expected a text, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ModelOptionError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, (list, dict, set, tuple)):
+        raise ModelOptionError(f"{name}: expected one value, got {value!r}")
+    return value  # an annotation the command line keeps as text (Any, a class): passed as it is
+
+
+def _apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], where: str,
+                  script_options: Optional[Dict[str, Any]] = None,
+                  params: Sequence[ModelParam] = (), strict_keys: bool = True) -> Dict[str, Any]:
+    """Make ``config``'s values the parser's defaults, so that flags on the command line override
+    them; every key must be an option of the script or of the model (unless ``strict_keys`` is
+    False: then others are dropped), and every value is typed and range-checked by the option's
+    definition (:mod:`IMDLBenCo.runoptions`) or the model parameter's annotation. Returns the
+    values applied."""
     import difflib
 
+    from . import runoptions
+
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", argparse.SUPPRESS)}
+    by_param = {p.name: p for p in params}
+    script_options = script_options or {}
     defaults: Dict[str, Any] = {}
     for key, value in config.items():
         action = actions.get(key)
         if action is None:
+            if not strict_keys:
+                continue
             close = difflib.get_close_matches(key, list(actions), n=3)
             hint = f" (did you mean {', '.join('--' + c for c in close)}?)" if close else ""
-            parser.error(f"--config {path}: {key!r} is not an option of this script or of its model{hint}")
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            if not isinstance(value, bool):
-                parser.error(f"--config {path}: {key!r} is an on/off flag; give true or false, not {value!r}")
-            defaults[key] = value
-            continue
-        convert = action.type if callable(action.type) else None
+            parser.error(f"{where}: {key!r} is not an option of this script or of its model{hint}")
         try:
-            if isinstance(value, list):
-                value = [convert(v) if convert and isinstance(v, str) else v for v in value]
-            elif convert and isinstance(value, str):
-                value = convert(value)
-            elif convert and value is not None and convert in (int, float) and not isinstance(value, bool):
-                value = convert(value)
-        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
-            parser.error(f"--config {path}: {key!r}: {err}")
-        if action.choices is not None and value not in action.choices:
-            parser.error(f"--config {path}: {key!r} must be one of {list(action.choices)}, got {value!r}")
+            if key in script_options:
+                opt = script_options[key]
+                value = runoptions.typed_value(opt, value, f"{where}: ")
+                problem = runoptions.check_value(opt, value)
+                if problem:
+                    raise ValueError(f"{where}: {problem}")
+            elif key in by_param:
+                value = typed_model_value(by_param[key], value, f"{where}: ")
+            elif isinstance(value, (list, dict)) and not isinstance(action, _ListAction):
+                raise ValueError(f"{where}: {key!r}: expected one value, got {value!r}")
+        except (ValueError, ModelOptionError) as err:
+            parser.error(str(err))
         defaults[key] = value
     parser.set_defaults(**defaults)
+    return defaults
 
 
 def parse_args_with_model(
     script_parser: argparse.ArgumentParser,
     argv: Optional[Sequence[str]] = None,
     model_option: str = "model",
+    base: Optional[Dict[str, Any]] = None,
+    base_source: str = "",
+    script_options: Optional[Dict[str, Any]] = None,
 ) -> Tuple[argparse.Namespace, Dict[str, Any]]:
     """Parse a script's options together with those of the model named by ``--model``.
 
@@ -423,6 +545,12 @@ def parse_args_with_model(
     whose output lists the model's options when ``--model`` is given. Returns the namespace
     (script and model options) and the model's keyword arguments. Bad input exits with a
     usage message (status 2), as argparse does.
+
+    ``base``: values below the ``--config`` file and the command line (e.g. what a checkpoint's
+    training run recorded; keys that are not options here are dropped, values are typed);
+    ``base_source`` names their origin in messages and in ``args._from_base`` (the names applied).
+    ``script_options``: the script's option definitions (``runoptions.Option`` by name), used to
+    type the values of a config file.
     """
     from .registry import MODELS
 
@@ -432,7 +560,11 @@ def parse_args_with_model(
     probe, _ = script_parser.parse_known_args(argv)
     config_path = getattr(probe, "config", None)
     config = read_config(config_path, script_parser) if config_path else {}
-    model_name = getattr(probe, model_option, None) or config.get(model_option)
+    base = dict(base or {})
+    if not isinstance(config.get(model_option, ""), str):
+        script_parser.error(f"--config {config_path}: {model_option!r}: expected the name of a registered model, "
+                            f"got {config[model_option]!r}")
+    model_name = getattr(probe, model_option, None) or config.get(model_option) or base.get(model_option)
 
     full = argparse.ArgumentParser(
         parents=[script_parser],
@@ -451,15 +583,22 @@ def parse_args_with_model(
             params = add_model_options(full, target, script_dests)
         except ModelOptionError as err:
             full.error(str(err))
-    elif not any(a in ("-h", "--help") for a in argv) and not config:
+    elif not any(a in ("-h", "--help") for a in argv) and not config and not base:
         _, unknown = full.parse_known_args(argv)
         flags = [a for a in unknown if a.startswith("--")]
         if flags:  # model options without a model: say what is missing, not "unrecognized"
             full.error(f"the option --{model_option} is required: {' '.join(flags[:4])}"
                        f"{' ...' if len(flags) > 4 else ''} can only be read as options of the model it names")
+    from_base: Dict[str, Any] = {}
+    if base:
+        from_base = _apply_config(full, base, base_source or "recorded options", script_options, params,
+                                  strict_keys=False)
     if config:
-        _apply_config(full, config, config_path)
+        _apply_config(full, config, f"--config {config_path}", script_options, params)
+        from_base = {k: v for k, v in from_base.items() if k not in config}
     args = full.parse_args(argv)
+    given = _given_on_command_line(full, argv)
+    args._from_base = {k: v for k, v in from_base.items() if k not in given and getattr(args, k, None) == v}
     model_kwargs: Dict[str, Any] = {}
     if target is not None:
         try:
@@ -467,3 +606,9 @@ def parse_args_with_model(
         except ModelOptionError as err:
             full.error(str(err))
     return args, model_kwargs
+
+
+def _given_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set:
+    """Destinations of the options that appear in ``argv`` (``--x v``, ``--x=v``, switches)."""
+    by_flag = {flag: a.dest for a in parser._actions for flag in a.option_strings}
+    return {by_flag[t.split("=", 1)[0]] for t in argv if t.split("=", 1)[0] in by_flag}

@@ -36,15 +36,18 @@ class Registry:
 
     Args:
         name: shown in messages (``"MODELS"``).
+        fallback_packages: dotted module names imported only when a name is still missing (the
+            demo's DemoNet: found by ``get("DemoNet")``, e.g. from a checkpoint, without being imported up front),
         lazy_packages: dotted module names imported on the first miss, listing or count,
             so that the built-in entries they register become visible.
     """
 
-    def __init__(self, name: str, lazy_packages: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, lazy_packages: Sequence[str] = (), fallback_packages: Sequence[str] = ()) -> None:
         self._name = name
         self._module_dict: Dict[str, Callable] = {}
         self._lazy_packages: List[str] = list(lazy_packages)
         self._lazy_loaded = False
+        self._fallback_packages: List[str] = list(fallback_packages)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -157,6 +160,10 @@ class Registry:
         self._load_lazy()
         if name in self._module_dict:
             return self._module_dict[name]
+        for dotted in self._fallback_packages:  # entries kept out of list() but found by name
+            importlib.import_module(dotted)
+            if name in self._module_dict:
+                return self._module_dict[name]
         raise KeyError(self._miss_message(name))
 
     def get_lower(self, name: str) -> Callable:
@@ -199,11 +206,12 @@ class Registry:
         return (
             f'"{name}" is not registered in {self._name}. {hint} '
             f"({len(names)} names are registered; list them with {self._name}.list(). "
-            f"{'A model of your own must be imported before it is looked up, e.g. `from mymodel import MyModel`.' if self._name == 'MODELS' else 'A class of your own must be imported before it is looked up.'})"
+            f"{'A model of your own must be imported before it is looked up: `from mymodel import MyModel` in a script, `--import mymodel` for benco predict and benco cam.' if self._name == 'MODELS' else 'A class of your own must be imported before it is looked up.'})"
         )
 
 
-# the demo's DemoNet is registered only when the demo (or a user) imports IMDLBenCo.demo.model
-MODELS = Registry("MODELS", lazy_packages=["IMDLBenCo.modules", "IMDLBenCo.model_zoo"])
+# the demo's DemoNet is not listed among the models, but found by name (a demo checkpoint names it)
+MODELS = Registry("MODELS", lazy_packages=["IMDLBenCo.modules", "IMDLBenCo.model_zoo"],
+                  fallback_packages=["IMDLBenCo.demo.model"])
 DATASETS = Registry("DATASETS", lazy_packages=["IMDLBenCo.datasets"])
 POSTFUNCS = Registry("POSTFUNCS", lazy_packages=["IMDLBenCo.model_zoo"])

@@ -24,7 +24,7 @@ def test_command_line_run_exits_with_the_message(monkeypatch, capsys):
     monkeypatch.delenv("IMDLBENCO_DEBUG", raising=False)
     with pytest.raises(SystemExit) as info:
         exit_cleanly_on_user_errors(_failing_main)()
-    assert info.value.code == 1
+    assert info.value.code == 2  # every user error exits 2
     err = capsys.readouterr().err
     assert "error: /data/Tp/1.png: image is 4x4 but its mask is 5x5" in err
     assert "Traceback" not in err
@@ -68,7 +68,7 @@ def test_bad_dataset_through_train_script(tmp_path):
            "--if_resizing", "--image_size", "32", "--epochs", "1", "--num_workers", "1",
            "--output_dir", str(tmp_path / "out"), "--skip_data_check"]  # so the worker meets the pair
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "a.png" in proc.stderr and "benco data check" in proc.stderr
 

@@ -247,7 +247,7 @@ def test_checkpoint_errors_are_one_message_on_the_command_line(tmp_path):
                            "--checkpoint_path", str(tmp_path / "ck"), "--if_resizing", "--image_size", "32",
                            "--num_workers", "0", "--output_dir", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(REPO), "PATH": ""})
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "error: cannot load checkpoint" in proc.stderr and "text file" in proc.stderr
     assert "Traceback" not in proc.stderr
 

@@ -86,7 +86,9 @@ def add_parser(sub) -> None:
                    help="number of images in all (default 200)")
     s.add_argument("--size", type=_int_at_least(1, "a side in pixels"), default=128,
                    help="image side in pixels (default 128)")
-    s.add_argument("--seed", type=_int_at_least(0, "a random seed"), default=0)
+    from ..runoptions import add_to
+
+    add_to(s, "seed", default=0, help="random seed (default 0)")
     s.add_argument("--photos", metavar="DIR", help="folder of photographs to cut crops from "
                    "(default: photographs shipped with installed packages)")
     s.set_defaults(run=run_synth)

@@ -20,11 +20,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--out", default="benco_demo", help="output folder (default ./benco_demo)")
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (under a minute)")
-    p.add_argument("--seed", type=int, default=42, help="random seed; the same seed gives the same metrics")
+    from ..runoptions import add_to
+
+    add_to(p, "seed", default=42, help="random seed; the same seed gives the same metrics")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch CPU threads (default 1: fastest on a busy 2-core machine; raise it on an idle many-core one)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu (default: the same numbers on every machine), auto (a GPU when present), cuda, cuda:N, mps")
+    add_to(p, "device", default="cpu",
+           help="cpu (default: the same numbers on every machine), auto (a GPU when present), cuda, cuda:N, mps")
     p.set_defaults(run=run)
 
 

@@ -43,6 +43,9 @@ MASK_SUFFIXES = ("_gt", "_mask", "-gt", "-mask")
 MASK_THRESHOLD = 127.5
 #: mask path that marks an authentic image (all-black mask, label 0)
 NEGATIVE = "Negative"
+#: the largest image (width x height, from the file's header) decoded unless --max_pixels says
+#: otherwise: a small file whose header claims a huge size is refused before memory is spent
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def check_hint(root: Optional[str] = None) -> str:
@@ -71,10 +74,25 @@ def mask_key(name: str) -> str:
     return stem
 
 
-def try_open_image(path: str) -> Tuple[Optional[Image.Image], str]:
-    """``(image, "")`` with the image fully decoded, or ``(None, reason)`` when that fails."""
+def too_large(img: Image.Image, max_pixels: Optional[int]) -> str:
+    """The reason ``img`` (opened, not decoded) is refused, or "" (its header's size is checked)."""
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    w, h = img.size
+    if w * h > limit:
+        return (f"its header says {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} (--max_pixels); "
+                f"it was not decoded. Raise --max_pixels if the image is genuine")
+    return ""
+
+
+def try_open_image(path: str, max_pixels: Optional[int] = None) -> Tuple[Optional[Image.Image], str]:
+    """``(image, "")`` with the image fully decoded, or ``(None, reason)`` when that fails or its
+    header claims more than ``max_pixels`` pixels (default :data:`DEFAULT_MAX_PIXELS`)."""
     try:
         img = Image.open(path)
+        reason = too_large(img, max_pixels)
+        if reason:
+            img.close()
+            return None, reason
         img.load()  # decode now, so a truncated file fails here and not later
     except FileNotFoundError:
         return None, "file not found"
@@ -83,24 +101,41 @@ def try_open_image(path: str) -> Tuple[Optional[Image.Image], str]:
     return img, ""
 
 
-def open_image(path: str, root: Optional[str] = None) -> Image.Image:
+def open_image(path: str, root: Optional[str] = None, max_pixels: Optional[int] = None) -> Image.Image:
     """Open and fully decode ``path`` with Pillow; any failure becomes one :class:`DatasetError`."""
-    img, reason = try_open_image(path)
+    img, reason = try_open_image(path, max_pixels)
     if img is None:
         raise DatasetError(f"{path}: {reason}. Replace or remove the file. {check_hint(root)}")
     return img
 
 
-def load_rgb(path: str, root: Optional[str] = None) -> Image.Image:
-    """The image at ``path`` as an RGB Pillow image (no EXIF rotation)."""
-    img = open_image(path, root)
+def load_rgb(path: str, root: Optional[str] = None, max_pixels: Optional[int] = None) -> Image.Image:
+    """The image at ``path`` as an RGB Pillow image (no EXIF rotation).
+
+    Grey images of more than 8 bits are scaled to 8 bits by their value range, not clipped:
+    16-bit (``I;16``) by 1/257; 32-bit integer (``I``) as 8-bit when its values fit in 0–255,
+    else as 16-bit when they fit in 0–65535, else by its maximum; float (``F``) as 0–1 when its
+    maximum is at most 1 (the usual float TIFF), as 0–255 when at most 255, else by its maximum.
+    """
+    img = open_image(path, root, max_pixels)
     if img.mode != "RGB":
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16-bit grey: scale to 8 bits instead of clipping
-            arr = np.asarray(img, dtype=np.float64) / 257.0
-            img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            img = Image.fromarray(_to_8bit(np.asarray(img, dtype=np.float64), img.mode), "L")
         img = img.convert("RGB")
     return img
+
+
+def _to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    finite = arr[np.isfinite(arr)]
+    top = float(finite.max()) if finite.size else 0.0
+    if mode == "F":
+        scale = 255.0 if top <= 1.0 else (1.0 if top <= 255.0 else 255.0 / top)
+    elif mode == "I":
+        scale = 1.0 if top <= 255 else (1 / 257.0 if top <= 65535 else 255.0 / top)
+    else:  # 16-bit
+        scale = 1 / 257.0
+    arr = np.nan_to_num(arr, nan=0.0, posinf=top, neginf=0.0) * scale
+    return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 
 def mask_gray(img: Image.Image) -> np.ndarray:
@@ -185,9 +220,9 @@ def decode_mask(img: Image.Image, path: str = "mask", root: Optional[str] = None
     )
 
 
-def load_mask(path: str, root: Optional[str] = None) -> np.ndarray:
+def load_mask(path: str, root: Optional[str] = None, max_pixels: Optional[int] = None) -> np.ndarray:
     """The mask at ``path`` as a uint8 H×W array in {0,1}; see :func:`decode_mask` for the rule."""
-    return decode_mask(open_image(path, root), path, root)
+    return decode_mask(open_image(path, root, max_pixels), path, root)
 
 
 def unique_names(paths: Sequence[str]) -> List[str]:

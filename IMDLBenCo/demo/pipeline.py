@@ -155,9 +155,10 @@ def _run(out: Path, settings: DemoSettings, quick: bool, seed: int, device: str)
     done = _stage(2, total, "untrained DemoNet (same architecture, same test) as the baseline")
     torch.manual_seed(seed)
     untrained = _model.DemoNet(width=settings.width)
-    (out / "untrained").mkdir(exist_ok=True)
-    torch.save({"model": untrained.state_dict()}, out / "untrained" / "checkpoint-0.pth")
-    base = test_main(common + ["--checkpoint_path", str(out / "untrained" / "checkpoint-0.pth"),
+    weights = out / "untrained" / "weights" / "checkpoint-0.pth"  # beside the test run, not in its files
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": untrained.state_dict()}, weights)
+    base = test_main(common + ["--checkpoint_path", str(weights),
                                "--test_data_path", str(test_dir), "--test_batch_size", "32",
                                "--output_dir", str(out / "untrained")], evaluators=evaluators())
     untrained_metrics = _test_metrics(base, "synth_test")

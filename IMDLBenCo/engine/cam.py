@@ -54,12 +54,10 @@ import torch
 from .. import runfolder
 from ..errors import UsageError
 from ..outputs import DEFAULT_THRESHOLD, is_positive
-from .builders import (batch_to_device, batch_where, eval_loader, evaluation_mode, forward,
-                       import_modules, names_of)
+from .builders import batch_to_device, eval_loader, evaluation_mode, forward, import_modules, names_of
 from .checkpoint import load_checkpoint, plain, unwrap_model
-from .evaluate import progress
 from .fileio import atomic_write
-from .outputs import check_model_output
+from .inference import gather_records, run_inference
 from .save_images import prediction_dataset, prediction_paths, restore_size, to_uint8
 from .session import eval_session
 from .writers import write_json
@@ -457,6 +455,24 @@ def _original_image(batch: Dict[str, Any], j: int, size_hw: Tuple[int, int]):
     return pixels.permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
 
+#: where the CAM predict step puts the heat maps in the outputs it hands to the sinks
+CAM_KEY = "cam_maps"
+
+
+class CamWriter:
+    """Sink of the CAM run: each heat map (grey PNG at the original size) and its overlay."""
+
+    def __init__(self, paths: Dict[str, Tuple[str, str]], out_dir: Path, no_ground_truth: bool,
+                 meta: Dict[str, str], show_cam_on_image) -> None:
+        self.paths, self.out_dir, self.no_ground_truth = paths, out_dir, no_ground_truth
+        self.meta, self.show_cam_on_image = meta, show_cam_on_image
+        self.records: List[Dict[str, Any]] = []
+
+    def update(self, out: Dict[str, Any], batch: Dict[str, Any]) -> None:
+        self.records += _save_batch(batch, out[CAM_KEY], self.paths, self.out_dir, self.no_ground_truth, self.meta,
+                                    self.show_cam_on_image)
+
+
 def _save_batch(batch: Dict[str, Any], grey, paths: Dict[str, Tuple[str, str]], out_dir: Path, no_ground_truth: bool,
                 meta: Dict[str, str], show_cam_on_image) -> List[Dict[str, Any]]:
     from PIL import Image
@@ -503,8 +519,14 @@ def cam_main(argv: Optional[Sequence[str]] = None, *, prog: str = "test_cam.py")
     grad_cam = require_grad_cam()
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    with eval_session("test_save_images", rest, tensorboard=False, write_config=False,
-                      name="test_cam") as s:
+    from .predict import _given, _values, config_from_checkpoint
+
+    # the model, its options and the size come from the checkpoint's training run when not given
+    checkpoint = _values(rest, "--checkpoint_path")[-1] if _given(rest, "--checkpoint_path") else None
+    base = config_from_checkpoint(checkpoint, rest) if checkpoint and not _given(rest, "--config") else {}
+    with eval_session("test_save_images", rest, tensorboard=False, write_config=False, name="test_cam",
+                      shared_folder=True, base=base, base_source=f"the checkpoint's training run ({checkpoint})",
+                      prog=prog) as s:
         args, runtime = s.args, s.runtime
         if getattr(s.data, "keep_size", False):
             raise UsageError("--sliding_window is not supported for class-activation maps; use --if_resizing or "
@@ -535,22 +557,22 @@ def cam_main(argv: Optional[Sequence[str]] = None, *, prog: str = "test_cam.py")
         layer = dict(model.named_modules())[layer_name]
         cam = cam_class(model=wrapper, target_layers=[layer], reshape_transform=reshape)  # sets eval mode
         loader = eval_loader(dataset, args.test_batch_size, s.data, runtime)
-        records: List[Dict[str, Any]] = []
+
+        def predict(net: torch.nn.Module, batch: Dict[str, Any]) -> Dict[str, Any]:
+            wrapper.batch = batch
+            grey = cam(input_tensor=batch["image"], targets=make_targets(batch, opts.cam_target))
+            out = dict(wrapper.last_output or {})
+            wrapper.batch, wrapper.last_output = {}, None
+            out[CAM_KEY] = grey
+            return out
+
+        sink = CamWriter(paths, out_dir, no_ground_truth, meta, show_cam_on_image)
         try:
-            with evaluation_mode(model, keep_train_mode=s.call.keep_train_mode), _frozen_parameters(model), \
-                    torch.enable_grad():
-                for i, batch in enumerate(progress(loader, runtime, "cam")):
-                    batch = batch_to_device(batch, runtime.device)
-                    wrapper.batch = batch
-                    grey = cam(input_tensor=batch["image"], targets=make_targets(batch, opts.cam_target))
-                    if i == 0:
-                        check_model_output(wrapper.last_output, batch, training=False, where=batch_where(i, batch))
-                    wrapper.batch, wrapper.last_output = {}, None
-                    records += _save_batch(batch, grey, paths, out_dir, no_ground_truth, meta, show_cam_on_image)
+            with _frozen_parameters(model):
+                run_inference(model, loader, runtime, s.call, [sink], desc="cam", predict=predict, grad=True)
         finally:
             cam.activations_and_grads.release()
-        gathered = [r for part in runtime.all_gather_object(records) for r in part]
-        gathered.sort(key=lambda r: order.get(r["name"], 0))
+        gathered = gather_records(runtime, sink.records, order)
         result = {
             "script": "test_cam",
             "model": args.model,

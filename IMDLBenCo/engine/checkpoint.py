@@ -28,8 +28,8 @@ PathLike = Union[str, os.PathLike]
 
 def plain(value: Any) -> Any:
     """``value`` made of JSON-like types only (for ``args`` in checkpoints and config.json)."""
-    if isinstance(value, argparse.Namespace):
-        value = vars(value)
+    if isinstance(value, argparse.Namespace):  # private attributes (``_from_base``) are not options
+        value = {k: v for k, v in vars(value).items() if not k.startswith("_")}
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

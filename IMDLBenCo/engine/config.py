@@ -11,10 +11,10 @@ namespace.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
-__all__ = ["DataConfig", "CallConfig"]
+__all__ = ["DataConfig", "CallConfig", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,41 @@ class CallConfig:
                    label_topk=args.label_topk,
                    window=args.image_size if getattr(args, "sliding_window", False) else None,
                    window_overlap=float(getattr(args, "window_overlap", 0.25)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What the training loop reads: each field is the ``train.py`` option of the same name
+    (:mod:`IMDLBenCo.runoptions` defines them; a test checks every field is one)."""
+
+    model: str
+    data_path: str
+    test_data_path: Optional[str]
+    val_data_path: Optional[str]
+    val_split: Optional[float]
+    output_dir: str
+    epochs: int
+    start_epoch: int
+    batch_size: int
+    test_batch_size: int
+    lr: Optional[float]
+    blr: float
+    min_lr: float
+    weight_decay: float
+    warmup_epochs: float
+    accum_iter: int
+    clip_grad: Optional[float]
+    test_period: int
+    save_period: int
+    best_metric: Optional[str]
+    best_metric_mode: str
+    log_per_epoch_count: int
+    resume: str
+    skip_nonfinite_loss: bool
+    save_optimizer: bool
+    bootstrap: int
+    seed: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrainConfig":
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})

@@ -1,19 +1,31 @@
 """One clear message, not a traceback, for mistakes in the user's input.
 
 The five script entry points, when run from the command line (``argv`` left as ``None``), turn
-the errors below into a one-paragraph message on stderr and exit status 1. Called from Python
+the errors below into a one-paragraph message on stderr and exit status 2 (as argparse's
+usage errors, so every user error of every script and ``benco`` command exits 2). Called from Python
 with an explicit ``argv`` (tests, ``benco demo``), they raise as usual. ``IMDLBENCO_DEBUG=1``
 keeps the traceback everywhere.
+
+Under torchrun every rank usually meets the same mistake (a missing weights file, a wrong
+option): the message is printed by the first rank that reaches it, and the other ranks of the
+same launch stay silent (:func:`first_to_report`), so it appears once, not once per process.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Tuple, Type
 
-__all__ = ["user_error_types", "exit_cleanly_on_user_errors", "peer_failed"]
+#: the exit status of every user error, in every script and ``benco`` command (argparse's own)
+USER_ERROR_EXIT = 2
+
+__all__ = ["USER_ERROR_EXIT", "user_error_types", "exit_cleanly_on_user_errors", "peer_failed", "first_to_report"]
 
 _WORKER_PREFIX = "Original Traceback (most recent call last):"
 
@@ -54,11 +66,62 @@ def peer_failed(err: BaseException) -> bool:
     return isinstance(err, DistError) or (isinstance(err, RuntimeError) and any(s in text for s in _PEER_GONE))
 
 
+def _launch_id() -> Optional[str]:
+    """What the ranks of one torchrun launch on this machine share and the next launch does not:
+    the run id, the restart count and the launching agent (parent process id and start time)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    parent = os.getppid()
+    started = ""
+    try:  # the agent's start time (Linux): a later process reusing its id is another launch
+        started = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        pass
+    return "|".join([os.environ.get("TORCHELASTIC_RUN_ID", ""), os.environ.get("TORCHELASTIC_RESTART_COUNT", ""),
+                     os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", ""), str(parent), started])
+
+
+#: marker files older than this are removed (a launch's ranks fail within seconds of each other)
+_MARKER_AGE_S = 24 * 3600
+
+
+def first_to_report(message: str, folder: Optional[Path] = None) -> bool:
+    """True for the first rank of this launch (on this machine) that reports ``message``; False
+    for the others, which then say nothing. Always True outside torchrun or when the marker
+    cannot be written (a message shown twice is better than none)."""
+    launch = _launch_id()
+    if launch is None:
+        return True
+    folder = folder or Path(tempfile.gettempdir()) / f"imdlbenco-errors-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    key = hashlib.sha256(f"{launch}\n{message}".encode("utf-8", "replace")).hexdigest()[:32]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    os.close(fd)
+    _remove_old_markers(folder)
+    return True
+
+
+def _remove_old_markers(folder: Path) -> None:
+    now = time.time()
+    try:
+        for marker in folder.iterdir():
+            if now - marker.stat().st_mtime > _MARKER_AGE_S:
+                marker.unlink()
+    except OSError:
+        pass
+
+
 def exit_cleanly_on_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a ``*_main(argv=None, **kw)`` entry point (see the module docstring).
 
-    Under torchrun, the rank that meets an error prints it; a rank whose collective fails because
-    that rank left says so in one line (no second traceback) and exits too.
+    Under torchrun, the first rank that meets an error prints it (the others that meet the same
+    one print nothing); a rank whose collective fails because another rank left says so in one
+    line (no second traceback) and exits too.
     """
 
     @functools.wraps(main)
@@ -70,9 +133,11 @@ def exit_cleanly_on_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return main(argv, **kwargs)
         except user_error_types() as err:
-            print(f"\nerror{where}: {_message(err)}\n(set IMDLBENCO_DEBUG=1 to see the traceback)",
-                  file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
+            message = _message(err)
+            if first_to_report(message):
+                print(f"\nerror{where}: {message}\n(set IMDLBENCO_DEBUG=1 to see the traceback)",
+                      file=sys.stderr, flush=True)
+            raise SystemExit(USER_ERROR_EXIT) from None
         except Exception as err:
             if not peer_failed(err):
                 raise

@@ -73,31 +73,45 @@ def _parse(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
 
 
 def _takes_value(option: str) -> bool:
-    """Whether ``option`` reads the next token: every option but test_save_images.py's switches
-    (model booleans are written ``--opt true|false``, IMDLBenCo.options)."""
-    from .arguments import build_script_parser
+    """Whether ``option`` reads the next token: every option but the scripts' switches (model
+    booleans are written ``--opt true|false``, IMDLBenCo.options)."""
+    from ..runoptions import switches
 
-    switches = {o for a in build_script_parser("test_save_images")._actions if a.nargs == 0 for o in a.option_strings}
-    return option not in switches
+    return option not in switches()
 
 
-def list_inputs(inputs: Sequence[str]) -> List[str]:
+def list_inputs(inputs: Sequence[str], exclude: Sequence[os.PathLike] = ()) -> List[str]:
     """Absolute paths of the images named by ``inputs`` (files, or folders searched recursively),
-    in the order given, each once."""
+    in the order given, each once. Folders under ``exclude`` (the output folder: predicting into
+    a folder inside the input must not read its own earlier masks) and folders holding a run of
+    ours (a ``scores.json`` or ``predictions.json``) are skipped."""
     from ..datasets.io import is_image_file
     from ..errors import UsageError
 
     if not inputs:
         raise UsageError("give at least one image file or folder (benco predict photos/ "
                          "--checkpoint_path model.pth)")
+    skipped = [os.path.realpath(p) for p in exclude]
+
+    def excluded(folder: str) -> bool:
+        real = os.path.realpath(folder)
+        if any(real == x or real.startswith(x + os.sep) for x in skipped):
+            return True
+        return any(os.path.isfile(os.path.join(folder, marker)) for marker in (runfolder.SCORES, runfolder.PREDICTIONS))
+
     found: List[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images = sorted(str(Path(root) / name) for root, _, files in os.walk(path) for name in files
-                            if is_image_file(name))
+            images = []
+            for root, dirs, files in os.walk(path):
+                if excluded(root):
+                    dirs[:] = []
+                    continue
+                dirs.sort()
+                images += [str(Path(root) / name) for name in sorted(files) if is_image_file(name)]
             if not images:
-                raise UsageError(f"{item}: no image files in this folder (or below)")
+                raise UsageError(f"{item}: no image files in this folder (or below, outside result folders)")
             found += images
         elif path.is_file():
             if not is_image_file(path.name):
@@ -118,10 +132,12 @@ def _given(options: Sequence[str], *names: str) -> bool:
     return any(o == n or o.startswith(n + "=") for o in options for n in names)
 
 
-def config_from_checkpoint(path: str, options: Sequence[str]) -> Dict[str, Any]:
-    """The model, its options and ``image_size`` recorded in a train.py checkpoint (empty for a
-    bare state dict). An option naming a file that is not here (a pretrained start used in
-    training) is left out: the checkpoint holds the trained weights."""
+def config_from_checkpoint(path: str, options: Sequence[str] = ()) -> Dict[str, Any]:
+    """The model, its options and the input size recorded in a train.py checkpoint (empty for a
+    bare state dict or when ``options`` name another model). An option naming a file that is not
+    here (a pretrained start used in training) is left out: the checkpoint holds the trained
+    weights. The model's module is imported when it is part of IMDLBenCo (the demo's DemoNet);
+    a model of the user's own needs ``--import`` (a checkpoint never makes us import a user file)."""
     from .checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(path, mmap=True)
@@ -130,17 +146,38 @@ def config_from_checkpoint(path: str, options: Sequence[str]) -> Dict[str, Any]:
     args, kwargs = ckpt["args"], ckpt.get("model_kwargs") or {}
     if _given(options, "--model") and args.get("model") not in (None, *_values(options, "--model")):
         return {}  # another model: its options would not fit
+    _import_model_module(args.get("model"), ckpt.get("model_module"))
     config: Dict[str, Any] = {}
-    for key in ("model", "image_size", "if_predict_label"):
-        if args.get(key) is not None:
+    for key in ("model", "image_size", "if_predict_label", "edge_mask_width", "no_model_eval"):
+        if args.get(key) not in (None, False):
             config[key] = args[key]
     for key, value in kwargs.items():
         if isinstance(value, str) and _looks_like_file(value) and not os.path.exists(value):
-            logger.info("benco predict: model option %s=%s from the checkpoint's run left out (no such file here)",
-                        key, value)
+            logger.info("model option %s=%s from the checkpoint's run left out (no such file here)", key, value)
             continue
         config[key] = value
     return config
+
+
+def _import_model_module(model: Optional[str], module: Optional[str]) -> None:
+    import importlib
+
+    from ..errors import UsageError
+    from ..registry import MODELS
+
+    if not model:
+        return
+    try:
+        MODELS.get(model)
+        return
+    except KeyError:
+        pass
+    if isinstance(module, str) and module.split(".")[0] == "IMDLBenCo":
+        importlib.import_module(module)
+        return
+    hint = f"--import {module}" if isinstance(module, str) and module and module != "__main__" else "--import mymodel"
+    raise UsageError(f"the checkpoint's model {model!r} is not registered: import the file that defines it with "
+                     f"{hint} (run from the folder that holds it)")
 
 
 def _values(options: Sequence[str], name: str) -> List[str]:
@@ -168,31 +205,20 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         print(PREDICT_HELP)
         save_images_main(["--help"])  # the script's options (exits)
     import_modules(own.imports)
-    images = list_inputs(own.inputs)
+    output_dir = Path((_values(options, "--output_dir") or ["./predictions"])[-1])
+    images = list_inputs(own.inputs, exclude=[output_dir])
     if not _given(options, "--checkpoint_path"):
         raise UsageError("give the trained weights with --checkpoint_path FILE.pth")
     checkpoint = _values(options, "--checkpoint_path")[-1]
-    output_dir = Path((_values(options, "--output_dir") or ["./predictions"])[-1])
-    output_dir.mkdir(parents=True, exist_ok=True)
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    base = {} if _given(options, "--config") else config_from_checkpoint(checkpoint, options)
     extra = ["--output_dir", str(output_dir)]
-    listing = output_dir / runfolder.INPUT_IMAGES
-    config = {} if _given(options, "--config") else config_from_checkpoint(checkpoint, options)
-    if rank0:
-        from ..datasets.io import NEGATIVE
-        from .writers import write_json
-
-        write_json(listing, [[p, NEGATIVE] for p in images])
-        if config:
-            write_json(output_dir / runfolder.PREDICT_CONFIG, config)
-    if config:
-        extra += ["--config", str(output_dir / runfolder.PREDICT_CONFIG)]
     if not _given(options, "--if_padding", "--if_resizing", "--sliding_window"):
         extra.append("--sliding_window")
-    result = save_images_main([*options, *extra, "--test_data_path", str(listing), "--skip_data_check"],
-                              without_ground_truth=True)
-    scores = _finish(result, output_dir) if rank0 else {}
-    return {"scores": scores, "output_dir": str(output_dir)}
+    result = save_images_main([*options, *extra, "--test_data_path", str(output_dir / runfolder.INPUT_IMAGES),
+                               "--skip_data_check"], without_ground_truth=True, images=images, base=base,
+                              base_source=f"the checkpoint's training run ({checkpoint})")
+    scores = _finish(result, output_dir) if result.get("is_main", True) else {}
+    return {"scores": scores, "output_dir": str(output_dir), "skipped": result.get("skipped", {})}
 
 
 def _finish(result: Dict[str, Any], output_dir: Path) -> Dict[str, Dict[str, Any]]:
@@ -225,8 +251,13 @@ def _finish(result: Dict[str, Any], output_dir: Path) -> Dict[str, Dict[str, Any
                          needed=picture.size)
             entry["overlay"] = rel
         scores[rec["name"]] = entry
-    write_json(output_dir / runfolder.SCORES, scores)
+    skipped = result.get("skipped") or {}
+    write_json(output_dir / runfolder.SCORES, {**scores, **({"_skipped": skipped} if skipped else {})})
     _summary(scores, output_dir)
+    if skipped:
+        print(f"{len(skipped)} input(s) could not be read and were skipped (listed under \"_skipped\" in "
+              f"{runfolder.SCORES}):\n" + "\n".join(f"  {p}: {why}" for p, why in list(skipped.items())[:20]),
+              file=sys.stderr)
     return scores
 
 

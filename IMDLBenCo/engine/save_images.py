@@ -17,13 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import runfolder
-from .builders import (autocast, batch_to_device, batch_where, build_dataset, eval_loader, evaluation_mode, run_model,
-                       names_of)
+from .builders import build_dataset, eval_loader
 from .checkpoint import load_checkpoint
-from .evaluate import progress
-from .outputs import check_model_output
+from .inference import MaskWriter, gather_records, run_inference
 from .session import eval_session
-from .fileio import atomic_write
 from .writers import write_json
 
 logger = logging.getLogger("IMDLBenCo.engine")
@@ -86,63 +83,67 @@ def prediction_dataset(s, without_ground_truth: bool = False) -> Tuple[Any, bool
     return build_dataset(data_path, s.data, None, s.post_func), no_ground_truth
 
 
-def save_images_main(argv: Optional[Sequence[str]] = None, without_ground_truth: bool = False) -> Dict[str, Any]:
-    """Run ``test_save_images.py``; returns ``{"predictions": [...], "pred_label": {...}, "args": ...}``.
+def readable_images(paths: Sequence[str], max_pixels: Optional[int] = None) -> Tuple[List[str], Dict[str, str]]:
+    """``(readable, {path: reason})``: every image decoded once in a thread pool (truncated files,
+    non-images and images above ``max_pixels`` are found before the run, not in a loader worker)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..datasets.io import try_open_image
+
+    def check(path: str) -> str:
+        img, reason = try_open_image(path, max_pixels)
+        if img is not None:
+            img.close()
+        return reason
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        reasons = list(pool.map(check, paths))
+    bad = {p: r for p, r in zip(paths, reasons) if r}
+    return [p for p in paths if p not in bad], bad
+
+
+def save_images_main(argv: Optional[Sequence[str]] = None, without_ground_truth: bool = False,
+                     images: Optional[Sequence[str]] = None, base: Optional[Dict[str, Any]] = None,
+                     base_source: str = "") -> Dict[str, Any]:
+    """Run ``test_save_images.py``; returns ``{"predictions": [...], "pred_label": {...}, "args": ...,
+    "skipped": {path: reason}, "is_main": bool}``.
 
     ``without_ground_truth``: the data's masks are placeholders (``benco predict``'s listing):
-    records carry no label or mask path."""
-    from PIL import Image
+    records carry no label or mask path. ``images``: image files to predict (``benco predict``):
+    checked first (unreadable ones are skipped and listed), then listed into ``--test_data_path``
+    once the output folder is claimed. ``base``/``base_source``: option values below the command
+    line (a checkpoint's training run)."""
+    from ..datasets.io import NEGATIVE
 
-    with eval_session("test_save_images", argv, tensorboard=False) as s:
+    with eval_session("test_save_images", argv, tensorboard=False, base=base, base_source=base_source) as s:
         args, runtime = s.args, s.runtime
         out_dir = Path(args.output_dir)
+        skipped: Dict[str, str] = {}
+        if images is not None:
+            good: Optional[List[str]] = None
+            if runtime.is_main:
+                good, skipped = readable_images(list(images), args.max_pixels)
+                if not good:
+                    from ..errors import UsageError
+
+                    raise UsageError(f"none of the {len(skipped)} input image(s) can be read, e.g. "
+                                     f"{next(iter(skipped))}: {next(iter(skipped.values()))}")
+                write_json(Path(args.test_data_path), [[p, NEGATIVE] for p in good])
+            skipped = runtime.all_gather_object(skipped)[0]
+            runtime.barrier()
         dataset, no_ground_truth = prediction_dataset(s, without_ground_truth)
         pred_paths = prediction_paths(list(dataset.names))
         order = {n: i for i, n in enumerate(dataset.names)}
         load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)
         loader = eval_loader(dataset, args.test_batch_size, s.data, runtime)
-        records: List[Dict[str, Any]] = []
-        with torch.no_grad(), evaluation_mode(s.model, keep_train_mode=s.call.keep_train_mode) as net:
-            for i, batch in enumerate(progress(loader, runtime, "save images")):
-                batch = batch_to_device(batch, runtime.device)
-                with autocast(runtime, s.call.use_amp, s.call.amp_dtype):
-                    out = run_model(net, batch, s.call)
-                check_model_output(out, batch, training=False, where=batch_where(i, batch))
-                records += _save_batch(batch, out, pred_paths, out_dir, no_ground_truth, Image)
-        gathered = [r for part in runtime.all_gather_object(records) for r in part]
-        gathered.sort(key=lambda r: order.get(r["name"], 0))
+        sink = MaskWriter(out_dir, pred_paths, no_ground_truth)
+        run_inference(s.model, loader, runtime, s.call, [sink], desc="save images")
+        gathered = gather_records(runtime, sink.records, order)
         labels = {r["name"]: r["pred_label"] for r in gathered if r["pred_label"] is not None}
         if runtime.is_main:
             write_json(out_dir / runfolder.PREDICTIONS, gathered)
             write_json(out_dir / runfolder.PRED_LABELS, labels)
             logger.info("saved %d predicted masks under %s, labels of %d images in pred_label.json",
                         sum(r["pred_path"] is not None for r in gathered), out_dir / "pred", len(labels))
-        return {"predictions": gathered, "pred_label": labels, "args": args}
-
-
-def _save_batch(batch: Dict[str, Any], out: Dict[str, Any], pred_paths: Dict[str, str], out_dir: Path,
-                no_ground_truth: bool, Image) -> List[Dict[str, Any]]:
-    names = names_of(batch)
-    pred_mask = out.get("pred_mask")
-    pred_label = out.get("pred_label")
-    records = []
-    for j, name in enumerate(names):
-        rel = None
-        if pred_mask is not None:
-            rel = pred_paths[name]
-            target = out_dir / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pixels = to_uint8(restore_size(pred_mask[j], batch["shape"][j], batch["original_shape"][j]))
-            # 2-D uint8: 8-bit grey; atomic, so a full disk leaves no truncated PNG
-            atomic_write(target, lambda tmp, px=pixels: Image.fromarray(px).save(tmp, format="PNG"), needed=pixels.size)
-        mask_path = batch["mask_path"][j] if "mask_path" in batch else None
-        records.append({
-            "name": name,
-            "image_path": batch["image_path"][j] if "image_path" in batch else None,
-            "mask_path": None if no_ground_truth else mask_path,
-            "pred_path": rel,
-            "label": None if no_ground_truth else int(batch["label"][j]),
-            "pred_label": None if pred_label is None else float(pred_label[j]),
-        })
-    return records
-
+        return {"predictions": gathered, "pred_label": labels, "args": args, "skipped": skipped,
+                "is_main": runtime.is_main}

@@ -1,11 +1,18 @@
-"""Setup shared by the evaluation scripts (test, robustness, save-images, complexity)."""
+"""The setup every script shares: options, process group, model, run folder, writer.
+
+:func:`open_session` is the one way a script starts (training and every evaluation): it parses
+the options, joins the process group, claims the output folder (:mod:`.runlock`), builds the
+model on its device and opens the run writer, and on the way out (normally or on an error)
+closes the writer, releases the folder and leaves the process group.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
 import torch
 
@@ -15,10 +22,14 @@ from .config import CallConfig, DataConfig
 from .runtime import Runtime, configure_logging, run_scope, seed_everything, setup_runtime
 from .writers import RunWriter
 
+logger = logging.getLogger("IMDLBenCo.engine")
+
+__all__ = ["Session", "open_session", "eval_session"]
+
 
 @dataclass
 class Session:
-    """What an evaluation script works with: options, process group, model, output folder."""
+    """What a script works with: options, process group, model, output folder."""
 
     script: str
     args: argparse.Namespace
@@ -29,28 +40,60 @@ class Session:
     writer: RunWriter
     data: DataConfig
     call: CallConfig
+    from_base: Dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def eval_session(script: str, argv: Optional[Sequence[str]], tensorboard: bool = True,
-                 device: Optional[str] = None, write_config: bool = True,
-                 name: Optional[str] = None) -> Iterator[Session]:
-    """Parse ``argv`` for ``script``, join the process group, build the model on its device,
-    open the run folder and write ``config.json`` (unless ``write_config`` is False: a caller that
-    shares another script's folder, such as ``benco cam``, writes its own); leave the process
-    group on exit. ``name``: what the log calls the run when it borrows ``script``'s options
-    (``benco cam`` parses test_save_images.py's)."""
-    args, model_kwargs = parse_script_args(script, argv)
-    runtime = setup_runtime(device or args.device)
-    with run_scope(runtime):
+def open_session(script: str, argv: Optional[Sequence[str]], *, train: bool = False, tensorboard: bool = True,
+                 write_config: bool = True, name: Optional[str] = None, shared_folder: bool = False,
+                 base: Optional[Mapping[str, Any]] = None, base_source: str = "",
+                 args: Optional[argparse.Namespace] = None,
+                 model_kwargs: Optional[Dict[str, Any]] = None, prog: Optional[str] = None) -> Iterator[Session]:
+    """Start ``script`` (see the module docstring) and yield its :class:`Session`.
+
+    ``train``: the same initial weights on every rank and a DDP-wrapped model; ``write_config``
+    False: the caller writes ``config.json`` (training, with its own extra keys);
+    ``shared_folder``: the script adds files to another run's folder (``benco cam``); ``name``:
+    what the log calls the run when it borrows another script's options; ``base``/``base_source``:
+    option values below ``--config`` and the command line (e.g. a checkpoint's training run);
+    ``args``/``model_kwargs``: already parsed options (then ``argv`` is not read); ``prog``: the
+    command named in usage messages (``benco cam``).
+    """
+    if args is None:
+        args, model_kwargs = parse_script_args(script, argv, base=base, base_source=base_source, prog=prog)
+    model_kwargs = dict(model_kwargs or {})
+    from_base = dict(getattr(args, "_from_base", {}) or {})
+    runtime = setup_runtime(args.device)
+    with run_scope(runtime), contextlib.ExitStack() as stack:
         configure_logging(runtime)
         log_run_header(runtime, name or script, args.model, model_kwargs)
-        seed_everything(args.seed + runtime.rank)
+        if from_base and runtime.is_main:
+            logger.info("from %s: %s", base_source or "recorded options",
+                        ", ".join(f"{k}={v!r}" for k, v in from_base.items()))
+        if runtime.is_main:
+            stack.enter_context(_claim(script, args, shared_folder))
+        runtime.barrier()  # no rank writes before the folder is claimed (or the claim failed on rank 0)
+        # training: the same initial weights on every rank; evaluation: per-rank streams
+        seed_everything(args.seed if train else args.seed + runtime.rank)
         call = CallConfig.from_args(args)
-        model = prepare_model(attach_call_hooks(build_model(args.model, model_kwargs), call), runtime, train=False)
-        writer = RunWriter(runtime, args.output_dir, args.log_dir, tensorboard=tensorboard)
+        model = attach_call_hooks(build_model(args.model, model_kwargs), call)
+        model = prepare_model(model, runtime, train=train,
+                              find_unused_parameters=bool(getattr(args, "find_unused_parameters", False)))
+        writer = stack.enter_context(RunWriter(runtime, args.output_dir, args.log_dir, tensorboard=tensorboard))
         if write_config:
-            writer.write_config(script, args, model_kwargs, runtime)
-        yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model, model_kwargs), writer,
-                      DataConfig.from_args(args), call)
-        writer.close()
+            writer.write_config(name or script, args, model_kwargs, runtime,
+                                extra={"from_checkpoint": from_base} if from_base else None)
+        yield Session(script, args, model_kwargs, runtime, model, find_post_function(args.model, model_kwargs),
+                      writer, DataConfig.from_args(args), call, from_base)
+
+
+def _claim(script: str, args: argparse.Namespace, shared: bool):
+    from .checkpoint import plain
+    from .runlock import claim_run_folder
+
+    return claim_run_folder(args.output_dir, script, plain(args), resume=bool(getattr(args, "resume", "")),
+                            overwrite=bool(getattr(args, "overwrite", False)), shared=shared)
+
+
+#: the name the evaluation scripts use (training calls open_session with train=True)
+eval_session = open_session

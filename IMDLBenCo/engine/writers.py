@@ -70,8 +70,10 @@ class RunWriter:
         self._want_tb = tensorboard
         self._handles: Dict[str, Any] = {}
         if self.active:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            from .runlock import make_folder
+
+            make_folder(self.output_dir, "--output_dir")
+            make_folder(self.log_dir, "--log_dir")
 
     # ------------------------------------------------------------------ files
     def write_config(self, script: str, args: argparse.Namespace, model_kwargs: Mapping[str, Any],
@@ -128,6 +130,15 @@ class RunWriter:
                 kept.append(line)
         write_text(path, "".join(k + "\n" for k in kept))
 
+    def truncate(self, name: str) -> None:
+        """Empty the JSON-lines file ``name`` (a rerun of the same command replaces its records)."""
+        if not self.active:
+            return
+        if name in self._handles:
+            self._handles.pop(name).close()
+        if (self.output_dir / name).is_file():
+            write_text(self.output_dir / name, "")
+
     def write_json(self, name: str, data: Any) -> None:
         if self.active:
             write_json(self.output_dir / name, plain(data))
@@ -177,6 +188,12 @@ class RunWriter:
     def flush(self) -> None:
         if self._tb is not None:
             self._tb.flush()
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def close(self) -> None:
         for handle in self._handles.values():
