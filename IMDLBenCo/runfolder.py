@@ -1,19 +1,19 @@
 """The run folder, defined once: the files every script writes into ``--output_dir``, their
 record types, and the metric-key format. The engine's writers and the report's readers both
 import these names, so a renamed file or key cannot drift apart (docs/ARCHITECTURE.md lists
-what each file holds). Standard library only.
+what each file holds; docs/results.md the results schema). Standard library only.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Tuple, TypedDict
+from typing import Optional, Tuple
 
 __all__ = [
     "CONFIG", "LOG", "TRAIN_STEPS", "METRIC_DEFINITIONS", "SUMMARY_JSON", "SUMMARY_CSV", "ROBUSTNESS",
     "PREDICTIONS", "PRED_LABELS", "COMPLEXITY", "INPUT_IMAGES", "PRED_DIR", "CAM_JSON", "CAM_DIR", "RESUME_CHECKPOINT",
     "BEST_CHECKPOINT", "STOP_FILE", "SCORES", "OVERLAY_DIR", "PREDICT_CONFIG", "KNOWN_FILES", "checkpoint_name", "checkpoint_epoch", "test_key",
-    "split_test_key", "EpochRecord", "RobustnessResult", "PredictionRecord", "CamRecord",
+    "split_test_key", "RESULTS", "PER_IMAGE", "VAL_SPLIT", "LOCK_FILE",
 ]
 
 CONFIG = "config.json"  # every script: {"script", "args", "model_kwargs", "env", "started", ...}
@@ -36,10 +36,14 @@ STOP_FILE = "STOP"  # made by the user: training ends after the current epoch
 SCORES = "scores.json"  # benco predict: {image name: {"image", "mask", "overlay", "pred_label", ...}}
 OVERLAY_DIR = "overlay"  # benco predict: each image with its predicted mask drawn over it (JPEG)
 PREDICT_CONFIG = "predict_config.json"  # benco predict: the model and options read from the checkpoint
+RESULTS = "results.json"  # test, test_robust, train (validation-chosen): records with evidence (docs/results.md)
+PER_IMAGE = "per_image.csv"  # beside results.json: one row per image per record
+VAL_SPLIT = "val_split.json"  # train --val_split: the training files held out for validation
+LOCK_FILE = ".imdlbenco-run.lock"  # held (flock) while a run writes into the folder
 
 #: the result files of a run folder (the report reads them)
 KNOWN_FILES = (CONFIG, LOG, TRAIN_STEPS, METRIC_DEFINITIONS, SUMMARY_JSON, ROBUSTNESS, PREDICTIONS, PRED_LABELS,
-               COMPLEXITY, CAM_JSON)
+               COMPLEXITY, CAM_JSON, RESULTS)
 
 _EPOCH_NAME = re.compile(r"^checkpoint-(\d+)\.pth$")
 _TEST = "test_"
@@ -56,10 +60,11 @@ def checkpoint_epoch(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
-def test_key(metric: str, set_name: Optional[str] = None) -> str:
+def test_key(metric: str, set_name: Optional[str] = None, prefix: str = "test") -> str:
     """``test_<set>/<metric>`` for one test set, ``test_<metric>`` for the mean over the sets
-    (IMDL-BenCo's key) — the keys of ``log.txt`` records."""
-    return f"{_TEST}{set_name}/{metric}" if set_name is not None else f"{_TEST}{metric}"
+    (IMDL-BenCo's key) — the keys of ``log.txt`` records; ``prefix="val"`` gives the validation
+    keys ``val_<metric>`` of a run that chooses its checkpoint on validation."""
+    return f"{prefix}_{set_name}/{metric}" if set_name is not None else f"{prefix}_{metric}"
 
 
 def split_test_key(key: str) -> Optional[Tuple[Optional[str], str]]:
@@ -75,39 +80,3 @@ def split_test_key(key: str) -> Optional[Tuple[Optional[str], str]]:
 
 
 test_key.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one
-
-
-class EpochRecord(TypedDict, total=False):
-    """A line of ``log.txt``: ``epoch``, ``train_<loss>``/``train_lr`` (training), ``checkpoint``
-    (test), and :func:`test_key` entries."""
-
-    epoch: int
-    checkpoint: str
-
-
-class RobustnessResult(TypedDict, total=False):
-    attack: str
-    param: Any  # the strength; 0 / None is the clean image
-    set: str  # only with several test sets
-    metrics: Dict[str, float]
-
-
-class PredictionRecord(TypedDict):
-    name: str
-    image_path: Optional[str]
-    mask_path: Optional[str]
-    pred_path: Optional[str]
-    label: Optional[int]
-    pred_label: Optional[float]
-
-
-class CamRecord(TypedDict):
-    name: str
-    image_path: Optional[str]
-    mask_path: Optional[str]
-    label: Optional[int]
-    cam_path: str  # cam/<stem>.png, relative to the run folder
-    overlay_path: str  # cam/<stem>_overlay.jpg
-    target_layer: str
-    method: str
-    target: str

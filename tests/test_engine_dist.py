@@ -78,6 +78,14 @@ def test_one_and_two_processes_agree(tmp_path):
     assert [r["count"] for r in one["rows"]] == [5, 3]
     # identical metrics (up to float summation order), every image counted once
     assert _rows_close(one["rows"], two["rows"])
+    # results.json: identical values and bootstrap intervals (images gathered in dataset order)
+    r1, r2 = (json.loads((outputs[n] / "test" / "results.json").read_text()) for n in (1, 2))
+    assert (r1["processes"], r2["processes"]) == (1, 2)
+    ours = [{k: v for k, v in r["metrics"].items() if k not in ("mean_f1", "count")} for r in r1["records"]]
+    assert json.dumps(ours) == json.dumps([{k: r["metrics"][k] for k in o} for o, r in zip(ours, r2["records"])])
+    assert [r["calibration"]["image"] for r in r1["records"]] == [r["calibration"]["image"] for r in r2["records"]]
+    assert r1["records"][0]["metrics"]["pixel_f1"]["ci_low"] is not None
+    assert (outputs[1] / "test" / "per_image.csv").read_text() == (outputs[2] / "test" / "per_image.csv").read_text()
     # save-images: every image once, identical predictions
     p1, p2 = (json.loads((outputs[n] / "save" / "predictions.json").read_text()) for n in (1, 2))
     assert [p["name"] for p in p2] == [p["name"] for p in p1] and len(p1) == 5

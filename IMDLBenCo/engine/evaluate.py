@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..runfolder import test_key
-from .builders import autocast, batch_to_device, batch_where, evaluation_mode, run_model
 from .config import CallConfig
-from .outputs import check_model_output
+from .inference import run_inference
 from .runtime import Runtime
 from .writers import RunWriter
 
@@ -28,12 +28,14 @@ def default_evaluators() -> List[Any]:
 
 
 def metric_definitions(evaluators: Sequence[Any]) -> Dict[str, str]:
+    """``{result key: definition}`` of the evaluators (an object without ``definitions()`` is
+    described by its name and docstring)."""
     definitions: Dict[str, str] = {}
     for ev in evaluators:
-        try:
+        if callable(getattr(ev, "definitions", None)):
             definitions.update(ev.definitions())
-        except AttributeError:
-            definitions[getattr(ev, "name", type(ev).__name__)] = type(ev).__doc__ or ""
+        else:
+            definitions[getattr(ev, "name", type(ev).__name__)] = (type(ev).__doc__ or "").strip()
     return definitions
 
 
@@ -76,7 +78,6 @@ class LoggedProgress:
                             time.strftime("%H:%M:%S", time.gmtime(eta)), per_item, f"  {extra}" if extra else "")
 
 
-@torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
     loader: DataLoader,
@@ -93,39 +94,68 @@ def evaluate(
     Every rank must call this (the evaluators reduce across processes in ``compute()``).
     The first batch of rank 0 goes to TensorBoard under ``image_tag`` when a writer is given.
     """
-    from ..evaluation import share_batch_cache
+    return measure(model, loader, evaluators, runtime, call, desc=desc, writer=writer, image_tag=image_tag,
+                   step=step, bootstrap=0, per_image=False).metrics
 
-    call = call or CallConfig()
+
+@dataclass
+class Measurement:
+    """The metrics of one test pass and their evidence (docs/results.md)."""
+
+    metrics: Dict[str, float]
+    intervals: Dict[str, Tuple[Optional[float], Optional[float]]] = field(default_factory=dict)
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    calibration: Dict[str, Any] = field(default_factory=dict)
+    images: int = 0
+    manipulated: int = 0
+    authentic: int = 0
+    warning: Optional[str] = None
+
+
+def measure(model: torch.nn.Module, loader: DataLoader, evaluators: Sequence[Any], runtime: Runtime,
+            call: Optional[CallConfig] = None, *, desc: str = "test", writer: Optional[RunWriter] = None,
+            image_tag: Optional[str] = None, step: int = 0, bootstrap: int = 0, seed: int = 0,
+            per_image: bool = True) -> Measurement:
+    """One test pass: the evaluators' values and, with ``per_image``, the per-image rows, the
+    calibration and ``bootstrap`` resamples' 95 % intervals (seeded by ``seed``; computed on rank
+    0, the rank that writes them). A model that predicts one value everywhere is warned about."""
+    from ..evaluation import share_batch_cache
+    from ..evaluation.bootstrap import bootstrap_intervals
+    from ..evaluation.per_image import PerImageRecorder, calibration
+
+    recorder = PerImageRecorder(full=per_image)
     for ev in evaluators:
         ev.reset()
-    share_batch_cache(evaluators)  # one validation and preparation of each batch for all of them
-    with evaluation_mode(model, keep_train_mode=call.keep_train_mode) as net:
-        for i, batch in enumerate(progress(loader, runtime, desc)):
-            batch = batch_to_device(batch, runtime.device)
-            with autocast(runtime, call.use_amp, call.amp_dtype):
-                out = run_model(net, batch, call)
-            out = _float_outputs(out)
-            # every batch: a model may give logits or NaN only on some images
-            check_model_output(out, batch, training=False, where=batch_where(i, batch))
-            for ev in evaluators:
-                ev.update(out, batch)
-            if i == 0 and writer is not None and image_tag:
-                writer.images(image_tag, batch, out, step)
+    share_batch_cache([*evaluators, recorder])  # one validation and preparation of each batch for all of them
+
+    def pictures(out: Dict[str, Any], batch: Dict[str, Any]) -> None:
+        if writer is not None and image_tag:
+            writer.images(image_tag, batch, out, step)
+
+    run_inference(model, loader, runtime, call, [*evaluators, recorder], desc=desc, on_first_batch=pictures)
     results: Dict[str, float] = {}
+    evaluated = []
     for ev in evaluators:
-        for key, value in ev.compute().items():
+        if hasattr(ev, "compute_with_states"):
+            values, states = ev.compute_with_states()
+            evaluated.append((ev, states))
+        else:  # a user's evaluator with compute() only: no interval
+            values = ev.compute()
+        for key, value in values.items():
             results[key] = float(value)
-    return results
-
-
-def _float_outputs(out: Mapping[str, Any]) -> Dict[str, Any]:
-    """Predictions made under autocast (float16) as float32, so metrics see full precision."""
-    out = dict(out)
-    for key in ("pred_mask", "pred_label"):
-        value = out.get(key)
-        if isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16):
-            out[key] = value.float()
-    return out
+    gathered = recorder.gather(runtime)
+    labels = gathered["label"]
+    m = Measurement(results, images=int(labels.numel()), manipulated=int((labels > 0).sum()),
+                    authentic=int((labels <= 0).sum()))
+    m.warning = PerImageRecorder.constant_prediction(gathered)
+    if m.warning and runtime.is_main:
+        logger.warning("%s: %s", desc, m.warning)
+    if per_image and runtime.is_main:
+        m.rows = PerImageRecorder.table(gathered)
+        m.calibration = calibration(gathered)
+        if bootstrap > 0:
+            m.intervals = bootstrap_intervals(evaluated, m.images, bootstrap, seed)
+    return m
 
 
 def mean_over_sets(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, float]:
@@ -137,12 +167,17 @@ def mean_over_sets(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, floa
     return {key: sum(values) / len(values) for key, values in sums.items()}
 
 
-def flat_test_record(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, float]:
-    """``test_<metric>`` (mean over sets, IMDL-BenCo's key) and ``test_<set>/<metric>`` entries."""
-    record = {test_key(k): v for k, v in mean_over_sets(per_set).items()}
+def flat_test_record(per_set: Mapping[str, Mapping[str, float]], prefix: str = "test") -> Dict[str, float]:
+    """``test_<metric>`` (mean over sets, IMDL-BenCo's key, also under IMDL-BenCo's metric names
+    such as ``test_pixel-level F1``) and ``test_<set>/<metric>`` entries; ``prefix`` ``val``
+    for the validation set."""
+    from ..evaluation.reference_names import with_reference_names
+
+    means = mean_over_sets(per_set)
+    record = {test_key(k, prefix=prefix): v for k, v in with_reference_names(means).items()}
     for name, metrics in per_set.items():
         for key, value in metrics.items():
-            record[test_key(key, name)] = value
+            record[test_key(key, name, prefix=prefix)] = value
     return record
 
 

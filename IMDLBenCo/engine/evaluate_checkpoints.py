@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import runfolder
 from .builders import build_dataset, eval_loader, test_set_paths
 from .checkpoint import checkpoint_epoch, find_checkpoints, load_checkpoint
-from .evaluate import default_evaluators, evaluate, flat_test_record, format_table, metric_definitions
+from .evaluate import default_evaluators, flat_test_record, format_table, measure, metric_definitions
 from .session import eval_session
 from .writers import write_text
 
@@ -38,32 +38,54 @@ def checkpoints_to_test(path: str) -> List[Tuple[int, Path]]:
 
 
 def test_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
-    """Run ``test.py``; returns ``{"rows": [{"epoch", "set", metric: value}]}`` (also summary.json)."""
+    """Run ``test.py``; returns ``{"rows": [{"epoch", "set", metric: value}]}`` (also summary.json),
+    and writes ``results.json`` + ``per_image.csv`` (docs/results.md)."""
+    import time
+
+    from .results import ResultsWriter, checkpoint_provenance, dataset_provenance
+
+    started = time.time()
     with eval_session("test", argv) as s:
         args, runtime, writer = s.args, s.runtime, s.writer
         evaluators = list(evaluators) if evaluators is not None else default_evaluators()
-        writer.write_json(runfolder.METRIC_DEFINITIONS, metric_definitions(evaluators))
-        loaders = {name: eval_loader(build_dataset(path, s.data, None, s.post_func), args.test_batch_size, s.data, runtime)
-                   for name, path in test_set_paths(args.test_data_json).items()}
+        definitions = metric_definitions(evaluators)
+        writer.write_json(runfolder.METRIC_DEFINITIONS, definitions)
+        writer.truncate(runfolder.LOG)  # the same command again replaces its records
+        paths = test_set_paths(args.test_data_json)
+        loaders = {name: eval_loader(build_dataset(path, s.data, None, s.post_func), args.test_batch_size, s.data,
+                                     runtime) for name, path in paths.items()}
         checkpoints = checkpoints_to_test(args.checkpoint_path)
         logger.info("testing %d checkpoint(s) on %d set(s): %s", len(checkpoints), len(loaders), ", ".join(loaders))
+        results = ResultsWriter(runtime, args.output_dir, "test", args, s.model_kwargs, definitions, s.call,
+                                started=started)
         rows: List[Dict[str, Any]] = []
         for epoch, path in checkpoints:
-            load_checkpoint(path, s.model, map_location=runtime.device)
+            meta = load_checkpoint(path, s.model, map_location=runtime.device)
+            checkpoint = checkpoint_provenance(str(path), meta) if runtime.is_main else {}
             per_set = {}
             for name, loader in loaders.items():
-                metrics = evaluate(s.model, loader, evaluators, runtime, s.call, desc=f"{path.name} {name}",
-                                   writer=writer, image_tag=f"test_{name}", step=epoch)
-                per_set[name] = metrics
-                writer.scalars(f"test_{name}/", metrics, epoch)
-                rows.append({"epoch": epoch, "set": name, "checkpoint": path.name, **metrics})
+                m = measure(s.model, loader, evaluators, runtime, s.call, desc=f"{path.name} {name}", writer=writer,
+                            image_tag=f"test_{name}", step=epoch, bootstrap=args.bootstrap, seed=args.seed)
+                per_set[name] = m.metrics
+                writer.scalars(f"test_{name}/", m.metrics, epoch)
+                rows.append({"epoch": epoch, "set": name, "checkpoint": path.name, **m.metrics})
+                if runtime.is_main:
+                    counts = {"images": m.images, "manipulated": m.manipulated, "authentic": m.authentic}
+                    record = results.add(m, checkpoint=checkpoint, epoch=epoch,
+                                         dataset=dataset_provenance(name, paths[name], loader.dataset, counts))
+                    for key in m.metrics:
+                        lo, hi = record["metrics"][key]["ci_low"], record["metrics"][key]["ci_high"]
+                        rows[-1][f"{key}_ci_low"], rows[-1][f"{key}_ci_high"] = lo, hi
+                    rows[-1]["selection"] = record["selection"]
             writer.append_jsonl(runfolder.LOG, {"epoch": epoch, "checkpoint": path.name, **flat_test_record(per_set)})
         summary = {"rows": rows}
         writer.write_json(runfolder.SUMMARY_JSON, summary)
         if runtime.is_main:
             write_text(Path(args.output_dir) / runfolder.SUMMARY_CSV, _csv(rows))
-            columns = ["epoch", "set"] + [k for k in rows[0] if k not in ("epoch", "set", "checkpoint")] if rows else []
-            logger.info("summary (%s):\n%s", Path(args.output_dir) / runfolder.SUMMARY_JSON, format_table(rows, columns))
+            shown = [{k: v for k, v in r.items() if not k.endswith(("_ci_low", "_ci_high"))} for r in rows]
+            columns = ["epoch", "set"] + [k for k in shown[0] if k not in ("epoch", "set", "checkpoint")] if shown else []
+            logger.info("summary (%s; intervals and evidence in %s):\n%s", Path(args.output_dir) / runfolder.SUMMARY_JSON,
+                        runfolder.RESULTS, format_table(shown, columns))
         return summary
 
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .. import runfolder
 from .builders import build_dataset, eval_loader, test_set_paths
 from .checkpoint import load_checkpoint
-from .evaluate import default_evaluators, evaluate, format_table, metric_definitions
+from .evaluate import default_evaluators, format_table, measure, metric_definitions
 from .runtime import seed_everything
 from .session import eval_session
 
@@ -40,16 +40,26 @@ def test_robust_main(argv: Optional[Sequence[str]] = None, *, evaluators: Option
     works too. Each attack is applied before pad/resize, with the random state seeded from
     ``--seed`` for every (attack, strength).
     """
+    import time
+
+    from .results import ResultsWriter, checkpoint_provenance, dataset_provenance
+
+    started = time.time()
     with eval_session("test_robust", argv) as s:
         args, runtime, writer = s.args, s.runtime, s.writer
         evaluators = list(evaluators) if evaluators is not None else default_evaluators()
         attacks = list(attacks) if attacks is not None else default_attacks()
-        writer.write_json(runfolder.METRIC_DEFINITIONS, metric_definitions(evaluators))
-        load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)
+        definitions = metric_definitions(evaluators)
+        writer.write_json(runfolder.METRIC_DEFINITIONS, definitions)
+        meta = load_checkpoint(args.checkpoint_path, s.model, map_location=runtime.device)
+        checkpoint = checkpoint_provenance(args.checkpoint_path, meta) if runtime.is_main else {}
+        results_file = ResultsWriter(runtime, args.output_dir, "test_robust", args, s.model_kwargs, definitions, s.call,
+                                     started=started)
         sets = test_set_paths(args.test_data_path)
         results: List[Dict[str, Any]] = []
         for set_name, path in sets.items():
             checked = False  # the files of a set are checked once, not once per attack strength
+            identity = None
             for wrapper in attacks:
                 name = attack_name(wrapper)
                 for param, transform in wrapper:
@@ -57,11 +67,19 @@ def test_robust_main(argv: Optional[Sequence[str]] = None, *, evaluators: Option
                     dataset = build_dataset(path, s.data, transform, s.post_func, check_files=s.data.check_files and not checked)
                     checked = True
                     loader = eval_loader(dataset, args.test_batch_size, s.data, runtime)
-                    metrics = evaluate(s.model, loader, evaluators, runtime, s.call, desc=f"{name} {param}")
+                    m = measure(s.model, loader, evaluators, runtime, s.call, desc=f"{name} {param}",
+                                bootstrap=args.bootstrap, seed=args.seed)
+                    metrics = m.metrics
                     entry = {"attack": name, "param": param, "metrics": metrics}
                     if len(sets) > 1:
                         entry["set"] = set_name
                     results.append(entry)
+                    if runtime.is_main:
+                        counts = {"images": m.images, "manipulated": m.manipulated, "authentic": m.authentic}
+                        if identity is None:  # the same files for every attack: hashed once
+                            identity = dataset_provenance(set_name, path, dataset, counts)
+                        results_file.add(m, checkpoint=checkpoint, dataset={**identity, **counts},
+                                         attack={"name": name, "param": param}, epoch=meta.get("epoch"))
                     prefix = f"robustness/{set_name}/{name}/" if len(sets) > 1 else f"robustness/{name}/"
                     writer.scalars(prefix, metrics, _step(param))
                     logger.info("%s %s: %s", name, param, "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

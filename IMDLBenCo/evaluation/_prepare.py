@@ -333,6 +333,42 @@ class PixelBatch:
                 self._hist = hist[:k].t().contiguous()
         return self._hist
 
+    def histograms(self) -> torch.Tensor:
+        """(B, 2, HIST_BINS) int32 per-image counts (the rows :meth:`histogram` sums): what the
+        bootstrap resamples for the pooled AUC/AP (memory per image, never per pixel)."""
+        if getattr(self, "_hists", None) is None:
+            k, b = HIST_BINS, self.pred.shape[0]
+            lib = _np() if self.on_cpu else torch
+            bins = (self.pred * k).astype("int64") if self.on_cpu else (self.pred * k).to(torch.int64)
+            bins = lib.minimum(bins, k - 1) if self.on_cpu else bins.clamp(max=k - 1)
+            pos = self.pos.astype("int64") if self.on_cpu else self.pos.to(torch.int64)
+            row = (lib.arange(b) if self.on_cpu else torch.arange(b, device=self.device))[:, None]
+            idx = row * (2 * k) + pos * k + bins
+            if self.valid is not None:
+                idx = idx[self.valid]
+            flat = lib.bincount(idx.reshape(-1), minlength=b * 2 * k)
+            hists = torch.from_numpy(flat) if self.on_cpu else flat
+            self._hists = hists.reshape(b, 2, k).to(torch.int32)
+        return self._hists
+
+    def calibration_bins(self, n_bins: int) -> torch.Tensor:
+        """(3, n_bins) float64 over the valid pixels of the batch: pixels, positives and summed
+        probabilities per equal-width probability bin (bin ``min(floor(p * n_bins), n_bins - 1)``)."""
+        lib = _np() if self.on_cpu else torch
+        pred = (self.pred if self.valid is None else self.pred[self.valid]).reshape(-1)
+        pos = (self.pos if self.valid is None else self.pos[self.valid]).reshape(-1)
+        if self.on_cpu:
+            bins = lib.minimum((pred * n_bins).astype("int64"), n_bins - 1)
+            count = lib.bincount(bins, minlength=n_bins)
+            positives = lib.bincount(bins, weights=pos.astype("float64"), minlength=n_bins)
+            total = lib.bincount(bins, weights=pred.astype("float64"), minlength=n_bins)
+            return torch.from_numpy(lib.stack([count.astype("float64"), positives, total]))
+        bins = (pred * n_bins).to(torch.int64).clamp(max=n_bins - 1)
+        count = torch.bincount(bins, minlength=n_bins).double()
+        positives = torch.bincount(bins, weights=pos.double(), minlength=n_bins)
+        total = torch.bincount(bins, weights=pred.double(), minlength=n_bins)
+        return torch.stack([count, positives, total]).cpu()
+
 
 def _edge_keys() -> Any:
     """Packed keys (label 0) of the bin edges b / HIST_BINS, b = 1 .. HIST_BINS - 1 (numpy int32)."""

@@ -17,7 +17,7 @@ what we need without a dependency.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -105,6 +105,7 @@ class Evaluator:
     def __init__(self) -> None:
         self._sum_defaults: Dict[str, torch.Tensor] = {}
         self._cat_dtypes: Dict[str, torch.dtype] = {}
+        self._cat_widths: Dict[str, Optional[int]] = {}
         self._sums: Dict[str, torch.Tensor] = {}
         self._cats: Dict[str, List[torch.Tensor]] = {}
         #: the prepared-batch cache, own or shared with other evaluators (``share_batch_cache``)
@@ -116,9 +117,11 @@ class Evaluator:
         self._sum_defaults[key] = default.detach().clone()
         self._sums[key] = default.detach().clone()
 
-    def add_cat_state(self, key: str, dtype: torch.dtype) -> None:
-        """A 1-D state concatenated over batches and processes (e.g. per-image values)."""
+    def add_cat_state(self, key: str, dtype: torch.dtype, width: Optional[int] = None) -> None:
+        """A state concatenated over batches and processes (e.g. per-image values): 1-D, or rows
+        of ``width`` values (e.g. per-image confusion counts, ``width=4``)."""
         self._cat_dtypes[key] = dtype
+        self._cat_widths[key] = width
         self._cats[key] = []
 
     def accumulate(self, key: str, value: torch.Tensor) -> None:
@@ -129,8 +132,10 @@ class Evaluator:
         self._sums[key] = state + value.to(state.dtype)
 
     def append(self, key: str, value: torch.Tensor) -> None:
-        """Append the 1-D ``value`` to a cat state (kept on its device)."""
-        self._cats[key].append(value.detach().reshape(-1).to(self._cat_dtypes[key]))
+        """Append ``value`` to a cat state (kept on its device): 1-D values, or (n, width) rows."""
+        width = self._cat_widths.get(key)
+        shape = (-1,) if width is None else (-1, width)
+        self._cats[key].append(value.detach().reshape(shape).to(self._cat_dtypes[key]))
 
     def reset(self) -> None:
         """Forget everything seen so far (call between test sets or epochs)."""
@@ -141,7 +146,8 @@ class Evaluator:
     def _local_cat(self, key: str) -> torch.Tensor:
         parts = self._cats[key]
         if not parts:
-            return torch.zeros(0, dtype=self._cat_dtypes[key])
+            width = self._cat_widths.get(key)
+            return torch.zeros((0,) if width is None else (0, width), dtype=self._cat_dtypes[key])
         dev = parts[0].device
         return torch.cat([p.to(dev) for p in parts])
 
@@ -166,15 +172,36 @@ class Evaluator:
         Under ``torch.distributed`` every process must call it (it runs collectives), unless
         ``sync=False``, which gives this process's own values without communicating.
         """
+        return self.compute_with_states(sync)[0]
+
+    def compute_with_states(self, sync: bool = True) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+        """:meth:`compute`'s values and the reduced states they came from (what :meth:`resample`
+        takes), with one round of communication."""
         self._batch_cache.clear()
-        return {k: float(v) for k, v in self._compute(self.synced_states(sync)).items()}
+        states = self.synced_states(sync)
+        return {k: float(v) for k, v in self._compute(states).items()}, states
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         raise NotImplementedError
 
+    def resample(self, states: Dict[str, torch.Tensor], weights: "Any") -> Dict[str, "Any"]:
+        """Each result key's value under bootstrap resamples of the images.
+
+        ``states``: what :meth:`compute_with_states` returned; ``weights``: an (R, N) integer
+        NumPy array, how many times each of the N images (in dataset order) is drawn in each of R
+        resamples. Returns ``{key: (R,) float64 array}`` for the keys that can be resampled; the
+        default, for an evaluator that keeps no per-image states, is ``{}`` (no interval).
+        """
+        return {}
+
     def definitions(self) -> Dict[str, str]:
-        """Result key → one-line definition (aggregation, threshold, which images count)."""
-        raise NotImplementedError
+        """Result key → one-line definition (aggregation, threshold, which images count).
+
+        The default names the evaluator and its docstring's first line; built-in evaluators
+        say exactly how each key is computed."""
+        doc = (type(self).__doc__ or "").strip().splitlines()
+        summary = doc[0].strip() if doc else ""
+        return {self.name: f"{type(self).__name__}" + (f": {summary}" if summary else " (no definition given)")}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

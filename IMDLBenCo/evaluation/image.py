@@ -95,8 +95,27 @@ class _ImageMetric(Evaluator):
         fn = int((~hit & labels).sum())
         return self._from_counts(tp, fp, fn, int(labels.numel()) - tp - fp - fn)
 
-    def _from_counts(self, tp: int, fp: int, fn: int, tn: int) -> float:
+    def _from_counts(self, tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
+        """The metric of the confusion counts (ints; floats with integral values when resampled)."""
         raise NotImplementedError
+
+    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+
+        scores = states["scores"].cpu().numpy()
+        labels = states["labels"].cpu().numpy().astype(bool)
+        if scores.shape[0] != weights.shape[1]:
+            return {}
+        return {self.name: self._resampled(weights, scores, labels)}
+
+    def _resampled(self, weights: Any, scores: Any, labels: Any) -> Any:
+        import numpy as np
+
+        hit = scores > self.threshold
+        cols = np.stack([hit & labels, hit & ~labels, ~hit & labels, ~hit & ~labels], axis=1)
+        c = weights.astype(np.float64) @ cols.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.array([self._from_counts(*row) for row in c.tolist()], dtype=np.float64)
+        return np.where(c.sum(axis=1) > 0, values, np.nan)
 
     def definitions(self) -> Dict[str, str]:
         thr = f"pred_label > {self.threshold:g}; " if self.uses_threshold else "no threshold; "
@@ -186,6 +205,11 @@ class ImageAUC(_ImageMetric):
     def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
         return binary_auc(scores, labels)
 
+    def _resampled(self, weights: Any, scores: Any, labels: Any) -> Any:
+        from .bootstrap import weighted_binary_auc
+
+        return weighted_binary_auc(weights, scores, labels)
+
 
 class ImageAP(_ImageMetric):
     """Image-level average precision ``sum_k (R_k - R_{k-1}) P_k`` over the distinct scores taken
@@ -198,3 +222,8 @@ class ImageAP(_ImageMetric):
 
     def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
         return average_precision(scores, labels)
+
+    def _resampled(self, weights: Any, scores: Any, labels: Any) -> Any:
+        from .bootstrap import weighted_binary_ap
+
+        return weighted_binary_ap(weights, scores, labels)

@@ -77,6 +77,7 @@ class _ThresholdMetric(Evaluator):
         self.name = _key(self.base_name, mode, self.threshold)
         self.add_cat_state("per_image", torch.float64)
         self.add_sum_state("counts", torch.zeros(4, dtype=torch.int64))
+        self.add_cat_state("image_counts", torch.int64, width=4)  # every image, in order: the bootstrap's unit
 
     @staticmethod
     def _metric(c: torch.Tensor) -> torch.Tensor:
@@ -96,6 +97,20 @@ class _ThresholdMetric(Evaluator):
         manip = pb.n_pos > 0
         self.append("per_image", self._moded(c[manip]))
         self.accumulate("counts", c.sum(0))
+        self.append("image_counts", c)
+
+    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+        import numpy as np
+
+        from .bootstrap import weighted_mean, weighted_sums
+
+        counts = states["image_counts"].cpu()
+        if counts.shape[0] != weights.shape[1]:
+            return {}
+        values = self._moded(counts).numpy().copy()
+        values[(counts[:, 0] + counts[:, 2]).numpy() == 0] = np.nan  # authentic: not in the per-image mean
+        pooled = self._moded(torch.from_numpy(weighted_sums(weights, counts.numpy()))).numpy()
+        return {self.name: weighted_mean(weights, values), f"{self.name}_pooled": pooled}
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         return {self.name: mean_or_nan(states["per_image"]),
@@ -195,6 +210,8 @@ class PixelAUC(Evaluator):
         self.name = "pixel_auc" if mode == "origin" else f"pixel_auc_{mode}"
         self.add_cat_state("per_image", torch.float64)
         self.add_sum_state("hist", torch.zeros(2, HIST_BINS, dtype=torch.int64))
+        self.add_cat_state("image_value", torch.float64)  # every image (NaN: not in the mean)
+        self.add_cat_state("image_hist", torch.int32, width=2 * HIST_BINS)
 
     def _moded(self, auc: torch.Tensor) -> torch.Tensor:
         if self.mode == "origin":
@@ -206,6 +223,18 @@ class PixelAUC(Evaluator):
         auc = pb.auc()
         self.append("per_image", self._moded(auc[~torch.isnan(auc)]))
         self.accumulate("hist", pb.histogram())
+        self.append("image_value", self._moded(auc))
+        self.append("image_hist", pb.histograms())
+
+    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+        from .bootstrap import histogram_auc_rows, weighted_mean
+
+        values = states["image_value"].cpu().numpy()
+        if values.shape[0] != weights.shape[1]:
+            return {}
+        pooled = histogram_auc_rows(_resampled_histograms(states["image_hist"], weights))
+        pooled = self._moded(torch.from_numpy(pooled)).numpy()
+        return {self.name: weighted_mean(weights, values), f"{self.name}_pooled": pooled}
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         auc, bound = histogram_auc(states["hist"])
@@ -243,12 +272,25 @@ class PixelAUPRC(Evaluator):
         super().__init__()
         self.add_cat_state("per_image", torch.float64)
         self.add_sum_state("hist", torch.zeros(2, HIST_BINS, dtype=torch.int64))
+        self.add_cat_state("image_value", torch.float64)  # every image (NaN: not in the mean)
+        self.add_cat_state("image_hist", torch.int32, width=2 * HIST_BINS)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         pb = prepare_pixels(outputs, batch, "PixelAUPRC", self._batch_cache)
         ap = pb.average_precision()
         self.append("per_image", ap[pb.n_pos > 0])
         self.accumulate("hist", pb.histogram())
+        self.append("image_value", torch.where(pb.n_pos > 0, ap, torch.full_like(ap, float("nan"))))
+        self.append("image_hist", pb.histograms())
+
+    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+        from .bootstrap import histogram_ap_rows, weighted_mean
+
+        values = states["image_value"].cpu().numpy()
+        if values.shape[0] != weights.shape[1]:
+            return {}
+        pooled = histogram_ap_rows(_resampled_histograms(states["image_hist"], weights))
+        return {self.name: weighted_mean(weights, values), f"{self.name}_pooled": pooled}
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         return {self.name: mean_or_nan(states["per_image"]),
@@ -262,6 +304,19 @@ class PixelAUPRC(Evaluator):
             f"{self.name}_pooled": f"pixel average precision over the pooled pixels of all images (dataset-level), "
                                    f"from a {HIST_BINS}-bin histogram (bin edges as thresholds); padding excluded",
         }
+
+
+def _resampled_histograms(image_hist: torch.Tensor, weights: Any) -> Any:
+    """(R, 2, K) pooled histograms of the drawn images from (N, 2K) per-image counts (exact in
+    float64; done in blocks of images so memory stays at a block's worth)."""
+    import numpy as np
+
+    h = image_hist.cpu().numpy()
+    out = np.zeros((weights.shape[0], h.shape[1]), np.float64)
+    block = 512
+    for start in range(0, h.shape[0], block):
+        out += weights[:, start:start + block].astype(np.float64) @ h[start:start + block].astype(np.float64)
+    return out.reshape(weights.shape[0], 2, -1)
 
 
 def histogram_ap(hist: torch.Tensor) -> float:
@@ -314,11 +369,19 @@ class PixelF1Best(Evaluator):
     def __init__(self) -> None:
         super().__init__()
         self.add_cat_state("per_image", torch.float64)
+        self.add_cat_state("image_value", torch.float64)  # every image (NaN: not in the mean)
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         pb = prepare_pixels(outputs, batch, "PixelF1Best", self._batch_cache)
         f1 = pb.f1_best()
         self.append("per_image", f1[pb.n_pos > 0])
+        self.append("image_value", torch.where(pb.n_pos > 0, f1, torch.full_like(f1, float("nan"))))
+
+    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+        from .bootstrap import weighted_mean
+
+        values = states["image_value"].cpu().numpy()
+        return {self.name: weighted_mean(weights, values)} if values.shape[0] == weights.shape[1] else {}
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         return {self.name: mean_or_nan(states["per_image"])}
@@ -350,6 +413,7 @@ class PixelFPR(Evaluator):
         self.name = _key("pixel_fpr_authentic", mode, self.threshold)
         self.add_cat_state("per_image", torch.float64)
         self.add_sum_state("counts", torch.zeros(3, dtype=torch.int64))  # [FP, FP inverted, valid pixels]
+        self.add_cat_state("image_counts", torch.int64, width=3)  # every image; zeros for manipulated ones
 
     def _moded(self, fp: torch.Tensor, fp_inv: torch.Tensor) -> torch.Tensor:
         return {"origin": fp, "reverse": fp_inv, "double": torch.minimum(fp, fp_inv)}[self.mode]
@@ -362,6 +426,28 @@ class PixelFPR(Evaluator):
         fp_inv = nv - fp  # authentic: every valid pixel is a negative (TN of the prediction = FP inverted)
         self.append("per_image", self._moded(fp.double(), fp_inv.double()) / nv.double())
         self.accumulate("counts", torch.stack([fp.sum(), fp_inv.sum(), nv.sum()]))
+        rows = torch.zeros((auth.shape[0], 3), dtype=torch.int64, device=auth.device)
+        rows[auth] = torch.stack([fp, fp_inv, nv], dim=1).to(torch.int64)
+        self.append("image_counts", rows)
+
+    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+        import numpy as np
+
+        from .bootstrap import weighted_mean, weighted_sums
+
+        rows = states["image_counts"].cpu().numpy().astype(np.float64)
+        if rows.shape[0] != weights.shape[1]:
+            return {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_image = np.where(rows[:, 2] > 0, self._moded_np(rows[:, 0], rows[:, 1]) / rows[:, 2], np.nan)
+            sums = weighted_sums(weights, rows)
+            pooled = np.where(sums[:, 2] > 0, self._moded_np(sums[:, 0], sums[:, 1]) / sums[:, 2], np.nan)
+        return {self.name: weighted_mean(weights, per_image), f"{self.name}_pooled": pooled}
+
+    def _moded_np(self, fp: Any, fp_inv: Any) -> Any:
+        import numpy as np
+
+        return {"origin": fp, "reverse": fp_inv, "double": np.minimum(fp, fp_inv)}[self.mode]
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         fp, fp_inv, nv = states["counts"].tolist()
