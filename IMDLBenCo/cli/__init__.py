@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence
 from ..version import __version__
 
 #: sub-command modules, in the order ``benco --help`` lists them
-COMMAND_MODULES = ["init", "data", "demo", "predict", "cam", "report", "bench", "leaderboard", "env"]
+COMMAND_MODULES = ["init", "data", "demo", "predict", "cam", "report", "compare", "bench", "leaderboard", "env"]
 
 
 def _load_commands() -> List[object]:
