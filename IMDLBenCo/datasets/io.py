@@ -8,6 +8,7 @@ from any Pillow mode with one stated rule, :data:`MASK_THRESHOLD`.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -88,7 +89,9 @@ def try_open_image(path: str, max_pixels: Optional[int] = None) -> Tuple[Optiona
     """``(image, "")`` with the image fully decoded, or ``(None, reason)`` when that fails or its
     header claims more than ``max_pixels`` pixels (default :data:`DEFAULT_MAX_PIXELS`)."""
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # the size is checked just below, against --max_pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
         reason = too_large(img, max_pixels)
         if reason:
             img.close()
@@ -96,6 +99,9 @@ def try_open_image(path: str, max_pixels: Optional[int] = None) -> Tuple[Optiona
         img.load()  # decode now, so a truncated file fails here and not later
     except FileNotFoundError:
         return None, "file not found"
+    except Image.DecompressionBombError as err:  # Pillow's own ceiling (twice its MAX_IMAGE_PIXELS)
+        return None, (f"its header claims a size above Pillow's limit ({err}); it was not decoded (--max_pixels "
+                      f"cannot raise Pillow's ceiling: PIL.Image.MAX_IMAGE_PIXELS can)")
     except Exception as err:  # UnidentifiedImageError, truncated data, decoder errors
         return None, f"cannot be read as an image ({type(err).__name__}: {err})"
     return img, ""

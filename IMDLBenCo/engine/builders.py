@@ -37,6 +37,9 @@ def build_model(name: str, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
         with no_downloads():
             model = model_cls(**model_kwargs)
     except Exception as err:
+        unknown = _unknown_timm_model(err, name, model_kwargs)
+        if unknown is not None:
+            raise unknown from None
         refused = download_refused(err, name)
         if refused is None:
             raise
@@ -44,6 +47,31 @@ def build_model(name: str, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"MODELS['{name}'] returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _unknown_timm_model(err: Exception, name: str, model_kwargs: Dict[str, Any]) -> Optional[Exception]:
+    """One UsageError for timm's "Unknown model (x)": which option named it and how to list names."""
+    import re
+
+    found = re.match(r"Unknown model \((.+)\)", str(err)) if isinstance(err, RuntimeError) else None
+    if found is None:
+        return None
+    from ..errors import UsageError
+
+    bad = found.group(1)
+    option = next((k for k, v in model_kwargs.items() if v == bad), None)
+    where = f"--{option} {bad}" if option else f"the timm model {bad!r}"
+    try:
+        import difflib
+
+        import timm
+
+        close = difflib.get_close_matches(bad, timm.list_models(), n=3)
+    except Exception:  # a hint only
+        close = []
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return UsageError(f"model {name}: {where}: timm has no model of that name; {hint}list them with "
+                      f"python -c \"import timm; print(timm.list_models('*{bad.split('_')[0]}*'))\"")
 
 
 def import_modules(modules: Sequence[str]) -> None:

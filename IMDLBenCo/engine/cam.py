@@ -230,20 +230,42 @@ def make_targets(batch: Dict[str, Any], target: str) -> List[Callable[[torch.Ten
 
 class TokenGrid:
     """grad-cam ``reshape_transform``: ViT tokens (B, N, C) → (B, C, side, side), the first
-    ``prefix`` tokens (class / register tokens) dropped."""
+    ``prefix`` tokens (class / register tokens) dropped; ``channels_first``: a 1-D convolution's
+    (B, C, N) sequence over the flattened positions."""
 
-    def __init__(self, prefix: int, side: int) -> None:
-        self.prefix, self.side = int(prefix), int(side)
+    def __init__(self, prefix: int, side: int, channels_first: bool = False) -> None:
+        self.prefix, self.side, self.channels_first = int(prefix), int(side), bool(channels_first)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.channels_first:
+            grid = tokens[:, :, self.prefix:]
+            return grid.reshape(grid.shape[0], grid.shape[1], self.side, self.side)
         grid = tokens[:, self.prefix:, :]
         return grid.reshape(grid.shape[0], self.side, self.side, grid.shape[2]).permute(0, 3, 1, 2)
 
     def describe(self) -> Dict[str, Any]:
-        return {"prefix_tokens": self.prefix, "grid": [self.side, self.side]}
+        return {"prefix_tokens": self.prefix, "grid": [self.side, self.side],
+                "layout": "B,C,N" if self.channels_first else "B,N,C"}
 
     def __repr__(self) -> str:
-        return f"TokenGrid(prefix={self.prefix}, side={self.side})"
+        return f"TokenGrid(prefix={self.prefix}, side={self.side}{', channels first' if self.channels_first else ''})"
+
+
+class ChannelsLast:
+    """grad-cam ``reshape_transform`` of a channels-last map (B, H, W, C) → (B, C, H, W)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+    def describe(self) -> Dict[str, Any]:
+        return {"layout": "B,H,W,C"}
+
+    def __repr__(self) -> str:
+        return "ChannelsLast()"
+
+
+_ONE_D = (torch.nn.Conv1d, torch.nn.ConvTranspose1d, torch.nn.BatchNorm1d, torch.nn.InstanceNorm1d,
+          torch.nn.MaxPool1d, torch.nn.AvgPool1d, torch.nn.AdaptiveAvgPool1d, torch.nn.AdaptiveMaxPool1d)
 
 
 def _square_side(n: int) -> Optional[int]:
@@ -253,9 +275,11 @@ def _square_side(n: int) -> Optional[int]:
     return side if side * side == n else None
 
 
-def token_grid(layer: str, shape: Tuple[int, ...], option: Any) -> TokenGrid:
-    """The reshape of a (B, N, C) output under ``--reshape_tokens option``, or a UsageError."""
-    n = int(shape[1])
+def token_grid(layer: str, shape: Tuple[int, ...], option: Any, channels_first: bool = False) -> TokenGrid:
+    """The reshape of a (B, N, C) output (``channels_first``: (B, C, N)) under ``--reshape_tokens
+    option``, or a UsageError."""
+    n = int(shape[2] if channels_first else shape[1])
+    layout = "(B, C, N) sequence of a 1-D layer" if channels_first else "token sequence (B, N, C)"
     if option == "off":
         raise UsageError(f"--target_layer {layer}: its output has shape {tuple(shape)}, not a 4-D feature map "
                          f"(B, C, H, W), and --reshape_tokens off; choose a convolutional layer or allow the reshape")
@@ -263,15 +287,15 @@ def token_grid(layer: str, shape: Tuple[int, ...], option: Any) -> TokenGrid:
         for prefix in (0, 1):
             side = _square_side(n - prefix)
             if side is not None:
-                return TokenGrid(prefix, side)
-        raise UsageError(f"--target_layer {layer}: its output {tuple(shape)} is a token sequence whose length {n} is "
+                return TokenGrid(prefix, side, channels_first)
+        raise UsageError(f"--target_layer {layer}: its output {tuple(shape)} is a {layout} whose length {n} is "
                          f"neither a square nor a square plus a class token; give --reshape_tokens K (the number of "
                          f"leading class/register tokens) or choose another layer")
     side = _square_side(n - int(option))
     if side is None:
         raise UsageError(f"--target_layer {layer}: {n} tokens minus --reshape_tokens {option} leading tokens = "
                          f"{n - int(option)} is not a square grid; check the number of class/register tokens")
-    return TokenGrid(int(option), side)
+    return TokenGrid(int(option), side, channels_first)
 
 
 # ------------------------------------------------------------------------ layer choice
@@ -384,6 +408,10 @@ def choose_target_layer(wrapper: CamModel, batch: Dict[str, Any], target: str, m
         chosen = max(candidates)[1]
         return chosen, None, {"auto": True, "shape": list(info[chosen]["shape"])}
     names = _valid_names(model)
+    if not layer.strip():
+        layers = [n for _, n in sorted(reached or maps)[-5:]]
+        raise UsageError(f"--target_layer {layer!r} is empty: give a module name from model.named_modules() (e.g. "
+                         f"{', '.join(layers) or names[-1]}) or leave the option out to choose one automatically")
     if layer not in names:
         close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
         layers = [n for _, n in sorted(reached or maps)[-5:]]
@@ -399,10 +427,18 @@ def choose_target_layer(wrapper: CamModel, batch: Dict[str, Any], target: str, m
         raise UsageError(f"--target_layer {layer}: its output is a {entry.get('kind')}, not a tensor; choose a module "
                          f"that returns a feature map (B, C, H, W) (e.g. a convolution or a block inside this one)")
     shape = entry["shape"]
-    if len(shape) == 4:
+    module = dict(model.named_modules())[layer]
+    if len(shape) == 4 and is_feature_map(shape, *size, 1):
         grid, found = None, {"auto": False, "shape": list(shape)}
+    elif len(shape) == 4 and is_feature_map((shape[0], shape[3], shape[1], shape[2]), *size, 1):
+        grid = ChannelsLast()  # (B, H, W, C), e.g. a ConvNeXt/Swin block or a permuted output
+        found = {"auto": False, "shape": list(shape), "reshape_tokens": grid.describe()}
+    elif len(shape) == 4:
+        raise UsageError(f"--target_layer {layer}: its output {tuple(shape)} is not a feature map of the {size[1]} "
+                         f"input, neither (B, C, H, W) nor channels-last (B, H, W, C) (e.g. attention weights); choose "
+                         f"a layer whose output has the image's aspect ratio")
     elif len(shape) == 3:
-        grid = token_grid(layer, shape, reshape_option)
+        grid = token_grid(layer, shape, reshape_option, channels_first=isinstance(module, _ONE_D))
         found = {"auto": False, "shape": list(shape), "reshape_tokens": grid.describe()}
     else:
         raise UsageError(f"--target_layer {layer}: its output has shape {tuple(shape)}; expected a 4-D feature map "

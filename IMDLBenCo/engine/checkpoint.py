@@ -100,6 +100,42 @@ def _model_state(checkpoint: Any, path: PathLike) -> Dict[str, torch.Tensor]:
     )
 
 
+def _numpy_scalar() -> Any:
+    import numpy as np
+
+    return getattr(np, "_core", np.core).multiarray.scalar
+
+
+def _numpy_dtype() -> Any:
+    import numpy as np
+
+    return np.dtype
+
+
+#: globals a checkpoint may name that are plain data (allowed to the safe loader on a retry)
+_KNOWN_SAFE = {
+    "argparse.Namespace": lambda: argparse.Namespace,
+    "numpy.core.multiarray.scalar": _numpy_scalar,
+    "numpy._core.multiarray.scalar": _numpy_scalar,
+    "numpy.dtype": _numpy_dtype,
+}
+
+
+def _known_safe_objects() -> List[Any]:
+    import numpy as np
+
+    dtypes = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                          np.uint32, np.uint64, np.float16, np.float32, np.float64)]
+    return [argparse.Namespace, _numpy_scalar(), np.dtype, *dtypes]
+
+
+def _globals_in(err: Exception) -> List[str]:
+    """The globals the safe loader refused, as named in its message."""
+    text = str(err)
+    names = set(re.findall(r"GLOBAL ([\w.]+)", text)) | set(re.findall(r"got <class '([\w.]+)'>", text))
+    return sorted(n if not n.startswith("numpy.dtypes.") else "numpy.dtype" for n in names)
+
+
 def _describe_unreadable(path: Path, err: Exception) -> str:
     """What is wrong with a file ``torch.load`` could not open, in the user's terms."""
     size = path.stat().st_size
@@ -109,11 +145,12 @@ def _describe_unreadable(path: Path, err: Exception) -> str:
         head = f.read(64)
     text = str(err)
     if "Unsupported global" in text or "weights_only" in text and "GLOBAL" in text:
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        what = f" ({found.group(1)})" if found else ""
-        return (f"it holds pickled Python objects{what} besides tensors, which weights_only=True refuses "
-                "(IMDL-BenCo's checkpoints store args as an argparse.Namespace). If you trust the file, "
-                "re-save its weights once: torch.save({'model': torch.load(p, weights_only=False)['model']}, p)")
+        found = [g for g in _globals_in(err) if g not in _KNOWN_SAFE] or _globals_in(err)
+        what = ", ".join(found) or "an unknown callable"
+        return (f"loading it would call {what}, which is code, not weights: the safe loader (weights_only=True) "
+                f"refused it. A checkpoint of weights names no such thing; this file may be built to run code on "
+                f"your machine. Do not open it with weights_only=False; ask its author for a file of tensors (a "
+                f"state dict saved with torch.save)")
     if head.startswith(b"PK"):
         return (f"the file is a damaged PyTorch checkpoint ({text.splitlines()[0][:120]}): truncated or corrupted, "
                 "e.g. by an interrupted copy. Use another checkpoint")
@@ -140,7 +177,16 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     except Exception as err:
         if mmap and "mmap" in str(err):  # an old (non-zip) file: read it the ordinary way
             return read_checkpoint(path, map_location)
-        raise CheckpointError(f"cannot load checkpoint {path}: {_describe_unreadable(path, err)}") from err
+        found = _globals_in(err)
+        if found and all(g in _KNOWN_SAFE for g in found):
+            # IMDL-BenCo's checkpoints keep their args as an argparse.Namespace (and some NumPy
+            # scalars): plain data, read by the safe loader once those types are allowed
+            with torch.serialization.safe_globals(_known_safe_objects()):
+                try:
+                    return torch.load(path, map_location=map_location, weights_only=True)
+                except Exception as again:
+                    err = again
+        raise CheckpointError(f"cannot load checkpoint {path}: {_describe_unreadable(path, err)}") from None
 
 
 def _mismatch_message(path: Path, target: torch.nn.Module, state: Dict[str, Any], checkpoint: Any,

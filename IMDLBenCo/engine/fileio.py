@@ -55,6 +55,10 @@ def write_error(path: PathLike, err: OSError, needed: Optional[int] = None) -> O
         except OSError:
             pass
         hint = "free some space (old checkpoints, --save_period 0) or choose another --output_dir"
+    elif err.errno == errno.EFBIG:
+        limit = _file_size_limit()
+        detail = f" (this process may write files of at most {_size(limit)}: `ulimit -f`)" if limit else ""
+        hint = "raise the file-size limit (ulimit -f unlimited) or write smaller files"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "choose an --output_dir you can write to"
     else:
@@ -79,10 +83,10 @@ def atomic_write(path: PathLike, write: Callable[[Path], None], needed: Optional
     except OSError as err:
         raise write_error(path, err, needed) from err
     except RuntimeError as err:  # torch.save reports a failed write as RuntimeError
-        cause = _os_error_in(err)
+        cause = _os_error_in(err, path, needed)
         if cause is None:
             raise
-        raise write_error(path, cause, needed) from err
+        raise write_error(path, cause, needed) from None
     finally:
         if tmp.exists():
             try:
@@ -92,13 +96,43 @@ def atomic_write(path: PathLike, write: Callable[[Path], None], needed: Optional
     return path
 
 
-def _os_error_in(err: RuntimeError) -> Optional[OSError]:
-    """The OSError behind a RuntimeError from torch's file writer, if it is one."""
+def _file_size_limit() -> Optional[int]:
+    """The process's file-size limit in bytes (``ulimit -f``), or None when there is none."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - Windows
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+#: what torch's C++ writer says when a write fails; the errno itself is lost on the way
+_WRITE_FAILED = ("No space left", "file write failed", "basic_ios::clear", "iostream error", "PytorchStreamWriter failed",
+                 "unexpected pos", "File too large")
+
+
+def _os_error_in(err: RuntimeError, path: Optional[Path] = None, needed: Optional[int] = None) -> Optional[OSError]:
+    """The OSError behind a RuntimeError from torch's file writer, if it is one. The C++ stream
+    error does not say why: a file-size limit below the size needed or a full disk is found out
+    here, else the write is reported as an I/O error."""
     text = str(err)
-    for code, words in ((errno.ENOSPC, ("No space left", "file write failed")), (errno.EACCES, ("Permission denied",))):
-        if any(w in text for w in words):
-            return OSError(code, os.strerror(code))
-    return None
+    if "Permission denied" in text:
+        return OSError(errno.EACCES, os.strerror(errno.EACCES))
+    if not any(w in text for w in _WRITE_FAILED):
+        return None
+    limit = _file_size_limit()
+    if limit is not None and (needed is None or needed >= limit * 0.9):
+        return OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    if "No space left" in text:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    try:
+        free = shutil.disk_usage((path or Path(".")).parent).free
+    except OSError:
+        free = None
+    if free is not None and free < (needed or 0) + (1 << 20):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, f"{os.strerror(errno.EIO)} ({text.strip().splitlines()[0][:80]})")
 
 
 def remove_stale_temporaries(folder: PathLike) -> List[Path]:
