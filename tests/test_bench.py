@@ -223,6 +223,26 @@ def test_slurm_jobs_and_multi_node_launch(tmp_path):
 # --------------------------------------------------------------------------------------------- running cells
 
 
+def test_a_stage_past_its_time_limit_is_stopped_and_its_error_line_found(tmp_path):
+    from IMDLBenCo.bench.executors import _run_stage, failure_line
+
+    started = time.time()
+    error = _run_stage([sys.executable, "-c", "import time; print('working', flush=True); time.sleep(60)"],
+                       tmp_path / "slow.log", dict(os.environ), timeout_s=1.0)
+    assert time.time() - started < 30
+    assert error.startswith("stopped after the time limit of 1 s") and "slow.log" in error
+    assert "working" in (tmp_path / "slow.log").read_text()
+    # the script's own message, not torchrun's trailer
+    log = tmp_path / "torchrun.log"
+    log.write_text("[08:00] epoch 0\n\nerror: --data_path x: no such file\n(set IMDLBENCO_DEBUG=1 to see the "
+                   "traceback)\nE0101 failed (exitcode: 1) local_rank: 0\ntorch.distributed.elastic.multiprocessing"
+                   ".errors.ChildFailedError:\n====\nRuntimeError: noise after\n")
+    assert failure_line(log) == "error: --data_path x: no such file"
+    error = _run_stage([sys.executable, "-c", "raise SystemExit('error: bad input')"], tmp_path / "f.log",
+                       dict(os.environ), timeout_s=None)
+    assert error.startswith("error: bad input (exit status 1; log: ")
+
+
 def _mtimes(out: Path) -> dict:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.glob("*/*/results.json")}
 

@@ -188,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     out = os.path.abspath(args.out or default_out(protocol.file))
     try:
         return _run(args, protocol, out)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the running cell was stopped; `benco bench {args.protocol}` again finishes the rest "
+              f"(done cells are kept)", file=sys.stderr)
+        return 130
     except ProtocolError as err:
         return _error(str(err))
     except IMDLBenCoError as err:
