@@ -178,6 +178,15 @@ def test_provenance_follows_what_the_numbers_depend_on(tmp_path):
     image = next((tmp_path / "out" / "data" / "val" / "Tp").iterdir())
     image.write_bytes(image.read_bytes() + b"\0")
     assert changed() == (["a/setB", "b/setB"], [])
+    # a training folder of another provenance starts over; one of the same resumes
+    from IMDLBenCo.bench.plan import TRAIN_PLAN, cell_spec
+
+    folder = tmp_path / "out" / "a"
+    folder.mkdir(parents=True)
+    (folder / TRAIN_PLAN).write_text(json.dumps({"provenance": "an earlier protocol"}))
+    assert cell_spec(base, base.cells[0])["train"]["fresh"] is True
+    (folder / TRAIN_PLAN).write_text(json.dumps({"provenance": base.trainings["a"].provenance}))
+    assert cell_spec(base, base.cells[0])["train"]["fresh"] is False
     # --only keeps the named cells
     plan = make_plan(load_protocol(str(path), out=str(tmp_path / "out")), tmp_path / "out", only=["b/setA", "a"])
     assert [c.id for c in plan.cells] == ["a/setA", "a/setB", "b/setA"]

@@ -27,15 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 __all__ = ["run_cell", "launch_command", "failure_line", "LocalExecutor", "SubmititExecutor", "SlurmOptions"]
 
-TRAIN_PLAN = "train_plan.json"
-
-
-def _read_json(path: Path) -> Optional[Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+from .plan import BEST_CHECKPOINT, RESULTS, TRAIN_PLAN, read_json as _read_json
 
 
 @contextlib.contextmanager
@@ -135,7 +127,7 @@ def _run_stage(cmd: List[str], log: Path, env: Dict[str, str], timeout_s: Option
 def _train_done(train: Dict[str, Any]) -> bool:
     marker = _read_json(Path(train["marker"]))
     return (isinstance(marker, dict) and marker.get("provenance") == train["provenance"]
-            and Path(train["folder"], "checkpoint-best.pth").is_file())
+            and Path(train["folder"], BEST_CHECKPOINT).is_file())
 
 
 def run_cell(spec_path: str, nproc: int = 1, timeout_s: Optional[float] = None,
@@ -146,8 +138,6 @@ def run_cell(spec_path: str, nproc: int = 1, timeout_s: Optional[float] = None,
     (one call per node; only node 0 writes the training's bookkeeping). Returns
     ``{"status": "done"|"failed", "error", "trained", "wall_time_s", "log"}``.
     """
-    from .cell import write_configs
-
     started = time.time()
     spec_file = Path(spec_path)
     spec = json.loads(spec_file.read_text(encoding="utf-8"))
@@ -159,8 +149,6 @@ def run_cell(spec_path: str, nproc: int = 1, timeout_s: Optional[float] = None,
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*spec.get("sys_path", []), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    if node_rank == 0:
-        write_configs(spec)
     trained = False
     train = spec.get("train")
     if train:
@@ -169,9 +157,7 @@ def run_cell(spec_path: str, nproc: int = 1, timeout_s: Optional[float] = None,
         with lock:
             if not _train_done(train):
                 plan_file = model_folder / TRAIN_PLAN
-                previous = _read_json(plan_file)
-                # another training's files in the folder (the protocol changed): start over, else resume
-                fresh = isinstance(previous, dict) and previous.get("provenance") != train["provenance"]
+                fresh = bool(train.get("fresh"))  # decided with the plan: the same on every node
                 if node_rank == 0:
                     plan_file.parent.mkdir(parents=True, exist_ok=True)
                     plan_file.write_text(json.dumps({"provenance": train["provenance"]}) + "\n", encoding="utf-8")
@@ -184,7 +170,7 @@ def run_cell(spec_path: str, nproc: int = 1, timeout_s: Optional[float] = None,
                 trained = True
     if node_rank == 0:
         with contextlib.suppress(OSError):
-            (folder / "results.json").unlink()  # written again at the end: a stale one must not look done
+            (folder / RESULTS).unlink()  # written again at the end: a stale one must not look done
     log = folder / ("bench.log" if node_rank == 0 else f"bench.node{node_rank}.log")
     left = None if timeout_s is None else max(1.0, timeout_s - (time.time() - started))
     error = _run_stage(launch_command(spec_file, "test", **launch), log, env, left)

@@ -29,8 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .protocol import Attack, ModelEntry, Protocol, ProtocolError
 
-__all__ = ["Training", "Cell", "Plan", "make_plan", "ensure_synth_data", "BEST_CHECKPOINT", "TRAIN_MARKER",
-           "CELL_SPEC", "RESULTS", "digest", "read_json"]
+__all__ = ["Training", "Cell", "Plan", "make_plan", "ensure_synth_data", "cell_spec", "BEST_CHECKPOINT",
+           "TRAIN_MARKER", "TRAIN_PLAN", "CELL_SPEC", "RESULTS", "digest", "read_json"]
 
 BEST_CHECKPOINT = "checkpoint-best.pth"
 TRAIN_MARKER = "train.json"
@@ -541,6 +541,17 @@ def _cell_status(cell: Cell) -> None:
     cell.status = "done"
 
 
+TRAIN_PLAN = "train_plan.json"
+
+
+def _fresh(training: Training) -> bool:
+    """Whether the training folder holds another training's files (its protocol entry changed): then
+    train.py starts over (``--overwrite``); else it resumes whatever is there (``--resume auto``).
+    Decided here, once, so that every node of a multi-node job passes the same options."""
+    previous = read_json(training.folder.parent / TRAIN_PLAN)
+    return isinstance(previous, dict) and previous.get("provenance") != training.provenance
+
+
 def cell_spec(plan: Plan, cell: Cell) -> Dict[str, Any]:
     """What the cell process needs (written to ``<cell>/cell.json``)."""
     protocol = plan.protocol
@@ -555,7 +566,7 @@ def cell_spec(plan: Plan, cell: Cell) -> Dict[str, Any]:
         "val_split": protocol.val_split, "val": protocol.val, "train_data": protocol.train_data,
         "train": None if training is None else {
             "folder": str(training.folder), "marker": str(training.marker), "config": training.config,
-            "provenance": training.provenance},
+            "provenance": training.provenance, "fresh": _fresh(training)},
         "checkpoint": cell.checkpoint,
         "test_config": cell.test_config, "robust_config": cell.robust_config,
         "provenance": cell.provenance,

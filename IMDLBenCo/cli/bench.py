@@ -202,8 +202,8 @@ def _run(args: argparse.Namespace, protocol: Any, out_text: str) -> int:
     from pathlib import Path
 
     from ..bench.estimate import estimate_plan
-    from ..bench.executors import LocalExecutor, SlurmOptions, SubmititExecutor
-    from ..bench.plan import CELL_SPEC, cell_spec, ensure_synth_data, make_plan
+    from ..bench.executors import SlurmOptions, SubmititExecutor
+    from ..bench.plan import ensure_synth_data, make_plan
 
     out = Path(out_text)
     if not args.dry_run and ensure_synth_data(protocol):
@@ -222,7 +222,7 @@ def _run(args: argparse.Namespace, protocol: Any, out_text: str) -> int:
         if not free:
             return _error(f"another benco bench is running in {out} (its lock: {out / '.bench.lock'}); wait for it "
                           f"or give another --out", 1)
-        return _execute(args, plan, out, cell_spec, CELL_SPEC, LocalExecutor, SubmititExecutor, SlurmOptions)
+        return _execute(args, plan, out)
 
 
 def _slurm(args: argparse.Namespace, options_cls: Any) -> Any:
@@ -231,7 +231,11 @@ def _slurm(args: argparse.Namespace, options_cls: Any) -> Any:
                        account=args.account)
 
 
-def _execute(args, plan, out, cell_spec, spec_name, local_cls, submitit_cls, slurm_cls) -> int:
+def _execute(args: argparse.Namespace, plan: Any, out: Any) -> int:
+    from ..bench.cell import write_configs
+    from ..bench.executors import LocalExecutor, SlurmOptions, SubmititExecutor
+    from ..bench.plan import CELL_SPEC, cell_spec
+
     book = _Book(plan)
     total = len(plan.cells)
     number = {c.id: i + 1 for i, c in enumerate(plan.cells)}
@@ -261,8 +265,10 @@ def _execute(args, plan, out, cell_spec, spec_name, local_cls, submitit_cls, slu
     spec_paths: Dict[str, str] = {}
     for cell in to_run:
         cell.folder.mkdir(parents=True, exist_ok=True)
-        path = cell.folder / spec_name
-        path.write_text(json.dumps(cell_spec(plan, cell), indent=1) + "\n", encoding="utf-8")
+        path = cell.folder / CELL_SPEC
+        spec = cell_spec(plan, cell)
+        path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+        write_configs(spec)  # before any job starts: every node of a job reads them
         spec_paths[cell.id] = str(path)
 
     def start(cell: Any) -> None:
@@ -289,13 +295,13 @@ def _execute(args, plan, out, cell_spec, spec_name, local_cls, submitit_cls, slu
 
     if to_run or local:
         if local:  # in the plan's order, the lines of cells that do not run among the others
-            executor = local_cls(args.nproc, timeout_s)
+            executor = LocalExecutor(args.nproc, timeout_s)
             for cell in plan.cells:
                 if not settled(cell):
                     executor.run([cell], spec_paths, report, start)
         else:
-            executor = submitit_cls(args.executor, out / "submitit", args.nproc, timeout_s,
-                                    slurm=_slurm(args, slurm_cls))
+            executor = SubmititExecutor(args.executor, out / "submitit", args.nproc, timeout_s,
+                                        slurm=_slurm(args, SlurmOptions))
             jobs = executor.run(to_run, spec_paths, report, start)
             for cell in to_run:
                 book.extra.setdefault(cell.id, {})["job_id"] = jobs.get(cell.id)
