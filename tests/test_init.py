@@ -124,7 +124,8 @@ def test_init_model_zoo_writes_run_scripts_per_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(work)
     main(["init", "model_zoo", "--yes"])
     train = (work / "runs" / "train_Foo_Net.sh").read_text()
-    assert "--nproc_per_node=2" in train and "--model Foo_Net" in train and "--if_resizing" in train
+    assert "min(2, torch.cuda.device_count())" in train and "--nproc_per_node=${nproc}" in train
+    assert "--model Foo_Net" in train and "--if_resizing" in train
     assert "--if_not_amp" not in train and "--use_x false" in train and "--scales 1 2" in train
     test = (work / "runs" / "test_Foo_Net.sh").read_text()
     assert "--lr" not in test and "--image_size 256" in test and "./test.py" in test
@@ -190,3 +191,57 @@ def test_failed_launcher_prints_the_end_of_error_log(tmp_path):
     assert "train_mymodel.sh: training failed (exit status" in proc.stderr
     assert "The last lines of ./output_dir/error.log" in proc.stderr
     assert "/mnt/data0/public_datasets/IML/CASIA2.0" in proc.stderr  # the actual error, from error.log
+
+
+def test_init_model_zoo_writes_only_the_named_models(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "model_zoo", "trufor", "Cat_Net", "--yes"]) == 0  # any case
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(
+        f"{stage}_{model}.sh" for stage in ("train", "test", "test_robust", "save_images") for model in ("Trufor", "Cat_Net"))
+    assert (tmp_path / "train.py").is_file()
+    assert main(["init", "model_zoo", "Trufr"]) == 2
+    err = capsys.readouterr().err
+    assert "no recipe for 'Trufr' (did you mean Trufor?)" in err and "IML_ViT" in err
+    assert main(["init", "base", "Trufor"]) == 2
+    assert "benco init model_zoo Trufor" in capsys.readouterr().err
+
+
+def _run_lines(text: str, command: str) -> str:
+    """The launcher with its torchrun/python command replaced by ``command`` (the same redirections)."""
+    start = text.index("\ntorchrun \\\n") if "\ntorchrun \\\n" in text else text.index("\npython ")
+    end = text.index("2> ${base_dir}/")
+    return text[:start] + "\n" + command + " \\\n" + text[end:]
+
+
+def test_launchers_say_where_the_results_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["init", "--yes"])
+    main(["init", "model_zoo", "PSCC_Net", "--yes"])
+    launchers = [n for n in init_cmd.BASE_FILES if n.endswith(".sh")] + [f"runs/{s}_PSCC_Net.sh" for s in (
+        "train", "test", "test_robust", "save_images")]
+    for name in launchers:
+        path = tmp_path / name
+        path.write_text(_run_lines(path.read_text(), "true"))
+        proc = subprocess.run(["sh", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        line = proc.stdout.strip().splitlines()[-1]
+        assert line.startswith(f"{Path(name).name}: ") and "finished. Results in ./" in line, line
+        assert "console output in ./" in line
+
+
+def test_zoo_launcher_starts_one_process_per_gpu_at_most_the_recipes(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    main(["init", "model_zoo", "Cat_Net", "--yes"])  # recipe: 4 processes (4 GPUs in the published setting)
+    text = (tmp_path / "runs" / "train_Cat_Net.sh").read_text()
+    assert "--nproc_per_node=${nproc}" in text and "--nproc_per_node=4" not in text
+    probe = tmp_path / "probe.sh"
+    probe.write_text(_run_lines(text, 'echo "NPROC_IS=${nproc}"'))
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    out = subprocess.run(["sh", str(probe)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    got = (tmp_path / "output_dir_Cat_Net" / "logs.log").read_text()
+    assert f"NPROC_IS={max(1, min(4, torch.cuda.device_count()))}" in got, (got, out.stderr)
+    subprocess.run(["sh", str(probe)], cwd=tmp_path, capture_output=True, text=True, env={**env, "NPROC": "3"},
+                   timeout=120)
+    assert "NPROC_IS=3" in (tmp_path / "output_dir_Cat_Net" / "logs.log").read_text()

@@ -5,8 +5,14 @@ launchers, the dataset JSON samples and a README. ``model_zoo`` / ``backbone`` w
 scripts plus ``runs/``, one
 train / test / robustness / save-images launcher per entry of every ``recipe.json`` of the zoo
 (``IMDLBenCo/model_zoo/*/recipe.json``) or of the backbones
-(``IMDLBenCo/modules/backbones/recipe.json``). An existing file is never overwritten without
-asking (y / n / all / none); ``--yes`` and ``--skip-existing`` answer for scripts and CI.
+(``IMDLBenCo/modules/backbones/recipe.json``); ``benco init model_zoo Trufor`` writes only the
+named models' launchers. An existing file is never overwritten without asking (y / n / all /
+none); ``--yes`` and ``--skip-existing`` answer for scripts and CI.
+
+Every launcher says where its results are when it succeeds and shows the end of its error log
+when it fails. A recipe's ``nproc_per_node`` (one process per GPU in the published setting) is
+an upper bound: the launcher starts one process per GPU present, at most that many, and one on a
+machine without GPU (``NPROC=N sh runs/...`` chooses).
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("kind", nargs="?", default="base", choices=["base", "model_zoo", "backbone"],
                    help="what to write (default: base)")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="model_zoo / backbone: write the launchers of these models only (e.g. Trufor); "
+                        "default: every model")
     answer = p.add_mutually_exclusive_group()
     answer.add_argument("-y", "--yes", action="store_true", help="overwrite existing files without asking")
     answer.add_argument("--skip-existing", action="store_true",
@@ -125,12 +134,20 @@ def script_text(name: str, with_model_import: bool) -> str:
 #: what each launcher does, for its failure message
 _STAGE_WORDS = {"train": "training", "test": "testing", "test_robust": "the robustness test",
                 "save_images": "saving the predictions"}
+#: what each launcher leaves in its folder, for its success message
+_STAGE_RESULTS = {
+    "train": "checkpoint-<epoch>.pth, checkpoint-best.pth, log.txt (one line per epoch) and TensorBoard files",
+    "test": "summary.json, summary.csv and log.txt (every checkpoint x every test set)",
+    "test_robust": "robustness.json (every attack and strength)",
+    "save_images": "pred/<name>.png (masks at the original size), pred_label.json and predictions.json",
+}
 
 
-def failure_epilogue(launcher: str, what: str) -> List[str]:
+def failure_epilogue(launcher: str, what: str, results: str = "") -> List[str]:
     """Shell lines after a launcher's command: on failure say so and show the end of error.log
-    (all output goes to log files, so a failed run would otherwise return silently)."""
-    return [
+    (all output goes to log files, so a failed run would otherwise return silently); on success
+    say where the results are."""
+    lines = [
         "status=$?",
         "if [ $status -ne 0 ]; then",
         f'    echo "{launcher}: {what} failed (exit status $status). The last lines of ${{base_dir}}/error.log:" >&2',
@@ -138,12 +155,57 @@ def failure_epilogue(launcher: str, what: str) -> List[str]:
         '    { sed "/failed (exitcode: /,\\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } '
         '| tail -n 25 >&2',
         '    echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2',
-        "fi",
-        "exit $status",
     ]
+    if results:
+        lines += ["else",
+                  f'    echo "{launcher}: {what} finished. Results in ${{base_dir}}/: {results}; console output in '
+                  '${base_dir}/logs.log"']
+    return lines + ["fi", "exit $status"]
+
+
+def process_count_lines(nproc: int) -> List[str]:
+    """Shell lines setting ``nproc``: one process per GPU present, at most the recipe's ``nproc``,
+    one without a GPU; ``NPROC`` in the environment decides instead. (A recipe's count is the
+    published setting, one process per GPU: started as it is on a 2-core machine without GPU it
+    ran 4 copies of the model on 2 cores.)"""
+    probe = f"import torch; print(max(1, min({nproc}, torch.cuda.device_count())))"
+    return [f"# processes: one per GPU, at most {nproc} (the recipe's setting; its batch size is per process),",
+            "# one without a GPU; NPROC=N sh <this file> chooses",
+            f'nproc="${{NPROC:-$(python -c "{probe}" 2>/dev/null || echo 1)}}"']
 
 
 # ---------------------------------------------------------------------------------- recipes
+def select_recipes(recipes: List[Tuple[Path, Dict[str, Any]]], names: List[str],
+                   kind: str) -> List[Tuple[Path, Dict[str, Any]]]:
+    """The recipes of the models named in ``names`` (any case), in the order given; all of them
+    when ``names`` is empty. An unknown name is an error that lists the known ones."""
+    if not names:
+        return recipes
+    by_name = {recipe["model"].lower(): (source, recipe) for source, recipe in recipes}
+    chosen, unknown = [], []
+    for name in names:
+        found = by_name.get(name.lower())
+        if found is None:
+            unknown.append(name)
+        elif found not in chosen:
+            chosen.append(found)
+    if unknown:
+        import difflib
+
+        known = sorted(recipe["model"] for _, recipe in recipes)
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.lower(), list(by_name), n=1, cutoff=0.5)
+            hints.append(f"{name!r}" + (f" (did you mean {by_name[close[0]][1]['model']}?)" if close else ""))
+        raise InitError(f"benco init {kind}: no recipe for {', '.join(hints)}; the {kind} recipes are: "
+                        f"{', '.join(known) or 'none'}")
+    return chosen
+
+
+class InitError(Exception):
+    """A mistake in the ``benco init`` command line (one message, exit status 2)."""
+
+
 def find_recipes(kind: str) -> List[Tuple[Path, Dict[str, Any]]]:
     """``[(file, recipe)]`` for ``model_zoo`` or ``backbone``; files that do not parse are reported."""
     if kind == "model_zoo":
@@ -216,12 +278,13 @@ def run_script(recipe: Dict[str, Any], source: Path, stage: str) -> str:
                     f"(download from {weights.get('source', 'the model README')}; nothing is downloaded at run time)")
     body = [f"--model {model}", *(f'--{k} "{v}"' for k, v in data.items()), *option_lines(options),
             "--output_dir ${base_dir}/", "--log_dir ${base_dir}/"]
-    lines = head + ["", f'base_dir="{base_dir}"', "mkdir -p ${base_dir}", "",
-                    "torchrun \\", "    --standalone \\", "    --nnodes=1 \\", f"    --nproc_per_node={nproc} \\",
+    count = process_count_lines(nproc) if nproc > 1 else ["nproc=1"]
+    lines = head + ["", f'base_dir="{base_dir}"', "mkdir -p ${base_dir}", *count, "",
+                    "torchrun \\", "    --standalone \\", "    --nnodes=1 \\", "    --nproc_per_node=${nproc} \\",
                     f"./{script} \\"]
     lines += [f"    {line} \\" for line in body]
     lines.append("2> ${base_dir}/error.log 1>${base_dir}/logs.log")
-    lines += failure_epilogue(launcher, _STAGE_WORDS[stage])
+    lines += failure_epilogue(launcher, _STAGE_WORDS[stage], _STAGE_RESULTS[stage])
     return "\n".join(lines) + "\n"
 
 
@@ -229,6 +292,15 @@ def run_script(recipe: Dict[str, Any], source: Path, stage: str) -> str:
 def run(args: argparse.Namespace) -> int:
     root = Path(os.getcwd())
     overwrite = True if args.yes else (False if args.skip_existing else None)
+    names = list(getattr(args, "models", None) or [])
+    try:
+        if names and args.kind == "base":
+            raise InitError(f"benco init base writes your own project and takes no model names ({' '.join(names)}); "
+                            f"for a zoo model's launchers: benco init model_zoo {' '.join(names)}")
+        recipes = select_recipes(find_recipes(args.kind), names, args.kind) if args.kind != "base" else []
+    except InitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     writer = Writer(root, overwrite)
     print(f"Initializing in current working directory {root} ...")
     if args.kind == "base":
@@ -241,7 +313,6 @@ def run(args: argparse.Namespace) -> int:
             writer.write(name, template(name))
         zoo_readme = (TEMPLATES.parent / "zoo" / "README-IMDLBenCo.md").read_text(encoding="utf-8")
         writer.write("README-IMDLBenCo.md", zoo_readme)
-        recipes = find_recipes(args.kind)
         if not recipes:
             where = "IMDLBenCo/model_zoo/*/recipe.json" if args.kind == "model_zoo" else \
                 "IMDLBenCo/modules/backbones/recipe.json"

@@ -33,5 +33,7 @@ if [ $status -ne 0 ]; then
     echo "test_cam_mymodel.sh: the class-activation maps failed (exit status $status). The last lines of ${base_dir}/cam_error.log:" >&2
     { sed "/failed (exitcode: /,\$d" "${base_dir}/cam_error.log" | grep . || cat "${base_dir}/cam_error.log"; } | tail -n 25 >&2
     echo "(full output: ${base_dir}/cam_logs.log and ${base_dir}/cam_error.log)" >&2
+else
+    echo "test_cam_mymodel.sh: the class-activation maps finished. Results in ${base_dir}/: cam/<name>.png, cam/<name>_overlay.jpg and cam.json; console output in ${base_dir}/cam_logs.log"
 fi
 exit $status

@@ -17,5 +17,7 @@ if [ $status -ne 0 ]; then
     echo "test_complexity_mymodel.sh: counting the complexity failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
     { sed "/failed (exitcode: /,\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } | tail -n 25 >&2
     echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+else
+    echo "test_complexity_mymodel.sh: counting the complexity finished. Results in ${base_dir}/: complexity.json (parameters, FLOPs, MACs); console output in ${base_dir}/logs.log"
 fi
 exit $status

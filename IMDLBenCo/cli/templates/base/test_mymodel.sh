@@ -27,5 +27,7 @@ if [ $status -ne 0 ]; then
     echo "test_mymodel.sh: testing failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
     { sed "/failed (exitcode: /,\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } | tail -n 25 >&2
     echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+else
+    echo "test_mymodel.sh: testing finished. Results in ${base_dir}/: summary.json, summary.csv and log.txt (every checkpoint x every test set); console output in ${base_dir}/logs.log"
 fi
 exit $status

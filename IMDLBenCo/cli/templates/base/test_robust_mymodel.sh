@@ -27,5 +27,7 @@ if [ $status -ne 0 ]; then
     echo "test_robust_mymodel.sh: the robustness test failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
     { sed "/failed (exitcode: /,\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } | tail -n 25 >&2
     echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+else
+    echo "test_robust_mymodel.sh: the robustness test finished. Results in ${base_dir}/: robustness.json (every attack and strength); console output in ${base_dir}/logs.log"
 fi
 exit $status

@@ -28,5 +28,7 @@ if [ $status -ne 0 ]; then
     echo "test_save_image_mymodel.sh: saving the predictions failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
     { sed "/failed (exitcode: /,\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } | tail -n 25 >&2
     echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+else
+    echo "test_save_image_mymodel.sh: saving the predictions finished. Results in ${base_dir}/: pred/<name>.png (masks at the original size), pred_label.json and predictions.json; console output in ${base_dir}/logs.log"
 fi
 exit $status

@@ -38,5 +38,7 @@ if [ $status -ne 0 ]; then
     echo "train_mymodel.sh: training failed (exit status $status). The last lines of ${base_dir}/error.log:" >&2
     { sed "/failed (exitcode: /,\$d" "${base_dir}/error.log" | grep . || cat "${base_dir}/error.log"; } | tail -n 25 >&2
     echo "(full output: ${base_dir}/logs.log and ${base_dir}/error.log)" >&2
+else
+    echo "train_mymodel.sh: training finished. Results in ${base_dir}/: checkpoint-<epoch>.pth, checkpoint-best.pth, log.txt (one line per epoch) and TensorBoard files; console output in ${base_dir}/logs.log"
 fi
 exit $status
