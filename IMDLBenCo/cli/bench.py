@@ -277,6 +277,8 @@ def _execute(args: argparse.Namespace, plan: Any, out: Any) -> int:
         what = "train + test" if cell.training is not None and cell.training.status != "trained" else "test"
         if local:
             print(f"[{number[cell.id]}/{total}] {cell.id}: {what} ...", end=" ", flush=True)
+        else:
+            print(f"[{number[cell.id]}/{total}] {cell.id}: submitted ({what})", flush=True)
 
     def report(cell: Any, result: Dict[str, Any]) -> None:
         cell.status = result.get("status", "failed")
