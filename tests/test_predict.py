@@ -84,21 +84,25 @@ def test_tiles_cover_the_image_on_the_8_pixel_grid(h, w):
         assert all(b - a <= 64 for a, b in zip(starts, starts[1:]))
 
 
+@pytest.mark.parametrize("tiles_per_call", [1, 3, None])
 @pytest.mark.parametrize("h,w,overlap", [(150, 97, 0.25), (64, 200, 0.5), (40, 50, 0.25), (129, 129, 0.0)])
-def test_sliding_window_reproduces_a_pixelwise_model(h, w, overlap):
+def test_sliding_window_reproduces_a_pixelwise_model(h, w, overlap, tiles_per_call):
     gen = torch.Generator().manual_seed(1)
     image = torch.randn(2, 3, h, w, generator=gen)
     model = Pixelwise()
     seen = []
     batch = {"image": image, "mask": torch.zeros(2, 1, h, w), "DCT_coef": torch.zeros(2, h, w), "seen": seen,
              "qtables": torch.ones(2, 8, 8)}
-    out = sliding_window_forward(lambda b: model(**b), batch, 64, overlap, torch.zeros(3))
+    out = sliding_window_forward(lambda b: model(**b), batch, 64, overlap, torch.zeros(3),
+                                 tiles_per_call=tiles_per_call)
     whole = model(image)
     assert out["pred_mask"].shape == (2, 1, h, w)
     torch.testing.assert_close(out["pred_mask"], whole["pred_mask"], rtol=0, atol=1e-6)
-    assert all(shape == (2, 3, 64, 64) for shape, _ in seen)  # every tile is S×S
+    tiles = len(tile_starts(h, 64, overlap)) * len(tile_starts(w, 64, overlap))
+    per_call = tiles if tiles_per_call is None else tiles_per_call  # the default takes all of these at once
+    # every tile is S×S; a call holds up to tiles_per_call tiles of each of the 2 images
+    assert [shape for shape, _ in seen] == [(2 * min(per_call, tiles - i), 3, 64, 64) for i in range(0, tiles, per_call)]
     assert out["pred_label"].shape == (2,)
-    assert len(seen) == len(tile_starts(h, 64, overlap)) * len(tile_starts(w, 64, overlap))
 
 
 def test_sliding_window_pads_like_the_dataset():

@@ -4,6 +4,10 @@ One ``Runtime`` is made per script call by :func:`setup_runtime`. It works the s
 ``python script.py`` (one process) and ``torchrun --nproc_per_node=N script.py`` (``RANK`` /
 ``WORLD_SIZE`` / ``LOCAL_RANK`` in the environment): CUDA when present (backend nccl, one GPU
 per local rank), otherwise CPU (backend gloo). ``--device`` overrides the automatic choice.
+
+Setup also notes what would make the run slow for reasons outside it (:func:`resource_notes`:
+more processes than GPUs or CPU cores, OpenMP threads spinning on a CPU that other processes
+keep busy); rank 0 logs each note once (:func:`configure_logging`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import os
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional
 
 import torch
@@ -35,6 +39,8 @@ class Runtime:
     local_rank: int = 0
     distributed: bool = False
     backend: Optional[str] = None
+    #: warnings about this machine's resources, logged once by rank 0 (see :func:`resource_notes`)
+    notes: List[str] = field(default_factory=list)
 
     @property
     def is_main(self) -> bool:
@@ -134,6 +140,7 @@ def setup_runtime(device: str = "auto") -> Runtime:
         dev = torch.device(wanted)
 
     runtime = Runtime(device=dev, rank=rank, world_size=world_size, local_rank=local_rank)
+    runtime.notes = resource_notes(dev, _env_int("LOCAL_WORLD_SIZE", world_size))
     if world_size > 1:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dist.is_initialized():  # an outer program (a test, a notebook) set it up already
@@ -150,6 +157,65 @@ def setup_runtime(device: str = "auto") -> Runtime:
 
 
 _failed = False  # set when a rank leaves a run on an error (see Runtime.fail)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resource_notes(device: torch.device, local_processes: int, cores: Optional[int] = None,
+                   threads: Optional[int] = None, load: Optional[float] = None) -> List[str]:
+    """Warnings, one sentence each, when this machine's resources will slow the run down:
+
+    * more processes on this machine (``--nproc_per_node``) than GPUs, or, on the CPU, than cores;
+    * on the CPU, more of PyTorch's OpenMP threads (per process × processes) than cores, or a
+      machine already busier than its cores (the 1-minute load average) while PyTorch's threads
+      wait actively. OpenMP threads then spin against other processes, and small operations
+      (sliding-window tiles, small batches) became 5 to 40 times slower in our measurements
+      (``benchmarks/bench_predict.py``).
+
+    ``cores``, ``threads`` and ``load`` default to this machine's values (tests pass their own).
+    """
+    notes: List[str] = []
+    local_processes = max(1, int(local_processes))
+    if device.type == "cuda":
+        gpus = torch.cuda.device_count()
+        if gpus and local_processes > gpus:
+            notes.append(f"{local_processes} processes on this machine share {gpus} GPU(s): each holds a copy of "
+                         f"the model and they take turns on the same card; use --nproc_per_node {gpus} "
+                         f"(one process per GPU)")
+        return notes
+    if device.type != "cpu":
+        return notes
+    cores = usable_cores() if cores is None else max(1, int(cores))
+    threads = torch.get_num_threads() if threads is None else max(1, int(threads))
+    if local_processes > cores:
+        notes.append(f"{local_processes} processes on this machine's {cores} CPU core(s): they compete for the "
+                     f"cores and each holds a copy of the model; use --nproc_per_node {cores} or fewer (on a CPU "
+                     f"one process with {cores} threads is usually fastest)")
+    passive = os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
+    if threads > 1 and not passive:
+        if load is None:
+            try:
+                load = os.getloadavg()[0]
+            except (AttributeError, OSError):
+                load = 0.0
+        if threads * local_processes > cores and local_processes <= cores:
+            notes.append(f"{threads} PyTorch threads in each of {local_processes} processes on {cores} CPU core(s): "
+                         f"the threads spin while they wait for each other; start the run with "
+                         f"OMP_NUM_THREADS={max(1, cores // local_processes)}")
+        elif load > cores:
+            notes.append(f"this machine is busy (load average {load:.1f} on {cores} CPU core(s)): PyTorch's "
+                         f"{threads} threads spin while they wait for each other and can make this run several "
+                         f"times slower; start it with OMP_WAIT_POLICY=PASSIVE (or OMP_NUM_THREADS=1)")
+    return notes
+
+
+_logged_notes: set = set()  # notes logged by this process already (benco demo sets up several runs)
 
 
 def _destroy_group() -> None:
@@ -176,8 +242,21 @@ def configure_logging(runtime: Runtime) -> None:
     Leaves an already configured root logger alone (a host program decides then).
     """
     root = logging.getLogger()
-    if root.handlers:
-        return  # a host program (benco demo, a notebook, pytest) chose handlers and levels
+    if not root.handlers:  # otherwise a host program (benco demo, a notebook, pytest) chose handlers and levels
+        _add_console_handler(runtime, root)
+    _log_notes(runtime)
+
+
+def _log_notes(runtime: Runtime) -> None:
+    if not runtime.is_main:
+        return
+    for note in runtime.notes:
+        if note not in _logged_notes:
+            _logged_notes.add(note)
+            logger.warning("warning: %s", note)
+
+
+def _add_console_handler(runtime: Runtime, root: logging.Logger) -> None:
     level = logging.INFO if runtime.is_main else logging.WARNING
     handler = logging.StreamHandler(sys.stdout)
     prefix = f"[rank {runtime.rank}] " if runtime.distributed and not runtime.is_main else ""
