@@ -340,6 +340,19 @@ def test_submitit_local_executor_runs_each_cell_as_a_job(tmp_path):
     again = benco(["bench", str(path), "--out", str(out), "--executor", "submitit-local"], tmp_path)
     assert again.returncode == 0 and again.stdout.count("done before, skipped") == 2
 
+    # published weights (a bare state dict) tested as they are: `checkpoint:`, no training
+    import torch
+
+    state = torch.load(out / "m" / "train" / "checkpoint-best.pth", weights_only=True)["model"]
+    torch.save({"model": state}, tmp_path / "published.pth")
+    given = write_protocol(tmp_path / "given.yaml", tiny_protocol(
+        [{**DEMO, "id": "pub", "checkpoint": "published.pth"}], robustness="none"))
+    proc = benco(["bench", str(given), "--out", str(out), "--only", "pub/setA"], tmp_path)
+    assert proc.returncode == 0 and "[1/1] pub/setA: test ... tested in" in proc.stdout, proc.stdout + proc.stderr
+    record = json.loads((out / "pub" / "setA" / "results.json").read_text())["records"][0]
+    assert record["checkpoint"]["rule"] == "given" and record["dataset"]["name"] == "setA"
+    assert not (out / "pub" / "train").exists()
+
 
 @pytest.mark.slow
 def test_smoke_protocol_end_to_end_under_three_minutes(tmp_path):

@@ -440,8 +440,9 @@ def load_protocol(arg: str, data_root: Optional[str] = None, out: Optional[str] 
         test_file = resolve(test)
     elif isinstance(test, dict) and test:
         for set_name, path in test.items():
+            set_name = str(set_name)  # YAML reads `2020: ...` as a number
             key = f"test.{set_name}"
-            if not isinstance(set_name, str) or not _check_name(check, key, str(set_name), "test set"):
+            if not _check_name(check, key, set_name, "test set"):
                 continue
             text = check.text(key, path, required=True)
             if text:
