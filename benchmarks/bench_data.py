@@ -20,6 +20,19 @@ Settings: resize 512 and pad 1024, with and without edge masks, 0 and 2 workers.
 samples/s of each and the ratio ours/naive per setting.
 
     python benchmarks/bench_data.py [--n 64] [--batch-size 8] [--repeats 3] [--device auto|cpu|cuda]
+
+``--suite shards``: files vs shards (``benco data pack``), side by side in one run, against the
+single-core decode limit measured in the same run (Pillow decoding image + mask, nothing else).
+Two generated datasets: 1024x768 PNG pairs (photo crops with sensor-like noise) and CASIA-like
+pairs (JPEG q90 and uncompressed TIFF images, mostly 384x256, PNG masks). For each: the engine's
+training loader (``IMDLBenCo.engine.builders.train_loader``: its sampler, uint8 items, default
+collate; ``--augment`` adds the default training augmentations) at resize 512 and pad 1024 with 0
+and 2 workers, files and shards: items/s in the steady state (timed after the batches the workers
+prefetch at their start, i.e. the rate of a long epoch) and CPU ms per item (process + workers,
+whole pass), medians of ``--repeats`` interleaved passes; and the disk bytes per image of the
+shards against the source files.
+
+    python benchmarks/bench_data.py --suite shards [--n 128] [--repeats 5] [--codec lz4|zstd|none] [--augment]
 """
 
 from __future__ import annotations
@@ -166,7 +179,15 @@ def to_device(batch, device):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--suite", choices=("naive", "shards"), default="naive",
+                        help="naive: ours vs a naive float pipeline (default); shards: files vs shards vs decode limit")
+    parser.add_argument("--codec", default="lz4", choices=("lz4", "zstd", "none"), help="shards suite: pixel codec")
+    parser.add_argument("--augment", action="store_true", help="shards suite: with the default training augmentations")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="shards suite: torch intra-op threads of the main process (default 1: on a shared machine "
+                        "OpenMP's barriers in the collate's copy cost ~60 ms per batch when the cores are busy; "
+                        "loader workers always use 1)")
+    parser.add_argument("--n", type=int, default=None, help="images per dataset (default 64; shards suite 128)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per pipeline; the best one counts")
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes per pipeline before the timed ones")
@@ -175,6 +196,10 @@ def main(argv=None) -> int:
                         help="where batches go and ours are normalised: auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--no-pin", action="store_true", help="do not pin loader memory on CUDA")
     args = parser.parse_args(argv)
+    if args.suite == "shards":
+        args.n = args.n or 128
+        return shards_suite(args)
+    args.n = args.n or 64
     wanted = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = torch.device("cpu" if wanted == "auto" else wanted)
     if device.type == "cuda":
@@ -227,6 +252,156 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.1f} MB")
     return 0
+
+
+# ------------------------------------------------------------------------------------------- shards suite
+def make_png_pairs(root: str, n: int, seed: int = 0) -> None:
+    """``n`` 1024x768 RGB PNG images (photo crops with sensor-like noise) with PNG masks."""
+    rng = np.random.default_rng(seed)
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in default_photos()]
+    os.makedirs(os.path.join(root, "Tp"))
+    os.makedirs(os.path.join(root, "Gt"))
+    for i in range(n):
+        w, h = 1024, 768
+        if photos:
+            photo = photos[i % len(photos)]
+            ph, pw = photo.shape[:2]
+            s = min(ph, pw * 3 // 4) * 3 // 4
+            y, x = rng.integers(0, ph - s + 1), rng.integers(0, pw - s * 4 // 3 + 1)
+            img = np.asarray(Image.fromarray(photo[y:y + s, x:x + s * 4 // 3]).resize((w, h), Image.BICUBIC))
+        else:
+            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        noisy = np.clip(img.astype(np.int16) + rng.normal(0, 3, img.shape).astype(np.int16), 0, 255).astype(np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
+        mask[y0:y0 + h // 3, x0:x0 + w // 4] = 255
+        Image.fromarray(noisy).save(os.path.join(root, "Tp", f"{i:03d}.png"))
+        Image.fromarray(mask).save(os.path.join(root, "Gt", f"{i:03d}.png"))
+
+
+def make_casia_like(root: str, n: int, seed: int = 0) -> None:
+    """CASIA v2-like pairs: JPEG (q90) and uncompressed TIFF images, mostly 384x256 (some 256x384
+    and 800x600), PNG masks."""
+    rng = np.random.default_rng(seed)
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in default_photos()]
+    os.makedirs(os.path.join(root, "Tp"))
+    os.makedirs(os.path.join(root, "Gt"))
+    for i in range(n):
+        w, h = ((384, 256), (384, 256), (384, 256), (256, 384), (800, 600))[i % 5]
+        photo = photos[i % len(photos)] if photos else rng.integers(0, 256, (900, 900, 3), dtype=np.uint8)
+        ph, pw = photo.shape[:2]
+        y, x = rng.integers(0, ph - min(ph, h) + 1), rng.integers(0, pw - min(pw, w) + 1)
+        img = Image.fromarray(photo[y:y + h, x:x + w]).resize((w, h), Image.BILINEAR)
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 4:h // 2, w // 3:w // 2 + 20] = 255
+        if i % 4 == 3:
+            img.save(os.path.join(root, "Tp", f"Tp_{i:04d}.tif"))  # CASIA v2 has uncompressed TIFFs
+        else:
+            img.save(os.path.join(root, "Tp", f"Tp_{i:04d}.jpg"), quality=90)
+        Image.fromarray(mask).save(os.path.join(root, "Gt", f"Tp_{i:04d}_gt.png"))
+
+
+def decode_limit(dataset, repeats: int):
+    """One core doing only Pillow decoding of image + mask: (items/s wall, CPU ms per item), medians."""
+    pairs = [(t, m) for t, m in zip(dataset.image_paths, dataset.mask_paths)]
+    rates, cpus = [], []
+    for _ in range(repeats):
+        start, cpu0 = time.perf_counter(), time.process_time()
+        for tp, gt in pairs:
+            Image.open(tp).convert("RGB").load()
+            Image.open(gt).load()
+        rates.append(len(pairs) / (time.perf_counter() - start))
+        cpus.append(1000.0 * (time.process_time() - cpu0) / len(pairs))
+    return float(np.median(rates)), float(np.median(cpus))
+
+
+def shards_suite(args) -> int:
+    from types import SimpleNamespace
+
+    from IMDLBenCo.datasets import dataset_from_path
+    from IMDLBenCo.datasets.shards.pack import PackOptions, pack_dataset
+    from IMDLBenCo.engine.builders import dataset_kwargs, start_epoch, train_loader
+    from IMDLBenCo.engine.config import DataConfig
+    from IMDLBenCo.transforms import default_train_transform
+
+    runtime = SimpleNamespace(world_size=1, rank=0, is_cuda=False, distributed=False)
+    torch.set_num_threads(args.threads)
+    print(f"suite shards: {args.n} images per dataset, batch {args.batch_size}, median of {args.repeats} interleaved "
+          f"passes after {args.warmup} warm-up, codec {args.codec}, augmentations {'on' if args.augment else 'off'}, "
+          f"torch {torch.__version__} ({args.threads} thread(s) in the main process), {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}.\n"
+          f"items/s: steady state, timed after the batches the workers prefetch at their start; CPU ms/item: CPU "
+          f"time of the process and its workers per item over the whole pass, worker start included (robust when "
+          f"other processes share the cores); the decode limit is one core doing only Pillow's decoding of "
+          f"image + mask.", flush=True)
+    summary = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("IMDLBENCO_CACHE_DIR", os.path.join(tmp, "cache"))
+        for label, make in (("1024x768 PNG", make_png_pairs), ("CASIA-like JPEG/TIFF", make_casia_like)):
+            src, out = os.path.join(tmp, label.split()[0] + "_src"), os.path.join(tmp, label.split()[0] + "_shards")
+            make(src, args.n)
+            t0 = time.perf_counter()
+            packed = pack_dataset(src, out, PackOptions(codec=args.codec, workers=2))
+            pack_s = time.perf_counter() - t0
+            files = dataset_from_path(src, keep_size=True)
+            limit, limit_cpu = decode_limit(files, args.repeats)
+            print(f"\n{label}: source {packed.source_bytes / args.n / 1024:.0f} KB/image, shards "
+                  f"{packed.shard_bytes / args.n / 1024:.0f} KB/image ({packed.shard_bytes / packed.source_bytes:.2f}x "
+                  f"the source; packed in {pack_s:.1f} s with 2 workers); decode limit {limit:.1f} items/s, "
+                  f"{limit_cpu:.2f} CPU ms/item", flush=True)
+            print(f"{'setting':24s} {'files/s':>8s} {'shards/s':>9s} {'shards/files':>12s} {'shards/limit':>12s}   "
+                  f"{'CPU ms/item: files':>18s} {'shards':>7s} {'files/shards':>12s} {'limit/shards':>12s}")
+            for mode, size in (("resize", 512), ("pad", 1024)):
+                for workers in args.workers:
+                    data = DataConfig(image_size=size, padding=mode == "pad", num_workers=workers, pin_memory=False,
+                                      seed=0, check_files=False)
+                    transform = default_train_transform() if args.augment else None
+                    kwargs = dataset_kwargs(data, transform, None, defer_normalization=True)
+                    loaders = [train_loader(dataset_from_path(path, **kwargs), args.batch_size, data, runtime)
+                               for path in (src, out)]
+                    rates: list = [[], []]
+                    cpus: list = [[], []]
+                    for r in range(args.warmup + args.repeats):
+                        for k, loader in enumerate(loaders):
+                            start_epoch(loader, r, 0, 0)
+                            rate, cpu = time_loader_pass(loader)
+                            if r >= args.warmup:
+                                rates[k].append(rate)
+                                cpus[k].append(cpu)
+                    (f_rate, s_rate), (f_cpu, s_cpu) = ([float(np.median(x)) for x in v] for v in (rates, cpus))
+                    name = f"{mode} {size}, workers {workers}"
+                    print(f"{name:24s} {f_rate:8.1f} {s_rate:9.1f} {s_rate / f_rate:11.2f}x {s_rate / limit:11.2f}x   "
+                          f"{f_cpu:18.2f} {s_cpu:7.2f} {f_cpu / s_cpu:11.2f}x {limit_cpu / s_cpu:11.2f}x", flush=True)
+                    summary.append((label, name, s_rate / f_rate, s_rate / limit, f_cpu / s_cpu, limit_cpu / s_cpu))
+    png_pad = [x for x in summary if x[0].startswith("1024") and x[1].startswith("pad")]
+
+    def span(k: int) -> str:
+        return f"{min(x[k] for x in png_pad):.2f}x-{max(x[k] for x in png_pad):.2f}x"
+
+    print(f"\n1024x768 PNG, pad 1024 (0 and 2 workers): shards/files {span(2)} items/s, {span(4)} CPU (goal >= 3x); "
+          f"shards/decode limit {span(3)} items/s, {span(5)} CPU (goal >= 2x); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    return 0
+
+
+def time_loader_pass(loader):
+    """(items/s in the steady state, CPU ms per item of this process and its workers over the whole pass).
+
+    The rate is timed from the batch after those the workers prefetch at their start (2 per worker)
+    to the end, so it is the rate of a long epoch; the CPU time includes the workers' start."""
+    skip = 1 + 2 * loader.num_workers
+    cpu0 = os.times()
+    n = 0
+    start = None
+    for i, batch in enumerate(loader):
+        if i == skip - 1:
+            start = time.perf_counter()
+        elif i >= skip:
+            n += batch["image"].shape[0]
+    wall = time.perf_counter() - start
+    cpu1 = os.times()  # the workers have exited and were reaped: their time is in children_*
+    total = len(loader.sampler)
+    return n / wall, 1000.0 * sum(cpu1[i] - cpu0[i] for i in range(4)) / total
 
 
 if __name__ == "__main__":
