@@ -170,6 +170,81 @@ def run_torchmetrics(preds, masks, batch: int, device: str):
     return spent, means
 
 
+class _Stream:
+    """``n`` synthetic test batches made on the fly (constant memory): images, masks, labels, names."""
+
+    def __init__(self, n: int, size: int, batch: int) -> None:
+        self.n, self.size, self.batch = n, size, batch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(0)
+        for start in range(0, self.n, self.batch):
+            b = min(self.batch, self.n - start)
+            masks = torch.zeros(b, 1, self.size, self.size)
+            for j in range(b):
+                if (start + j) % 4 != 3:  # 3/4 manipulated
+                    y, x = torch.randint(0, self.size // 2, (2,), generator=g).tolist()
+                    masks[j, :, y:y + self.size // 3, x:x + self.size // 3] = 1
+            image = torch.rand(b, 3, self.size, self.size, generator=g) * 0.2 + masks * 0.6
+            yield {"image": image, "mask": masks, "label": (masks.flatten(1).amax(1) > 0).long(),
+                   "name": [f"img{start + j:06d}.png" for j in range(b)]}
+
+
+class _TinyNet(torch.nn.Module):
+    """One 3x3 convolution: a test pass as cheap as a model can make it, so the bootstrap's share
+    of it is the largest it can be (a real model makes the share smaller)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, image, mask, label, **kw):
+        logits = self.conv(image)
+        return {"backward_loss": logits.mean(), "pred_mask": torch.sigmoid(logits),
+                "pred_label": torch.sigmoid(logits.flatten(1).mean(1)), "visual_loss": {}, "visual_image": {}}
+
+
+def run_bootstrap_cost(n: int, size: int, resamples: int, batch: int) -> None:
+    """The test pass of ``test.py`` (model forward, the default metric PixelF1 plus ImageAUC, the
+    per-image rows and calibration) timed once, and the ``resamples`` bootstrap intervals computed
+    from its states timed on their own (the added cost), with the memory the bootstrap reads
+    (per-image states: it grows with the images, not the pixels)."""
+    from IMDLBenCo.engine.evaluate import measure
+    from IMDLBenCo.engine.runtime import setup_runtime
+    from IMDLBenCo.evaluation import ImageAUC, PixelF1
+    from IMDLBenCo.evaluation.bootstrap import bootstrap_intervals
+
+    torch.manual_seed(0)
+    model, runtime = _TinyNet(), setup_runtime("cpu")
+    print(f"test pass: {n} images of {size}x{size}, a one-convolution model (the cheapest pass, so the largest "
+          f"share for the bootstrap), PixelF1 + ImageAUC + per-image rows, batch {batch}, {resamples} resamples; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    evs = [PixelF1(), ImageAUC()]
+    started, cpu = time.perf_counter(), time.process_time()
+    measure(model, _Stream(n, size, batch), evs, runtime, bootstrap=0)
+    pass_wall, pass_cpu = time.perf_counter() - started, time.process_time() - cpu
+    pairs = [(ev, ev.compute_with_states()[1]) for ev in evs]
+    started, cpu = time.perf_counter(), time.process_time()
+    intervals = bootstrap_intervals(pairs, n, resamples, 0)
+    boot_wall, boot_cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(f"  test pass {pass_wall:.1f} s wall ({pass_cpu:.1f} s CPU); intervals of {len(intervals)} values "
+          f"{boot_wall:.2f} s wall ({boot_cpu:.2f} s CPU) = {100 * boot_cpu / pass_cpu:.1f} % of the pass's CPU time "
+          f"(target <= 10 %)")
+    for count, side in ((n // 2, size), (n, size), (n, size * 2)):
+        evs = [PixelF1(), ImageAUC()]
+        for batch_dict in _Stream(count, side, batch):
+            out = {"pred_mask": batch_dict["mask"] * 0.8 + 0.1, "pred_label": batch_dict["mask"].flatten(1).mean(1)}
+            for ev in evs:
+                ev.update(out, batch_dict)
+        pairs = [(ev, ev.compute_with_states()[1]) for ev in evs]
+        state_bytes = sum(t.numel() * t.element_size() for _, st in pairs for t in st.values())
+        print(f"  {count:>6} images of {side}x{side}: the bootstrap reads {state_bytes / 2**20:6.2f} MB of per-image "
+              f"states")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=200)
@@ -179,7 +254,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quantised", action="store_true", help="8-bit quantised predictions (k/255)")
     ap.add_argument("--repeat", type=int, default=3, help="timed passes over the data; the best is shown")
+    ap.add_argument("--bootstrap-images", type=int, default=0,
+                    help="also time the bootstrap intervals of results.json on a test pass of this many images "
+                         "(e.g. 10000) and exit; 0 (default): skip")
+    ap.add_argument("--bootstrap-size", type=int, default=128, help="image side of that test pass (default 128)")
+    ap.add_argument("--bootstrap-resamples", type=int, default=1000)
     args = ap.parse_args()
+    if args.bootstrap_images:
+        run_bootstrap_cost(args.bootstrap_images, args.bootstrap_size, args.bootstrap_resamples, args.batch)
+        return
 
     from IMDLBenCo.evaluation import (ImageAP, ImageAUC, ImageAccuracy, ImageBalancedAccuracy, ImageF1, PixelAUC,
                                       PixelAccuracy, PixelF1, PixelIOU)

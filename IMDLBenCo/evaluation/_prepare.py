@@ -351,6 +351,21 @@ class PixelBatch:
             self._hists = hists.reshape(b, 2, k).to(torch.int32)
         return self._hists
 
+    def image_calibration_bins(self, i: int, n_bins: int) -> torch.Tensor:
+        """:meth:`calibration_bins` of image ``i`` of the batch alone."""
+        lib = _np() if self.on_cpu else torch
+        keep = slice(None) if self.valid is None else self.valid[i]
+        pred, pos = self.pred[i][keep].reshape(-1), self.pos[i][keep].reshape(-1)
+        if self.on_cpu:
+            bins = lib.minimum((pred * n_bins).astype("int64"), n_bins - 1)
+            return torch.from_numpy(lib.stack([lib.bincount(bins, minlength=n_bins).astype("float64"),
+                                               lib.bincount(bins, weights=pos.astype("float64"), minlength=n_bins),
+                                               lib.bincount(bins, weights=pred.astype("float64"), minlength=n_bins)]))
+        bins = (pred * n_bins).to(torch.int64).clamp(max=n_bins - 1)
+        return torch.stack([torch.bincount(bins, minlength=n_bins).double(),
+                            torch.bincount(bins, weights=pos.double(), minlength=n_bins),
+                            torch.bincount(bins, weights=pred.double(), minlength=n_bins)]).cpu()
+
     def calibration_bins(self, n_bins: int) -> torch.Tensor:
         """(3, n_bins) float64 over the valid pixels of the batch: pixels, positives and summed
         probabilities per equal-width probability bin (bin ``min(floor(p * n_bins), n_bins - 1)``)."""

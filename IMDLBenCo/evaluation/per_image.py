@@ -44,7 +44,8 @@ class PerImageRecorder(Evaluator):
         self.add_cat_state("n_valid", torch.int64)
         self.add_cat_state("auc_ap", torch.float64, width=2)
         self.add_cat_state("pred_range", torch.float64, width=2)  # lowest and highest pixel probability
-        self.add_sum_state("pixel_bins", torch.zeros(3, CALIBRATION_BINS, dtype=torch.float64))
+        # per image, so their sum runs in dataset order: the same bits under any number of processes
+        self.add_cat_state("pixel_bins", torch.float64, width=3 * CALIBRATION_BINS)
         self._names: List[str] = []
 
     def reset(self) -> None:
@@ -68,6 +69,7 @@ class PerImageRecorder(Evaluator):
             self.append("n_valid", torch.zeros(b, dtype=torch.int64))
             self.append("auc_ap", torch.full((b, 2), float("nan"), dtype=torch.float64))
             self.append("pred_range", torch.full((b, 2), float("nan"), dtype=torch.float64))
+            self.append("pixel_bins", torch.zeros((b, 3 * CALIBRATION_BINS), dtype=torch.float64))
             return
         pb = prepare_pixels(outputs, batch, "PerImageRecorder", self._batch_cache)
         self.append("counts", pb.counts(self.threshold))
@@ -78,7 +80,8 @@ class PerImageRecorder(Evaluator):
             self.append("auc_ap", torch.full((b, 2), float("nan"), dtype=torch.float64))
         pred = outputs["pred_mask"].detach().float().reshape(b, -1)
         self.append("pred_range", torch.stack([pred.amin(1), pred.amax(1)], dim=1).double().cpu())
-        self.accumulate("pixel_bins", pb.calibration_bins(CALIBRATION_BINS))
+        self.append("pixel_bins", torch.stack([pb.image_calibration_bins(i, CALIBRATION_BINS).reshape(-1)
+                                               for i in range(b)]))
 
     def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
         return {}
@@ -178,8 +181,12 @@ def calibration(gathered: Mapping[str, Any], n_bins: int = CALIBRATION_BINS) -> 
         result["image"] = {"ece": _ece(count.tolist(), positives.tolist(), total.tolist()),
                            "brier": math.fsum(((s - y) ** 2).tolist()) / int(s.numel()),
                            "bins": reliability_bins(count.tolist(), positives.tolist(), total.tolist())}
-    pixel = gathered.get("pixel_bins")
-    if pixel is not None and float(pixel[0].sum()) > 0:
-        count, positives, total = (pixel[i].tolist() for i in range(3))
+    rows = gathered.get("pixel_bins")
+    pixel = None
+    if rows is not None and rows.numel():
+        per_image = rows.reshape(rows.shape[0], 3, -1).tolist()  # summed exactly, in dataset order
+        pixel = [[math.fsum(img[k][b] for img in per_image) for b in range(n_bins)] for k in range(3)]
+    if pixel is not None and sum(pixel[0]) > 0:
+        count, positives, total = pixel
         result["pixel"] = {"ece": _ece(count, positives, total), "bins": reliability_bins(count, positives, total)}
     return result
