@@ -23,7 +23,10 @@ from IMDLBenCo.transforms import (
     RandomScale,
     VerticalFlip,
     default_train_transform,
+    denormalize,
+    inpaint_box,
     jpeg_roundtrip,
+    normalize,
 )
 
 
@@ -61,8 +64,64 @@ def test_copy_move_and_inpainting_mark_the_changed_window():
     out = RandomInpainting(p=1)(image=image, mask=np.zeros_like(mask))
     ys, xs = np.nonzero(out["mask"])
     assert len(ys) and not np.any(out["image"] != image, axis=2)[out["mask"] == 0].any()
-    window = out["image"][ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(float)
-    assert window.std(axis=(0, 1)).mean() < image.astype(float).std(axis=(0, 1)).mean()  # a smooth fill
+    # the marked region is one axis-aligned window, and exactly that window was refilled
+    assert out["mask"][ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+
+
+def test_inpainting_is_opencv_with_either_method_at_radius_3():
+    """IMDL-BenCo's RandomInpainting: cv2.inpaint, radius 3, Telea or Navier-Stokes at random."""
+    import cv2
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    methods = set()
+    for seed in range(16):
+        np.random.seed(seed)
+        out = RandomInpainting(p=1)(image=image, mask=np.zeros((45, 70), np.uint8))
+        window = (out["mask"] == 255).astype(np.uint8)
+        hits = [flag for flag in (cv2.INPAINT_TELEA, cv2.INPAINT_NS)
+                if np.array_equal(out["image"], cv2.inpaint(image, window, 3, flag))]
+        assert hits, f"seed {seed}: the fill is neither OpenCV method at radius 3"
+        methods.update(hits)
+    assert methods == {cv2.INPAINT_TELEA, cv2.INPAINT_NS}
+
+
+@pytest.mark.parametrize("method", ["telea", "ns"])
+def test_inpaint_box_continues_the_surroundings(method):
+    h, w = 60, 90
+    flat = np.full((h, w, 3), (200, 40, 90), np.uint8)
+    out = inpaint_box(flat, (10, 20, 40, 65), method=method)
+    err = np.abs(out.astype(int) - flat)
+    assert err.max() <= 5 and err.mean() < 0.5  # a constant stays (nearly: Telea rounds a little) constant
+    ramp = np.repeat(np.linspace(0, 255, w)[None, :, None], h, axis=0).repeat(3, axis=2).astype(np.uint8)
+    box = (15, 30, 45, 50)
+    out = inpaint_box(ramp, box, method=method)
+    y0, x0, y1, x1 = box
+    outside = np.ones((h, w), bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(out[outside], ramp[outside])
+    fill = out[y0:y1, x0:x1, 0].astype(float)
+    # between the window's left and right border values, rising from left to right
+    assert ramp[0, x0 - 1, 0] - 5 <= fill.min() and fill.max() <= ramp[0, x1, 0] + 5
+    assert fill[:, -1].mean() - fill[:, 0].mean() > 0.5 * (float(ramp[0, x1, 0]) - float(ramp[0, x0 - 1, 0]))
+    with pytest.raises(ValueError, match="inpainting method"):
+        inpaint_box(ramp, box, method="fast")
+
+
+def test_normalize_round_trip_and_dataset_arithmetic():
+    """The normalisation models share with the datasets: exact inverse pair, same values as a
+    dataset item, and the old import path still works."""
+    from IMDLBenCo.datasets import IMAGENET_MEAN, normalize_batch
+    from IMDLBenCo.datasets.utils import denormalize as old_denormalize
+
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 17, 23), dtype=np.uint8))
+    y = normalize(x)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    assert torch.equal(y, normalize_batch({"image": x.clone()})["image"])
+    assert torch.equal((denormalize(y) * 255).round().to(torch.uint8), x)
+    assert old_denormalize is denormalize and IMAGENET_MEAN == (0.485, 0.456, 0.406)
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    assert normalize(channels_last).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_default_train_transform_reproduces_and_keeps_shapes():

@@ -6,15 +6,15 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+# the ImageNet normalisation lives in transforms/ (models use it too); re-exported here as before
+from ..transforms.normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 from .io import NEGATIVE, DatasetError
 
 __all__ = [
     "dataset_from_path", "load_test_datasets", "normalize_batch", "denormalize", "detect_format",
-    "read_json_pairs", "read_balanced_entries", "write_json_dataset",
+    "read_json_pairs", "read_balanced_entries", "write_json_dataset", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _FORMATS = (
     "a ManiDataset folder (Tp/ images + Gt/ masks), a JsonDataset file "
@@ -249,17 +249,12 @@ def normalize_batch(batch: Dict[str, Any]) -> Dict[str, Any]:
 
     image = batch.get("image")
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
-        mean = [m * 255.0 for m in IMAGENET_MEAN]
-        inv_std = [1.0 / (s * 255.0) for s in IMAGENET_STD]
         if image.device.type == "cpu" and image.numel() < SMALL_CONVERSION:
+            mean = [m * 255.0 for m in IMAGENET_MEAN]
+            inv_std = [1.0 / (s * 255.0) for s in IMAGENET_STD]
             batch["image"] = torch.from_numpy(_normalize_numpy(image.numpy(), mean, inv_std))
         else:
-            shape = (3, 1, 1)
-            m = torch.tensor(mean, device=image.device).view(shape)
-            k = torch.tensor(inv_std, device=image.device).view(shape)
-            # one float allocation in the input's memory layout, then in-place ops
-            out = torch.empty_like(image, dtype=torch.float32)
-            batch["image"] = out.copy_(image).sub_(m).mul_(k)
+            batch["image"] = normalize(image)
     for key in ("mask", "shape_mask", "edge_mask"):
         value = batch.get(key)
         if isinstance(value, torch.Tensor) and value.dtype == torch.uint8:
@@ -276,12 +271,3 @@ def _normalize_numpy(arr, mean, inv_std):
     np.subtract(arr, np.asarray(mean, np.float32).reshape(shape), out=out, dtype=np.float32)
     np.multiply(out, np.asarray(inv_std, np.float32).reshape(shape), out=out)
     return out
-
-
-def denormalize(image, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Undo the ImageNet normalisation of a (3,H,W) or (B,3,H,W) tensor (a new tensor, values ~0–1)."""
-    import torch
-
-    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    return image * s + m

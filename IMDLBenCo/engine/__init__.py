@@ -11,7 +11,8 @@ from .cam import cam_main
 from .checkpoint import find_checkpoints, load_checkpoint, save_checkpoint
 from .complexity import complexity_main
 from .errors import exit_cleanly_on_user_errors
-from .outputs import ModelOutputError, check_model_output
+from ..errors import ModelOutputError
+from ..outputs import check_model_output
 from .robustness import test_robust_main
 from .evaluate_checkpoints import test_main
 from .save_images import save_images_main

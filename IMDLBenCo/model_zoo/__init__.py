@@ -10,10 +10,4 @@ ZOO_PACKAGES = ["iml_vit", "mvss_net", "pscc_net", "mesorch", "cat_net", "trufor
                 "mantra_net", "span", "mscdi_net", "dinov3_iml"]
 
 for _name in ZOO_PACKAGES:
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _err:
-        # tolerated only while a model's folder is not written yet; a missing dependency
-        # inside a model is a real error
-        if _err.name != f"{__name__}.{_name}":
-            raise
+    importlib.import_module(f"{__name__}.{_name}")

@@ -227,7 +227,7 @@ class Cat_Net(nn.Module):
         self._check_inputs(image, DCT_coef, qtables, kwargs.get("DCT_source"))
         rgb = image
         if self.rgb_from_normalized:
-            from ...datasets.utils import denormalize
+            from ...transforms.normalization import denormalize
 
             rgb = denormalize(image) * 255.0
         rgb = ((rgb - 127.5) / 127.5).detach().float()

@@ -149,7 +149,7 @@ def _pixels_hwc(image) -> np.ndarray:
 
     if image.dtype == torch.uint8:
         return image.permute(1, 2, 0).numpy()
-    from ...datasets.utils import denormalize
+    from ...transforms.normalization import denormalize
 
     values = denormalize(image.detach().float().cpu()) * 255.0
     return values.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
@@ -176,10 +176,10 @@ def _benco_luma(image) -> LumaDCT:
     truncation toward zero, then modulo 256), saved with Pillow's defaults, read back."""
     import torch
 
-    from ...datasets.utils import normalize_batch
+    from ...transforms.normalization import normalize
 
     if image.dtype == torch.uint8:
-        image = normalize_batch({"image": image})["image"]
+        image = normalize(image)
     values = image.detach().float().cpu().permute(1, 2, 0).numpy()
     wrapped = np.mod(np.trunc(values).astype(np.int64), 256).astype(np.uint8)
     return encode_luma_dct(wrapped, subsampling=None)

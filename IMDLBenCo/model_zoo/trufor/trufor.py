@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...datasets.utils import IMAGENET_MEAN, IMAGENET_STD, denormalize
+from ...transforms.normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from ...modules.pretrained import load_pretrained, read_state_dict, warn_random_init
 from ...registry import MODELS
 from .cmx import DualMiT, dual_mit_b2
