@@ -13,7 +13,7 @@ __all__ = [
     "CONFIG", "LOG", "TRAIN_STEPS", "METRIC_DEFINITIONS", "SUMMARY_JSON", "SUMMARY_CSV", "ROBUSTNESS",
     "PREDICTIONS", "PRED_LABELS", "COMPLEXITY", "INPUT_IMAGES", "PRED_DIR", "CAM_JSON", "CAM_DIR", "RESUME_CHECKPOINT",
     "BEST_CHECKPOINT", "STOP_FILE", "SCORES", "OVERLAY_DIR", "PREDICT_CONFIG", "KNOWN_FILES", "checkpoint_name", "checkpoint_epoch", "test_key",
-    "split_test_key", "RESULTS", "PER_IMAGE", "VAL_SPLIT", "LOCK_FILE",
+    "split_test_key", "RESULTS", "PER_IMAGE", "VAL_SPLIT", "LOCK_FILE", "RESULTS_SCHEMA", "SELECTION_LABELS",
 ]
 
 CONFIG = "config.json"  # every script: {"script", "args", "model_kwargs", "env", "started", ...}
@@ -44,6 +44,16 @@ LOCK_FILE = ".imdlbenco-run.lock"  # held (flock) while a run writes into the fo
 #: the result files of a run folder (the report reads them)
 KNOWN_FILES = (CONFIG, LOG, TRAIN_STEPS, METRIC_DEFINITIONS, SUMMARY_JSON, ROBUSTNESS, PREDICTIONS, PRED_LABELS,
                COMPLEXITY, CAM_JSON, RESULTS)
+
+#: the schema of results.json (docs/results.md) and the label of each way a checkpoint is chosen
+RESULTS_SCHEMA = "imdlbenco.results/1"
+SELECTION_LABELS = {
+    "validation": "best on validation",
+    "test_sets": "best on the test sets (optimistic)",
+    "last_epoch": "last epoch",
+    "fixed_epoch": "fixed epoch (not chosen)",
+    "given": "given checkpoint",
+}
 
 _EPOCH_NAME = re.compile(r"^checkpoint-(\d+)\.pth$")
 _TEST = "test_"

@@ -31,15 +31,9 @@ logger = logging.getLogger("IMDLBenCo.engine")
 __all__ = ["SCHEMA", "SELECTION_LABELS", "ResultsWriter", "software_provenance", "checkpoint_provenance",
            "dataset_provenance", "read_results", "RECORD_COLUMNS"]
 
-SCHEMA = "imdlbenco.results/1"
+SCHEMA = runfolder.RESULTS_SCHEMA
 #: how a checkpoint was chosen → the label printed next to its numbers
-SELECTION_LABELS = {
-    "validation": "best on validation",
-    "test_sets": "best on the test sets (optimistic)",
-    "last_epoch": "last epoch",
-    "fixed_epoch": "fixed epoch (not chosen)",
-    "given": "given checkpoint",
-}
+SELECTION_LABELS = runfolder.SELECTION_LABELS
 #: the columns of per_image.csv that say which record a row belongs to
 RECORD_COLUMNS = ("set", "epoch", "attack", "param")
 

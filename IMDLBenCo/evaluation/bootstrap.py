@@ -91,14 +91,21 @@ def _groups_desc(scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return order, starts
 
 
-def weighted_binary_auc(weights: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """ROC AUC (ties 1/2) of the drawn (score, label) pairs; NaN when a class was not drawn."""
+def _weighted_groups(weights: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(R, G) drawn positives and negatives per group of equal scores, highest score first."""
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
     order, starts = _groups_desc(scores)
     w = weights[:, order].astype(np.float64)
     y = labels[order]
-    pos = np.add.reduceat(w * y, starts, axis=1) if starts.size else np.zeros((w.shape[0], 0))
-    neg = np.add.reduceat(w * ~y, starts, axis=1) if starts.size else np.zeros((w.shape[0], 0))
+    if not starts.size:
+        empty = np.zeros((w.shape[0], 0))
+        return empty, empty
+    return np.add.reduceat(w * y, starts, axis=1), np.add.reduceat(w * ~y, starts, axis=1)
+
+
+def weighted_binary_auc(weights: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """ROC AUC (ties 1/2) of the drawn (score, label) pairs; NaN when a class was not drawn."""
+    pos, neg = _weighted_groups(weights, scores, labels)
     n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
     neg_below = n_neg[:, None] - np.cumsum(neg, axis=1)
     twice = (pos * (2 * neg_below + neg)).sum(axis=1)
@@ -109,18 +116,13 @@ def weighted_binary_auc(weights: np.ndarray, scores: np.ndarray, labels: np.ndar
 def weighted_binary_ap(weights: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Average precision (scikit-learn's) of the drawn pairs; 0 without a drawn positive, NaN
     without any image."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
-    order, starts = _groups_desc(scores)
-    w = weights[:, order].astype(np.float64)
-    y = labels[order]
-    pos = np.add.reduceat(w * y, starts, axis=1) if starts.size else np.zeros((w.shape[0], 0))
-    neg = np.add.reduceat(w * ~y, starts, axis=1) if starts.size else np.zeros((w.shape[0], 0))
+    pos, neg = _weighted_groups(weights, scores, labels)
     n_pos = pos.sum(axis=1)
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1), 0.0)
         ap = (pos * precision).sum(axis=1) / np.where(n_pos > 0, n_pos, 1)
-    total = w.sum(axis=1)
+    total = weights.sum(axis=1)
     return np.where(total > 0, np.where(n_pos > 0, ap, 0.0), np.nan)
 
 

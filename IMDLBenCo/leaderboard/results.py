@@ -13,20 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import runfolder
 from ..errors import RunFolderError
 
 #: the schemas this reader understands
-KNOWN_SCHEMAS = ("imdlbenco.results/1",)
-RESULTS_NAME = "results.json"
+KNOWN_SCHEMAS = (runfolder.RESULTS_SCHEMA,)
+RESULTS_NAME = runfolder.RESULTS
 #: the label of a checkpoint chosen on the test sets themselves (docs/results.md)
 OPTIMISTIC_RULE = "test_sets"
-SELECTION_LABELS = {
-    "validation": "best on validation",
-    "test_sets": "best on the test sets (optimistic)",
-    "last_epoch": "last epoch",
-    "fixed_epoch": "fixed epoch (not chosen)",
-    "given": "given checkpoint",
-}
+SELECTION_LABELS = runfolder.SELECTION_LABELS
 
 
 @dataclass
