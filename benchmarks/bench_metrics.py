@@ -12,7 +12,8 @@ and ``BinaryAccuracy`` with ``multidim_average="samplewise"`` on each batch, ``B
 (exact, ``thresholds=None``) per manipulated image. Prints ms/image for each evaluator and the ratios,
 and PixelAUC alone with each CPU key sort (numpy's np.sort, OpenCV's cv2.sort, the O(n) radix
 sort; IMDLBenCo/evaluation/_prepare.py picks the fastest per process) against scikit-learn's
-``roc_auc_score``, so a machine without numpy's SIMD sort shows what each gives.
+``roc_auc_score``, so a machine without numpy's SIMD sort shows what each gives: the whole
+evaluator (checks, exact AUC, histograms) and the exact per-image AUC alone (pack, sort, count).
 
     .venv/bin/python benchmarks/bench_metrics.py [--images 200] [--size 512] [--batch 8]
         [--sklearn-images 24] [--device cpu] [--quantised] [--repeat 3]
@@ -85,7 +86,8 @@ def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) 
 
 
 def run_key_sorts(preds, masks, batch: int, repeat: int) -> Dict[str, List[float]]:
-    """Best-of-``repeat`` [wall s, CPU s] of PixelAUC alone (update + compute) with each CPU key sort."""
+    """Best-of-``repeat`` [wall s, CPU s] with each CPU key sort of PixelAUC alone (update + compute), and
+    of the exact per-image AUC itself (``PixelBatch.auc()``: pack, sort, count; no checks, no histograms)."""
     from IMDLBenCo.evaluation import PixelAUC, _prepare
 
     chosen = _prepare.key_sort_name()
@@ -97,11 +99,17 @@ def run_key_sorts(preds, masks, batch: int, repeat: int) -> Dict[str, List[float
                 _prepare.sort_keys_inplace(np.arange(3, 0, -1, dtype=np.int32))
             except Exception:  # noqa: BLE001 - e.g. no OpenCV
                 continue
-            best = [float("inf")] * 2
+            best = [float("inf")] * 4
             for _ in range(repeat):
                 spent, _ = run_ours([PixelAUC()], preds, masks, torch.zeros(preds.shape[0]), torch.zeros(preds.shape[0]),
                                     batch, "cpu")
-                best = [min(a, b) for a, b in zip(spent["PixelAUC"], best)]
+                kernel = [0.0, 0.0]
+                for s in range(0, preds.shape[0], batch):
+                    pb = _prepare.PixelBatch(preds[s:s + batch], masks[s:s + batch], None, "bench")
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    pb.auc()
+                    _add(kernel, t0, c0)
+                best = [min(a, b) for a, b in zip(spent["PixelAUC"] + kernel, best)]
             out[name] = best
     finally:
         _prepare._KEY_SORT["name"] = chosen
@@ -332,11 +340,11 @@ def main() -> None:
         print(f"\nPixelAUC by CPU key sort (this process uses {_prepare.key_sort_name()!r}, the fastest of its "
               f"timing probe), against scikit-learn's roc_auc_score (ms/image):")
         print(f"{'key sort':<20}{'ours wall':>10}{'ours CPU':>10}{'sk wall':>10}{'sk CPU':>10}{'ratio wall':>12}"
-              f"{'ratio CPU':>11}")
+              f"{'ratio CPU':>11}   {'AUC alone wall':>14}{'CPU':>8}{'ratio wall':>12}{'ratio CPU':>11}")
         for name, spent in sorts.items():
             o = [x / n * 1e3 for x in spent]
             print(f"{name:<20}{o[0]:>10.3f}{o[1]:>10.3f}{sk[0]:>10.2f}{sk[1]:>10.2f}{sk[0] / o[0]:>11.1f}x"
-                  f"{sk[1] / o[1]:>10.1f}x")
+                  f"{sk[1] / o[1]:>10.1f}x   {o[2]:>14.3f}{o[3]:>8.3f}{sk[0] / o[2]:>11.1f}x{sk[1] / o[3]:>10.1f}x")
 
     print(f"\nvalues on the first {k} images (ours vs scikit-learn):")
     worst = 0.0
