@@ -225,8 +225,10 @@ def test_resume_after_interruption_gives_the_same_pack(tmp_path: Path, monkeypat
 
 def test_refusals(tmp_path: Path, packed):
     src, out, _ = packed
+    again = pack_dataset(str(src), str(out), PackOptions(samples_per_shard=3, workers=0))  # the same: nothing to do
+    assert again.resumed_samples == again.samples == 7
     with pytest.raises(UsageError, match="complete pack"):
-        pack_dataset(str(src), str(out), PackOptions(samples_per_shard=3, workers=0))
+        pack_dataset(str(src), str(out), PackOptions(samples_per_shard=2, workers=0))
     pack_dataset(str(src), str(out), PackOptions(samples_per_shard=2, workers=0, force=True))
     assert len(list(out.glob("shard-*.tar"))) == 4
     other = tmp_path / "other"
@@ -346,6 +348,10 @@ def test_balanced_dataset_members_are_packed(tmp_path: Path):
         y.set_epoch(epoch)
         assert_items_equal(x, y)
     assert path_content_hash(result.data_path)["content_hash"] == path_content_hash(str(spec))["content_hash"]
+    # a balanced pack stopped after its first member continues with the second
+    shutil.rmtree(out / "01_b")
+    again = pack_dataset(str(spec), str(out), PackOptions(workers=0))
+    assert [m.resumed_samples for m in again.members] == [3, 0] and again.samples == 7
 
 
 def test_file_url_and_http_on_loopback(packed, tmp_path: Path):

@@ -169,10 +169,15 @@ def _prepare_out(out: str, identity: Dict[str, Any], options: Dict[str, Any], fo
             try:
                 with open(os.path.join(out, INDEX_NAME), encoding="utf-8") as f:
                     old = json.load(f)
-                what = f" of {old.get('name')} ({old.get('num_samples')} samples, {old.get('content_hash', '')[:19]}...)"
             except (OSError, ValueError):
-                what = ""
-            raise UsageError(f"--out {out}: it already holds a complete pack{what}; pass --force to replace it.")
+                old = {}
+            if (isinstance(old, dict) and old.get("source", {}).get("content_hash") == identity["content_hash"]
+                    and old.get("options") == options):
+                return {"complete": old}  # the same pack of the same files: nothing to do
+            what = f" of {old.get('name')} ({old.get('num_samples')} samples, {str(old.get('content_hash'))[:19]}...)" \
+                if isinstance(old, dict) and old else ""
+            raise UsageError(f"--out {out}: it already holds a complete pack{what} of other files or with other "
+                             f"options; pass --force to replace it.")
     elif PROGRESS_NAME in names:
         try:
             with open(os.path.join(out, PROGRESS_NAME), encoding="utf-8") as f:
@@ -293,6 +298,13 @@ def _pack_one(dataset: Any, source: str, out: str, opts: PackOptions,
         content_hash = HASH_PREFIX + hashlib.sha256(f"{content_hash}\nmax_side={int(opts.max_side)}\n".encode()).hexdigest()
     options = opts.record()
     progress = _prepare_out(out, source_identity, options, opts.force)
+    done = progress.get("complete")
+    if done is not None:
+        progress_cb(f"{out}: already a complete pack of these files with these options; nothing to do")
+        return PackResult(out=out, samples=done["num_samples"], shards=len(done["shardlist"]),
+                          shard_bytes=done["shard_bytes"], source_bytes=done["source_bytes"],
+                          content_hash=done["content_hash"], resumed_samples=done["num_samples"],
+                          seconds=time.perf_counter() - start, data_path=out)
     shardlist: List[Dict[str, Any]] = list(progress.get("shardlist", []))
     rows: List[List[Any]] = list(progress.get("samples", []))
     totals = {"source_bytes": int(progress.get("source_bytes", 0))}
@@ -345,7 +357,7 @@ def _pack_one(dataset: Any, source: str, out: str, opts: PackOptions,
     index = {
         "__kind__": "wids-shard-index-v1", "wids_version": 1, "format": FORMAT, "format_version": FORMAT_VERSION,
         "name": os.path.basename(os.path.normpath(source)), "content_hash": content_hash,
-        "files": source_identity["files"], "num_samples": len(rows), "source": identity,
+        "files": source_identity["files"], "num_samples": len(rows), "source": identity, "options": options,
         "payload": {"codec": opts.codec, "level": options["level"], "max_side": opts.max_side,
                     "original_bytes": bool(opts.keep_original_bytes),
                     "image": "<key>.image.npy[.zst|.lz4]: H x W x 3 uint8 RGB, as the source's loader decodes it",
