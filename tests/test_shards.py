@@ -415,3 +415,21 @@ def test_test_datasets_json_may_name_shards_and_urls(packed, tmp_path: Path):
     sets.write_text(json.dumps({"local": "shards", "remote": "https://example.invalid/casia/shards"}))
     assert load_test_datasets(str(sets)) == {"local": str(out), "remote": "https://example.invalid/casia/shards"}
     assert load_test_datasets(str(out)) == {"test_dataset": str(out)}
+
+
+def test_real_coverage_dataset(coverage_dir: Path, tmp_path: Path):
+    """Real images (COVERAGE, ../shared/datasets): 16 pairs and 4 authentic images as a JsonDataset."""
+    from IMDLBenCo.datasets.identity import path_content_hash
+    from IMDLBenCo.datasets.utils import write_json_dataset
+
+    full = dataset_from_path(str(coverage_dir), keep_size=True)
+    pairs = list(zip(full.image_paths, full.mask_paths))[::6][:16]
+    authentic = sorted((coverage_dir / "Au").iterdir())[:4]
+    spec = tmp_path / "coverage.json"
+    write_json_dataset(pairs + [(str(p), "Negative") for p in authentic], str(spec))
+    out = tmp_path / "coverage"
+    result = pack_dataset(str(spec), str(out), PackOptions(workers=2))
+    assert result.samples == 20
+    kwargs = dict(is_padding=True, output_size=512, edge_width=7, defer_normalization=True)
+    assert_items_equal(dataset_from_path(str(spec), **kwargs), dataset_from_path(str(out), **kwargs))
+    assert path_content_hash(str(out)) == path_content_hash(str(spec))
