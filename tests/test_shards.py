@@ -433,3 +433,12 @@ def test_real_coverage_dataset(coverage_dir: Path, tmp_path: Path):
     kwargs = dict(is_padding=True, output_size=512, edge_width=7, defer_normalization=True)
     assert_items_equal(dataset_from_path(str(spec), **kwargs), dataset_from_path(str(out), **kwargs))
     assert path_content_hash(str(out)) == path_content_hash(str(spec))
+
+
+def test_benco_data_check_on_shards_is_one_message(packed, capsys):
+    from IMDLBenCo.cli import main
+
+    _, out, _ = packed
+    assert main(["data", "check", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "shards" in err and "Traceback" not in err

@@ -187,6 +187,10 @@ def _structure(path: str, notes: List[str]) -> Tuple[List[Tuple[str, str]], List
         return mani_structure(path, notes)
     if fmt == "JsonDataset":
         return json_structure(path)
+    if fmt == "ShardDataset":  # benco data pack: checked when written, checksummed on every read
+        raise DatasetError(f"{path}: shards (benco data pack) hold no image files to check; each stored image and "
+                           f"mask was read back when packed, and every read verifies its checksum. Check the dataset "
+                           f"they were packed from (its path is in {path}/shards.json, \"source\").")
     # BalancedDataset: every sub-dataset
     pairs, problems = [], []
     for _name, sub in read_balanced_entries(path):
