@@ -174,7 +174,7 @@ def test_vit_tokens_are_reshaped(tmp_path, data, grad_cam):
     cam, records = _records(out)
     # 32 px / patch 16 = a 2x2 grid: 5 tokens = 1 class token + 4, reshaped to (B, 192, 2, 2)
     assert cam["layer_output_shape"] == [1, 5, 192]
-    assert cam["reshape_tokens"] == {"prefix_tokens": 1, "grid": [2, 2]}
+    assert cam["reshape_tokens"] == {"prefix_tokens": 1, "grid": [2, 2], "layout": "B,N,C"}
     with Image.open(out / records[0]["cam_path"]) as heat:
         assert heat.size == (64, 64)
     with pytest.raises(UsageError, match="is not a square grid"):

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from IMDLBenCo import runoptions
 from IMDLBenCo.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1] / "IMDLBenCo"
 ZOO_DIRS = sorted(p for p in (ROOT / "model_zoo").iterdir() if p.is_dir() and (p / "__init__.py").exists())
-ENGINE_KEYS = {"if_padding", "if_resizing", "image_size", "edge_mask_width", "if_predict_label", "batch_size",
-               "test_batch_size", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "accum_iter", "epochs",
-               "test_period", "seed", "if_not_amp", "find_unused_parameters", "no_model_eval", "num_workers",
-               "data_path", "test_data_path", "clip_grad"}
+#: every option of the scripts (the table in IMDLBenCo/runoptions.py)
+ENGINE_KEYS = runoptions.names()
 
 
 def _recipes():

@@ -308,7 +308,7 @@ class PixelBatch:
                 np = _np()
                 srt = self.sorted_keys()
                 edges = _edge_keys()
-                total = np.zeros((2, k), np.int64)
+                rows = np.zeros((srt.shape[0], 2, k), np.int64)  # per image: what histograms() returns
                 for i, nv in enumerate(self.n_valid.tolist()):
                     if nv == 0:
                         continue
@@ -320,10 +320,11 @@ class PixelBatch:
                     filled = np.flatnonzero(counts)
                     # Between consecutive non-empty bins' starts lie exactly those bins' pixels.
                     pos = np.add.reduceat(row & 1, starts[filled])
-                    total[1, filled] += pos
-                    total[0] += counts
-                    total[0, filled] -= pos
-                self._hist = torch.from_numpy(total)
+                    rows[i, 1, filled] = pos
+                    rows[i, 0] = counts
+                    rows[i, 0, filled] -= pos
+                self._hists = torch.from_numpy(rows.astype(np.int32))
+                self._hist = torch.from_numpy(rows.sum(0))
             else:
                 idx = ((self.pred * k).to(torch.int64) << 1) | self.pos.to(torch.int64)
                 if self.valid is not None:
@@ -336,6 +337,8 @@ class PixelBatch:
     def histograms(self) -> torch.Tensor:
         """(B, 2, HIST_BINS) int32 per-image counts (the rows :meth:`histogram` sums): what the
         bootstrap resamples for the pooled AUC/AP (memory per image, never per pixel)."""
+        if getattr(self, "_hists", None) is None and self.on_cpu:
+            self.histogram()  # read off the sorted keys, per image
         if getattr(self, "_hists", None) is None:
             k, b = HIST_BINS, self.pred.shape[0]
             lib = _np() if self.on_cpu else torch
