@@ -213,3 +213,22 @@ def test_the_demo_checkpoint_is_found_without_import_and_options_come_from_its_r
     assert torch.load(ckpt, weights_only=True)["model_module"] == "IMDLBenCo.demo.model"
     config = config_from_checkpoint(str(ckpt))
     assert config["model"] == "DemoNet" and config["width"] == 6 and config["image_size"] == 32
+
+
+def test_max_pixels_is_checked_before_a_run_and_while_loading(tmp_path):
+    from engine_support import MeanF1, base_args, make_mani
+
+    from IMDLBenCo.engine import train_main
+
+    data = make_mani(tmp_path / "data", 3, seed=1)
+    bomb = _png_claiming(data / "Tp" / "img01.png", 12000, 12000)
+    Image.new("L", (12000 // 100, 120)).save(data / "Gt" / "img01_gt.png")  # a mask of another size
+    with pytest.raises(DatasetError, match=r"img01\.png.*max_pixels"):
+        train_main(base_args(tmp_path, data, epochs=1), evaluators=[MeanF1()], train_transform=False)
+    bomb.unlink()
+    (data / "Gt" / "img01_gt.png").unlink()
+    with pytest.raises(DatasetError, match="max_pixels"):  # a limit below the data's own images
+        train_main(base_args(tmp_path, data, epochs=1, max_pixels=100), evaluators=[MeanF1()], train_transform=False)
+    with pytest.raises(DatasetError, match="max_pixels"):  # the loader checks too (no header check first)
+        train_main(base_args(tmp_path, data, epochs=1, max_pixels=100, skip_data_check=True, overwrite=True),
+                   evaluators=[MeanF1()], train_transform=False)

@@ -255,15 +255,26 @@ def _check_pair(pair: Tuple[str, str]) -> List[Problem]:
     return problems
 
 
-def _check_pair_headers(pair: Tuple[str, str]) -> List[Problem]:
-    """The cheap part of :func:`_check_pair`: files exist, are images, and sizes agree (headers only)."""
+def _check_pair_headers(pair: Tuple[str, str], max_pixels: Optional[int] = None) -> List[Problem]:
+    """The cheap part of :func:`_check_pair`: files exist, are images, sizes agree and stay within
+    ``max_pixels`` (headers only)."""
+    import warnings
+
+    from .io import too_large
+
     tp, gt = pair
     sizes = []
     for path, what in ((tp, "image"), (gt, "mask")):
         if path == NEGATIVE:
             continue
         try:
-            with Image.open(path) as img:  # reads the header only
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(path)  # reads the header only
+            with img:
+                reason = too_large(img, max_pixels)
+                if reason:
+                    return [Problem(ERROR, f"oversized {what}", path, reason)]
                 sizes.append(img.size)
         except FileNotFoundError:
             return [Problem(ERROR, f"missing {what}", path, "file not found")]
@@ -276,20 +287,25 @@ def _check_pair_headers(pair: Tuple[str, str]) -> List[Problem]:
     return []
 
 
-def _per_pair(pairs: Sequence[Tuple[str, str]], quick: bool, workers: Optional[int]) -> List[List[Problem]]:
+def _per_pair(pairs: Sequence[Tuple[str, str]], quick: bool, workers: Optional[int],
+              max_pixels: Optional[int] = None) -> List[List[Problem]]:
+    import functools
+
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
+    check = functools.partial(_check_pair_headers, max_pixels=max_pixels) if quick else _check_pair
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without holding the GIL
-        return list(pool.map(_check_pair_headers if quick else _check_pair, pairs))
+        return list(pool.map(check, pairs))
 
 
-def check_pairs(pairs: Sequence[Tuple[str, str]], quick: bool = False, workers: Optional[int] = None) -> List[Problem]:
+def check_pairs(pairs: Sequence[Tuple[str, str]], quick: bool = False, workers: Optional[int] = None,
+                max_pixels: Optional[int] = None) -> List[Problem]:
     """The problems of every pair, read in a thread pool.
 
     ``quick=True`` reads only the file headers (existence, format, image/mask sizes), which is
     what the scripts run before training or testing; the full check also decodes every file
     (truncation) and reads the mask values (non-binary, two-valued, unclear, empty).
     """
-    return [p for problems in _per_pair(pairs, quick, workers) for p in problems]
+    return [p for problems in _per_pair(pairs, quick, workers, max_pixels) for p in problems]
 
 
 def _is_prepare_manifest(path: str) -> bool:

@@ -103,6 +103,7 @@ class AbstractDataset(Dataset):
         defer_normalization: bool = False,
         oversize: str = "shrink",
         keep_size: bool = False,
+        max_pixels: Optional[int] = None,
     ) -> None:
         super().__init__()
         if bool(is_padding) + bool(is_resizing) + bool(keep_size) != 1:
@@ -128,6 +129,8 @@ class AbstractDataset(Dataset):
         self.post_funcs = _normalize_post_funcs(post_funcs)
         self.defer_normalization = bool(defer_normalization)
         self.oversize = oversize
+        #: images whose header claims more pixels are refused before decoding (io.DEFAULT_MAX_PIXELS)
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
         self.image_paths: List[str] = []
         self.mask_paths: List[str] = []
         self.names: List[str] = []
@@ -152,11 +155,11 @@ class AbstractDataset(Dataset):
     def _load_pair(self, index: int) -> Tuple[Union[Image.Image, np.ndarray], np.ndarray]:
         """The decoded image (RGB, Pillow or H×W×3 uint8) and its {0,1} uint8 H×W mask."""
         tp, gt = self.image_paths[index], self.mask_paths[index]
-        image = load_rgb(tp, self.root)
+        image = load_rgb(tp, self.root, self.max_pixels)
         w, h = image.size
         if gt == NEGATIVE:
             return image, np.zeros((h, w), np.uint8)
-        mask = load_mask(gt, self.root)
+        mask = load_mask(gt, self.root, self.max_pixels)
         if mask.shape != (h, w):
             raise DatasetError(
                 f"{tp}: image is {w}x{h} (WxH) but its mask {gt} is {mask.shape[1]}x{mask.shape[0]}; "

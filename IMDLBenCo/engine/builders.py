@@ -176,6 +176,7 @@ def dataset_kwargs(data: DataConfig, transform: Any = None, post_func: Optional[
         edge_width=data.edge_mask_width,
         post_funcs=post_func,
         defer_normalization=defer_normalization,
+        max_pixels=data.max_pixels,
     )
 
 
@@ -189,7 +190,8 @@ def check_before_run(dataset: Dataset, path: str) -> None:
     from ..datasets.check import check_pairs
     from ..datasets.io import DatasetError
 
-    errors = [p for p in check_pairs(dataset_pairs(dataset), quick=True) if p.severity == "error"]
+    errors = [p for p in check_pairs(dataset_pairs(dataset), quick=True, max_pixels=getattr(dataset, "max_pixels", None))
+              if p.severity == "error"]
     if errors:
         shown = "\n".join("  " + p.line(path if os.path.isdir(path) else "") for p in errors[:10])
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""

@@ -30,6 +30,7 @@ class DataConfig:
         pin_memory: pin loader memory (effective on CUDA only).
         seed: seed of the shuffling, the workers and a BalancedDataset's draw.
         check_files: check every file's header before the run (``--skip_data_check`` turns it off).
+        max_pixels: the largest image decoded (``--max_pixels``; checked from the file's header).
     """
 
     image_size: int = 512
@@ -40,13 +41,14 @@ class DataConfig:
     pin_memory: bool = True
     seed: int = 42
     check_files: bool = True
+    max_pixels: Optional[int] = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DataConfig":
         return cls(image_size=args.image_size, padding=bool(args.if_padding),
                    keep_size=bool(getattr(args, "sliding_window", False)), edge_mask_width=args.edge_mask_width,
                    num_workers=args.num_workers, pin_memory=bool(args.pin_mem), seed=args.seed,
-                   check_files=not args.skip_data_check)
+                   check_files=not args.skip_data_check, max_pixels=args.max_pixels)
 
 
 @dataclass(frozen=True)
