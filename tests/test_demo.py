@@ -45,10 +45,19 @@ def test_demo_quick_end_to_end(tmp_path):
     # it learned something real on the held-out test split
     assert trained > untrained + 0.15, (trained, untrained)
     assert summary["trained"]["image_auc"] > 0.75
-    # the last lines: key metrics, then the report path
-    tail = done.stdout.strip().splitlines()[-5:]
+    # the last lines: key metrics, what the model is, then the report path
+    tail = done.stdout.strip().splitlines()[-9:]
     assert tail[-1] == f"report: {out / 'report' / 'index.html'}"
-    assert re.search(rf"pixel F1: trained {trained:.4f} vs untrained {untrained:.4f}", tail[-2])
+    assert any(re.search(rf"pixel F1: trained {trained:.4f} vs untrained {untrained:.4f}", line) for line in tail)
+    printed = " ".join(line.strip() for line in tail)
+    assert "note: demo model: DemoNet trained" in printed and "not a detector for real photos" in printed
+    # ... and so do its summary, every checkpoint it trained (benco predict can repeat it) and the report
+    from IMDLBenCo.demo.notes import checkpoint_note
+
+    assert summary["note"].startswith("demo model: DemoNet trained") and "JPEG" in summary["robustness_note"]
+    for ckpt in (out / "train").glob("checkpoint-*.pth"):
+        if ckpt.name != "checkpoint-resume.pth":
+            assert checkpoint_note(ckpt) == summary["note"], ckpt
 
     # every stage left its files
     assert (out / "data" / "train.json").is_file() and (out / "data" / "test_datasets.json").is_file()
@@ -68,7 +77,8 @@ def test_demo_quick_end_to_end(tmp_path):
 
     # the report is built from the real run folders
     page = (out / "report" / "index.html").read_text()
-    for needle in ("synth_test", "synth_val", "GaussianNoise", 'class="gallery"', "Model complexity", "Side by side"):
+    for needle in ("synth_test", "synth_val", "GaussianNoise", 'class="gallery"', "Model complexity", "Side by side",
+                   "Read first", "not a detector for real photos", "4:2:0 chroma subsampling"):
         assert needle in page, needle
     for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', page):
         assert (out / "report" / src).is_file(), src
@@ -90,3 +100,36 @@ def test_demo_same_seed_same_metrics(tmp_path):
     assert first["trained"] == second["trained"] and first["untrained"] == second["untrained"]
     assert json.loads((tmp_path / "a" / "robust" / "robustness.json").read_text())["results"] == \
         json.loads((tmp_path / "b" / "robust" / "robustness.json").read_text())["results"]
+
+
+def test_note_written_into_every_checkpoint_keeps_the_best_link(tmp_path):
+    import os
+
+    from IMDLBenCo.demo.notes import add_note_to_checkpoints, checkpoint_note
+
+    for epoch in range(3):
+        torch.save({"model": {"w": torch.full((2,), float(epoch))}, "epoch": epoch}, tmp_path / f"checkpoint-{epoch}.pth")
+    os.link(tmp_path / "checkpoint-1.pth", tmp_path / "checkpoint-best.pth")
+    torch.save({"model": {}, "optimizer": {}}, tmp_path / "checkpoint-resume.pth")
+    assert add_note_to_checkpoints(tmp_path, "demo model: a test") == 3
+    for epoch in range(3):
+        ckpt = torch.load(tmp_path / f"checkpoint-{epoch}.pth", weights_only=True)
+        assert ckpt["note"] == "demo model: a test" and ckpt["epoch"] == epoch and ckpt["model"]["w"][0] == epoch
+    assert os.path.samefile(tmp_path / "checkpoint-best.pth", tmp_path / "checkpoint-1.pth")
+    assert checkpoint_note(tmp_path / "checkpoint-best.pth") == "demo model: a test"
+    assert checkpoint_note(tmp_path / "checkpoint-resume.pth") is None  # the training state is left alone
+    assert checkpoint_note(tmp_path / "no_such.pth") is None and checkpoint_note({"note": " "}) is None
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob("*.link"))
+
+
+def test_report_shows_notes_first(tmp_path):
+    from test_report import make_train_run
+
+    from IMDLBenCo.report import build_report
+
+    page = build_report([make_train_run(tmp_path / "train")], out=tmp_path / "rep",
+                        notes=["demo model: <not> for real photos", ""]).read_text()
+    box = page.split('<div class="notes"')[1].split("</div>")[0]
+    assert "Demo model: &lt;not&gt; for real photos" in box and box.count("<li>") == 1
+    assert page.index('class="notes"') < page.index('class="cards"')
+    assert 'class="notes"' not in build_report([tmp_path / "train"], out=tmp_path / "rep2").read_text()

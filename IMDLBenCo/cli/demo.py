@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     print("  DemoNet, trained              " + "  ".join(f"{trained[k]:>14.4f}" for k in keys))
     print("  DemoNet, untrained            " + "  ".join(f"{untrained.get(k, float('nan')):>14.4f}" for k in keys))
     print(f"pixel F1: trained {result['trained_pixel_f1']:.4f} vs untrained {result['untrained_pixel_f1']:.4f}")
+    if result.get("note"):  # what this model is (IMDLBenCo.demo.notes); the report explains its robustness grid
+        import textwrap
+
+        print(textwrap.fill(f"note: {result['note']}.", width=100, subsequent_indent="      "))
     print(f"report: {result['report']}")
     sys.stdout.flush()
     return 0

@@ -53,6 +53,8 @@ img.plot{max-width:100%;background:#fff;border:1px solid #dfe3ea;margin:4px 0}
 .ok{color:#0b7a3b;font-weight:600}.bad{color:#c0392b;font-weight:600}
 details{margin:6px 0}summary{cursor:pointer;color:#2455c3;font-size:14px}
 code{background:#eef1f6;padding:0 4px;border-radius:3px}.scroll{overflow-x:auto;max-width:100%}
+.notes{background:#fff8e1;border:1px solid #f0c36d;border-radius:6px;padding:8px 14px;margin:10px 0;font-size:14px}
+.notes ul{margin:4px 0 0;padding-left:20px}
 """
 
 
@@ -204,13 +206,24 @@ def _checkpoint_words(run: RunFolder, last: bool = True) -> str:
     if not isinstance(value, str) or not value:
         return ""
     path = Path(value)
-    if str(value).endswith(("/", os.sep)) or path.is_dir() or not path.suffix:
+    is_folder = str(value).endswith(("/", os.sep)) or path.is_dir() or not path.suffix
+    folder = _short_folder(path if is_folder else path.parent, run)
+    if is_folder:
         if not last:
-            return f"checkpoints of {path.name or value}/"
+            return f"checkpoints of {folder}/"
         epochs = [epoch for metrics in run.headline_metrics().values() for epoch, _ in metrics.values()]
         last = f" (epoch {int(max(epochs))})" if epochs else ""
-        return f"last checkpoint of {path.name or value}/{last}"
-    return f"{path.name} of {path.parent.name}/" if path.parent.name else path.name
+        return f"last checkpoint of {folder}/{last}"
+    return f"{path.name} of {folder}/" if folder else path.name
+
+
+def _short_folder(folder: Path, run: RunFolder) -> str:
+    """``folder`` relative to the folder that holds the run (``train``, ``untrained/weights``), else its name."""
+    try:
+        return Path(os.path.relpath(folder.resolve(), run.path.resolve().parent)).as_posix() \
+            if folder.resolve().is_relative_to(run.path.resolve().parent) else folder.name
+    except (OSError, ValueError):
+        return folder.name
 
 
 def tested_label(run: RunFolder, with_sets: bool = True) -> str:
@@ -517,6 +530,15 @@ def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: List[str
             page.img(plot_comparison(metric, data, page.asset(f"compare_{metric}")), f"{metric} over epochs for every run")
 
 
+def _notes_box(notes: Sequence[str]) -> str:
+    """The report's notes: read before the numbers."""
+    shown = [n.strip() for n in notes if isinstance(n, str) and n.strip()]
+    if not shown:
+        return ""
+    items = "".join(f"<li>{html.escape(n[0].upper() + n[1:])}</li>" for n in shown)
+    return f'<div class="notes" role="note"><b>Read first</b><ul>{items}</ul></div>'
+
+
 def _summary_cards(runs: Sequence[RunFolder]) -> str:
     """Key numbers across all folders, shown at the top."""
     cards: List[Tuple[str, str]] = []
@@ -540,6 +562,7 @@ def build_report(
     n_samples: int = 12,
     threshold: float = 0.5,
     title: Optional[str] = None,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write the HTML report of ``run_dirs`` and return the path of the HTML file.
 
@@ -550,6 +573,8 @@ def build_report(
             ``assets/``); default ``report/`` inside a single run folder, else ``./benco_report``.
         n_samples: how many predictions the gallery shows (worst, best, authentic).
         threshold: probability above which a predicted pixel counts as manipulated.
+        notes: sentences shown in a box at the top, before any number (what the model is, why a
+            result looks as it does; ``benco demo`` says its model is a demo).
     """
     if not run_dirs:
         raise ValueError("build_report: give at least one run folder (the --output_dir of a benco script)")
@@ -590,7 +615,7 @@ def build_report(
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><main>"
         f"<h1>{html.escape(title)}</h1>"
         f'<p class="muted">written by IMDLBenCo {html.escape(__version__)} on {now} from {len(runs)} run folder(s)</p>'
-        f"<nav>{nav}</nav>{_summary_cards(runs)}" + "\n".join(page.parts) + "</main></body></html>\n"
+        f"<nav>{nav}</nav>{_notes_box(notes)}{_summary_cards(runs)}" + "\n".join(page.parts) + "</main></body></html>\n"
     )
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(document, encoding="utf-8")
