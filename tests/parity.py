@@ -12,16 +12,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-PARITY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity"
+#: the fixtures: ../shared/reference/parity, or the folder IMDLBENCO_PARITY_DIR names (fixtures that
+#: scripts/parity.sh regenerated from IMDL-BenCo 0.1.45 itself)
+PARITY_DIR = Path(os.environ.get("IMDLBENCO_PARITY_DIR")
+                  or Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity")
 MODELS_DIR = PARITY_DIR / "models"
 INPUTS_DIR = PARITY_DIR / "inputs"
 DATA_DIR = PARITY_DIR / "data"
+#: the source images of the data fixtures (README §2, §4): stored with regenerated fixtures when they
+#: were made without ../shared (synthetic stand-ins), else ../shared/datasets
+SOURCES_DIR = (PARITY_DIR / "sources" if (PARITY_DIR / "sources").is_dir()
+               else Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
 
 # README §3 "Tolerances"
 TOL_PROB = 1e-4

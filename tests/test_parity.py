@@ -1,11 +1,10 @@
-"""Reference parity: every fixture in ../shared/reference/parity/ against our code.
+"""Reference parity: every fixture in ../shared/reference/parity/ (or $IMDLBENCO_PARITY_DIR) against our code.
 
 Models (README §3): same filled weights and inputs give IMDL-BenCo 0.1.45's eval and train
 outputs, losses, per-parameter gradient norms and dropout probabilities. Data pipeline (§4): same
 resized / padded images, masks, edge masks, shape masks, labels and shapes. Attacks (§5): same
 blurred and JPEG-compressed images, same noise statistics. A fixture that is present and does not
-match fails; a model fixture whose model is not in our zoo yet is an expected failure that names
-the issue bringing it.
+match fails.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import torch
 from parity import (
     DATA_DIR,
     PARITY_DIR,
+    SOURCES_DIR,
     data_fixture_names,
     model_fixture_names,
     robust_fixture_names,
@@ -28,9 +28,6 @@ from parity import (
 
 pytestmark = pytest.mark.skipif(not PARITY_DIR.is_dir(), reason=f"parity fixtures not found at {PARITY_DIR}")
 
-SHARED = PARITY_DIR.parent.parent
-#: zoo models that later issues bring (a fixture exists for each)
-NOT_YET: dict = {}
 
 
 @pytest.fixture(autouse=True)
@@ -54,19 +51,15 @@ HEAVY = {"Cat_Net", "SPAN", "SparseViT", "MantraNet", "MSCDI_Net"}
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
                                   for n in model_fixture_names()])
 def test_model_matches_reference(name):
-    from IMDLBenCo.registry import MODELS
-
-    if name in NOT_YET and name not in MODELS:
-        pytest.xfail(f"{name} is not in the zoo yet (issue {NOT_YET[name]})")
     report = run_model_fixture(name)
     assert report.ok, f"{name} differs from IMDL-BenCo 0.1.45:\n  " + "\n  ".join(report.problems)
 
 
 def test_every_zoo_fixture_is_known():
-    """A new fixture for a model that is neither registered nor listed above would go unnoticed."""
+    """Every fixture names a registered model (a typo'd or new fixture would fail to build)."""
     from IMDLBenCo.registry import MODELS
 
-    unknown = [n for n in model_fixture_names() if n not in MODELS and n not in NOT_YET]
+    unknown = [n for n in model_fixture_names() if n not in MODELS]
     assert not unknown
 
 
@@ -74,7 +67,7 @@ def test_every_zoo_fixture_is_known():
 def _source(z) -> tuple:
     """(dataset root, image path, mask path or None) of a data fixture (README §4)."""
     image_file, mask_file = str(z["image_file"]), str(z["mask_file"])
-    root = SHARED / "datasets" / ("MISC_samples" if image_file.startswith("CASIA") else "COVERAGE")
+    root = SOURCES_DIR / ("MISC_samples" if image_file.startswith("CASIA") else "COVERAGE")
     if "Negative" in str(z["dataset"]):
         return root, root / "Au" / image_file, None
     return root, root / "Tp" / image_file, root / "Gt" / mask_file
@@ -128,7 +121,10 @@ def test_normalised_image_inverts_to_the_fixture():
     if name not in data_fixture_names():
         pytest.skip(f"{name} not present")
     z = np.load(DATA_DIR / f"{name}.npz")
-    ds = ManiDataset(str(SHARED / "datasets" / "COVERAGE"), is_resizing=True, output_size=256)
+    cov = SOURCES_DIR / "COVERAGE"
+    if not (cov / "Tp" / "1t.png").is_file():
+        pytest.skip(f"source image {cov / 'Tp' / '1t.png'} not found")
+    ds = ManiDataset(str(cov), is_resizing=True, output_size=256)
     x = ds[ds.names.index("1t.png")]["image"]
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
