@@ -559,13 +559,15 @@ def compare(ours: Path, theirs: Path) -> int:
                                   == {k for k, v in b["grad_norms"].items() if v is None})
         row["dropout"] = len(a["dropout_p"]) == len(b["dropout_p"]) and all(
             abs(x - y) <= 1e-6 for x, y in zip(a["dropout_p"], b["dropout_p"]))
+        row["sensitivity"] = max((abs(a["sensitivity"][k] - v) for k, v in b["sensitivity"].items()
+                                  if k in a["sensitivity"]), default=0.0)
         row["same_meta"] = all(a[k] == b[k] for k in ("kwargs_json", "input_file", "n_params", "train_deterministic"))
         rows.append(row)
         worst = max(worst, row["eval_pred_mask"] or 0.0)
     if rows:
         print("| model | keys, sums | eval mask | eval label | eval loss rel | train mask | train loss rel | grad rel | "
-              "no-grad sets | dropout | kwargs/input/n_params/train det. |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "no-grad sets | dropout | 1-ulp shifts | kwargs/input/n_params/train det. |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
         def g(v):
             return "-" if v is None else f"{v:.2g}"
@@ -574,7 +576,8 @@ def compare(ours: Path, theirs: Path) -> int:
             print(f"| {r['name']} | {'same' if r['keys'] else 'DIFFERENT'} {g(r['sums_rel'])} | {g(r['eval_pred_mask'])} | "
                   f"{g(r['eval_pred_label'])} | {g(r['eval_loss_rel'])} | {g(r['train_pred_mask'])} | "
                   f"{g(r['train_loss_rel'])} | {g(r['grad_rel'])} | {'same' if r['grad_sets_equal'] else 'DIFFERENT'} | "
-                  f"{'same' if r['dropout'] else 'DIFFERENT'} | {'same' if r['same_meta'] else 'DIFFERENT'} |")
+                  f"{'same' if r['dropout'] else 'DIFFERENT'} | {g(r['sensitivity'])} | "
+                  f"{'same' if r['same_meta'] else 'DIFFERENT'} |")
     for path in sorted((ours / "data").glob("*.npz")):
         other = theirs / "data" / path.name
         if not other.is_file():
