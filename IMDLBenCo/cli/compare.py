@@ -23,8 +23,10 @@ def add_parser(sub) -> None:
     p.add_argument("--metric", default="pixel_f1",
                    help="pixel_f1 (default), pixel_iou, pixel_auc, pixel_ap, pixel_f1_pooled, pixel_iou_pooled, "
                         "image_auc, image_ap, image_f1, image_accuracy")
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    from ..runoptions import add_to
+
+    add_to(p, "bootstrap", default=1000, help="resamples (default 1000)")
+    add_to(p, "seed", default=0, help="seed of the resampling (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
     p.set_defaults(run=run)
 
