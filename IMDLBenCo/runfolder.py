@@ -57,6 +57,7 @@ SELECTION_LABELS = {
 
 _EPOCH_NAME = re.compile(r"^checkpoint-(\d+)\.pth$")
 _TEST = "test_"
+_VAL = "val_"
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -79,14 +80,16 @@ def test_key(metric: str, set_name: Optional[str] = None, prefix: str = "test") 
 
 def split_test_key(key: str) -> Optional[Tuple[Optional[str], str]]:
     """``"test_<set>/<metric>"`` → ``(set, metric)``; ``"test_<metric>"`` → ``(None, metric)``;
-    any other key → None."""
-    if not key.startswith(_TEST):
-        return None
-    rest = key[len(_TEST):]
-    if "/" in rest:
-        set_name, metric = rest.rsplit("/", 1)
-        return set_name, metric
-    return None, rest
+    the validation keys ``val_validation/<metric>`` → ``("validation", metric)`` and
+    ``val_<metric>`` → ``(None, metric)``; any other key → None."""
+    for prefix in (_TEST, _VAL):
+        if key.startswith(prefix):
+            rest = key[len(prefix):]
+            if "/" in rest:
+                set_name, metric = rest.rsplit("/", 1)
+                return set_name, metric
+            return None, rest
+    return None
 
 
 test_key.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one

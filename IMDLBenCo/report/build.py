@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .. import runoptions
 from ..outputs import is_positive
 from .runs import RunFolder, load_run
 
@@ -21,14 +22,11 @@ __all__ = ["build_report", "report_paths", "lower_is_better", "format_value"]
 
 logger = logging.getLogger(__name__)
 
-#: arguments shown up front in each run's configuration table (all others are folded away)
-KEY_ARGS = (
-    "model", "data_path", "test_data_path", "test_data_json", "checkpoint_path", "epochs", "batch_size",
-    "test_batch_size", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "accum_iter", "image_size",
-    "if_padding", "if_resizing", "edge_mask_width", "seed", "test_period",
-)
-#: accepted for IMDL-BenCo's launchers and ignored by the engine: never shown as if they meant something
-IGNORED_ARGS = ("world_size", "local_rank", "dist_url", "dist_on_itp")
+#: arguments shown up front in each run's configuration table (all others are folded away), and
+#: those accepted for IMDL-BenCo's launchers and ignored (never shown as if they meant something):
+#: both flags of the option table (IMDLBenCo/runoptions.py)
+KEY_ARGS = runoptions.report_keys()
+IGNORED_ARGS = runoptions.ignored_options()
 NAN_NOTE = "undefined on this set (see the definition)"
 
 CSS = """
@@ -55,6 +53,10 @@ details{margin:6px 0}summary{cursor:pointer;color:#2455c3;font-size:14px}
 code{background:#eef1f6;padding:0 4px;border-radius:3px}.scroll{overflow-x:auto;max-width:100%}
 .notes{background:#fff8e1;border:1px solid #f0c36d;border-radius:6px;padding:8px 14px;margin:10px 0;font-size:14px}
 .notes ul{margin:4px 0 0;padding-left:20px}
+.badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600;vertical-align:middle}
+.badge.ok{background:#dcfce7;color:#166534}.badge.warn{background:#fde68a;color:#92400e}
+.warn-text{color:#92400e;background:#fffbeb;border-left:3px solid #f59e0b;padding:4px 8px;font-size:13px}
+h4{font-size:14px;margin:14px 0 4px}
 """
 
 
@@ -340,6 +342,15 @@ def _metrics_section(page: _Page, run: RunFolder, definitions: Dict[str, str], p
             page.img(plot_metrics_over_epochs(set_name, metrics, page.asset(f"{prefix}_metrics_{set_name}")), f"metrics over epochs, {set_name}")
 
 
+def _evidence_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str) -> None:
+    """Intervals, selection label, calibration and per-image rows from the run's results.json."""
+    from .evidence import evidence_html, read_results_file
+
+    results = read_results_file(run.path)
+    if results is not None:
+        page.add(evidence_html(results, run.path, page.asset, page.src, prefix, definitions))
+
+
 def _training_section(page: _Page, run: RunFolder, prefix: str) -> None:
     if not run.steps and not any(k.startswith("train_") for r in run.epochs for k in r):
         return
@@ -599,6 +610,7 @@ def build_report(
         page.add(f'<p class="muted">folder <code>{html.escape(str(run.path.resolve()))}</code></p>')
         _training_section(page, run, prefix)
         _metrics_section(page, run, definitions, prefix)
+        _evidence_section(page, run, definitions, prefix)
         _robustness_section(page, run, definitions, prefix, set_names)
         _gallery_section(page, run, prefix, n_samples, threshold)
         _complexity_section(page, run)
