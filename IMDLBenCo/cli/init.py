@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .. import runoptions
+
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "base"
 
@@ -42,13 +44,10 @@ MODULE_IMPORT_LINE = ("import mymodel  # noqa: F401  TODO: the module that defin
 ZOO_IMPORT_LINE = ("# from mymodel import MyModel  # TODO: import your own model here; zoo models and backbones "
                    "need no import")
 
-#: script options that are on/off flags: ``true`` writes the flag, ``false`` leaves it out
-SCRIPT_FLAGS = {"if_padding", "if_resizing", "if_predict_label", "no_model_eval", "if_not_amp",
-                "find_unused_parameters", "pin_mem", "no_pin_mem", "skip_nonfinite_loss"}
-#: options of the training run that test scripts must not receive
-TRAIN_ONLY = {"batch_size", "epochs", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "accum_iter",
-              "test_period", "if_not_amp", "find_unused_parameters", "data_path", "resume", "clip_grad",
-              "save_period", "log_per_epoch_count", "start_epoch", "skip_nonfinite_loss"}
+#: script options that are on/off flags: ``true`` writes the flag, ``false`` leaves it out; and the
+#: options of the training run that test scripts must not receive (both from the option table)
+SCRIPT_FLAGS = {flag[2:] for flag in runoptions.switches()}
+TRAIN_ONLY = runoptions.train_only()
 
 
 def add_parser(sub) -> None:
