@@ -150,7 +150,7 @@ def test_init_model_zoo_without_recipes(tmp_path, monkeypatch, capsys):
 
 def test_real_zoo_recipes_give_scripts(tmp_path, monkeypatch):
     recipes = init_cmd.find_recipes("model_zoo")
-    # The zoo ships a recipe for each of the eleven published models (SPEC.md §1) and the DINOv3
+    # The zoo ships a recipe for each of the eleven published models (IMDL-BenCo's model zoo) and the DINOv3
     # LoRA baseline
     assert {recipe["model"] for _, recipe in recipes} == {
         "IML_ViT", "MVSSNet", "Cat_Net", "PSCC_Net", "ObjectFormer", "Trufor", "SPAN", "MantraNet", "Mesorch",

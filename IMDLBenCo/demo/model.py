@@ -1,6 +1,6 @@
 """``DemoNet``: a small encoder-decoder that learns synthetic tampering on a CPU in a minute.
 
-It follows the model contract of every IMDLBenCo model (SPEC §1): ``forward(image, mask, label,
+It follows the model contract of every IMDLBenCo model (docs/ARCHITECTURE.md, "The model output dict"): ``forward(image, mask, label,
 ...)`` computes its own losses and returns ``backward_loss``, ``pred_mask`` (probabilities),
 ``pred_label`` ((B,) probabilities), ``visual_loss`` and ``visual_image``.
 

@@ -2,7 +2,7 @@
 
 Each script's parser holds the options the table gives it, in the table's groups; the model's
 own constructor options are added on top by :func:`IMDLBenCo.options.parse_args_with_model`.
-Names follow IMDL-BenCo (inventory §5). Nothing here defines an option: add one to
+Names follow IMDL-BenCo 0.1.45's scripts. Nothing here defines an option: add one to
 ``runoptions.OPTIONS``.
 """
 

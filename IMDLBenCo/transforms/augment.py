@@ -1,4 +1,4 @@
-"""Training augmentation: the IMDL-BenCo list (inventory §3.4) as small numpy/Pillow transforms.
+"""Training augmentation: IMDL-BenCo 0.1.45's list (its train.py) as small numpy/Pillow transforms.
 
 Every transform is an albumentations-style callable ``t(image=HxWx3 uint8, mask=HxW uint8) ->
 {"image", "mask"}``; geometric ones move the mask with the image. Randomness comes from numpy's
@@ -206,7 +206,7 @@ class GaussianBlur(DualTransform):
 
 
 def default_train_transform() -> Compose:
-    """The IMDL-BenCo training augmentation (inventory §3.4), in its order and probabilities."""
+    """IMDL-BenCo 0.1.45's training augmentation, in its order and probabilities."""
     return Compose([
         RandomScale(scale_limit=0.2, p=1.0),
         RandomCopyMove(p=0.1),
