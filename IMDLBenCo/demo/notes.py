@@ -32,8 +32,8 @@ def demo_model_note(epochs: int, images: int, size: int, seconds: Optional[float
 
 #: why the demo's robustness grid drops at the mildest attacks (measured, see the module docstring)
 ROBUSTNESS_NOTE = (
-    "why the mildest attacks already cost most of the demo model's pixel F1: it trains for seconds on 64-pixel "
-    "crops with flips and 90-degree turns only, so it relies on fine noise traces that any blur, noise or "
+    "why the mildest attacks already cost most of the demo model's pixel F1: it trains for a minute (seconds with "
+    "--quick) on 64-pixel crops with flips and 90-degree turns only, so it relies on fine noise traces that any blur, noise or "
     "re-encoding wipes out; and the JPEG attack, as IMDL-BenCo's, encodes the RGB image as if it were BGR with "
     "4:2:0 chroma subsampling at quality 99 or 100, so even 'JPEG 100' changes every pixel "
     "(JpegCompressionWrapper(exact_quality=True, correct_colors=True) is the clean round trip). Training the demo "
