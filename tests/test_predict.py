@@ -234,3 +234,25 @@ def test_sliding_window_is_refused_in_training(capsys):
     with pytest.raises(SystemExit):
         engine.train_main(["--model", MODEL, "--data_path", "x", "--sliding_window"])
     assert "--sliding_window" in capsys.readouterr().err
+
+
+def test_predict_says_what_the_model_is_first_and_in_scores(tmp_path, capsys):
+    """A checkpoint that carries a note (benco demo's) has it printed first and kept in scores.json."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    import IMDLBenCo.demo.model  # noqa: F401
+    from IMDLBenCo.engine import save_checkpoint
+    from IMDLBenCo.engine.builders import build_model
+    from IMDLBenCo.engine.predict import predict_main
+
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "x.png")
+    save_checkpoint(tmp_path / "w.pth", {"model": build_model("DemoNet", {}).state_dict(),
+                                         "note": "a demo model, not a detector for real photos"})
+    predict_main([str(tmp_path / "x.png"), "--checkpoint_path", str(tmp_path / "w.pth"), "--model", "DemoNet",
+                  "--image_size", "32", "--device", "cpu", "--num_workers", "0", "--output_dir", str(tmp_path / "p")])
+    out = capsys.readouterr().out
+    assert out.lstrip().startswith("note: a demo model")
+    assert json.loads((tmp_path / "p" / "scores.json").read_text())["_note"].startswith("a demo model")

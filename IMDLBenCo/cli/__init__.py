@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import List, Optional, Sequence
 
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # OpenMP threads that wait passively: on a shared machine, spinning threads stall PyTorch's many
+    # small operations 5-40x (benchmarks/bench_predict.py); set before anything imports torch
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMAND_MODULES:
         module = next((m for m in _load_commands() if m.__name__.rsplit(".", 1)[1] == argv[0]), None)

@@ -210,18 +210,54 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if not _given(options, "--checkpoint_path"):
         raise UsageError("give the trained weights with --checkpoint_path FILE.pth")
     checkpoint = _values(options, "--checkpoint_path")[-1]
+    note = _note(checkpoint)  # what the model is (benco demo's: not a detector for real photos)
+    if note and int(os.environ.get("RANK", "0")) == 0:
+        print(f"note: {note}", flush=True)
     base = {} if _given(options, "--config") else config_from_checkpoint(checkpoint, options)
+    if not _given(options, "--if_padding", "--if_resizing"):
+        _log_tile_plan(images, options, base)
     extra = ["--output_dir", str(output_dir)]
     if not _given(options, "--if_padding", "--if_resizing", "--sliding_window"):
         extra.append("--sliding_window")
     result = save_images_main([*options, *extra, "--test_data_path", str(output_dir / runfolder.INPUT_IMAGES),
                                "--skip_data_check"], without_ground_truth=True, images=images, base=base,
                               base_source=f"the checkpoint's training run ({checkpoint})")
-    scores = _finish(result, output_dir) if result.get("is_main", True) else {}
+    scores = _finish(result, output_dir, note) if result.get("is_main", True) else {}
     return {"scores": scores, "output_dir": str(output_dir), "skipped": result.get("skipped", {})}
 
 
-def _finish(result: Dict[str, Any], output_dir: Path) -> Dict[str, Dict[str, Any]]:
+def _note(checkpoint: str) -> Optional[str]:
+    """The note a checkpoint carries (the demo's says what its model is), if it can be read."""
+    from ..demo.notes import checkpoint_note
+    from ..errors import IMDLBenCoError
+    from .checkpoint import read_checkpoint
+
+    try:
+        return checkpoint_note(read_checkpoint(checkpoint, mmap=True))
+    except (IMDLBenCoError, OSError):
+        return None  # the checkpoint's own load says what is wrong with it
+
+
+def _log_tile_plan(images: Sequence[str], options: Sequence[str], base: Dict[str, Any]) -> None:
+    """How many sliding-window tiles the run will take, before a long run starts."""
+    from PIL import Image
+
+    from .sliding import tile_plan
+
+    window = int((_values(options, "--image_size") or [base.get("image_size") or 512])[-1])
+    overlap = float((_values(options, "--window_overlap") or [0.25])[-1])
+    sizes = []
+    for path in images:
+        try:
+            with Image.open(path) as im:
+                sizes.append((im.height, im.width))
+        except Exception:  # an unreadable input is skipped and listed later
+            continue
+    if sizes:
+        logger.info("%s", tile_plan(sizes, window, overlap))
+
+
+def _finish(result: Dict[str, Any], output_dir: Path, note: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
     """Overlays and ``scores.json`` from the saved masks (rank 0)."""
     import numpy as np
     from PIL import Image
@@ -252,7 +288,8 @@ def _finish(result: Dict[str, Any], output_dir: Path) -> Dict[str, Dict[str, Any
             entry["overlay"] = rel
         scores[rec["name"]] = entry
     skipped = result.get("skipped") or {}
-    write_json(output_dir / runfolder.SCORES, {**scores, **({"_skipped": skipped} if skipped else {})})
+    write_json(output_dir / runfolder.SCORES, {**scores, **({"_skipped": skipped} if skipped else {}),
+                                               **({"_note": note} if note else {})})
     _summary(scores, output_dir)
     if skipped:
         print(f"{len(skipped)} input(s) could not be read and were skipped (listed under \"_skipped\" in "
