@@ -4,7 +4,7 @@ Importing the package is cheap: the registries are created here, while the model
 backbones and the datasets register themselves when first looked up (see ``registry.py``).
 """
 
-from .version import __version__, version_info
 from .registry import DATASETS, MODELS, POSTFUNCS
+from .version import __version__, version_info
 
 __all__ = ["__version__", "version_info", "MODELS", "DATASETS", "POSTFUNCS"]

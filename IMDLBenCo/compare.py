@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from . import runfolder
 from .errors import RunFolderError, UsageError
@@ -22,16 +23,16 @@ from .errors import RunFolderError, UsageError
 __all__ = ["compare_runs", "METRICS", "format_comparison"]
 
 
-def _mean_defined(column: str) -> Callable[[Any, Dict[str, Any]], Any]:
-    def compute(weights: Any, cols: Dict[str, Any]) -> Any:
+def _mean_defined(column: str) -> Callable[[Any, dict[str, Any]], Any]:
+    def compute(weights: Any, cols: dict[str, Any]) -> Any:
         from .evaluation.bootstrap import weighted_mean
 
         return weighted_mean(weights, cols[column])
     return compute
 
 
-def _pooled(formula: Callable[[Any, Any, Any, Any], Any]) -> Callable[[Any, Dict[str, Any]], Any]:
-    def compute(weights: Any, cols: Dict[str, Any]) -> Any:
+def _pooled(formula: Callable[[Any, Any, Any, Any], Any]) -> Callable[[Any, dict[str, Any]], Any]:
+    def compute(weights: Any, cols: dict[str, Any]) -> Any:
         import numpy as np
 
         from .evaluation.bootstrap import weighted_sums
@@ -42,8 +43,8 @@ def _pooled(formula: Callable[[Any, Any, Any, Any], Any]) -> Callable[[Any, Dict
     return compute
 
 
-def _image(kind: str) -> Callable[[Any, Dict[str, Any]], Any]:
-    def compute(weights: Any, cols: Dict[str, Any]) -> Any:
+def _image(kind: str) -> Callable[[Any, dict[str, Any]], Any]:
+    def compute(weights: Any, cols: dict[str, Any]) -> Any:
         import numpy as np
 
         from .evaluation.bootstrap import weighted_binary_ap, weighted_binary_auc
@@ -68,7 +69,7 @@ def _image(kind: str) -> Callable[[Any, Dict[str, Any]], Any]:
 
 
 #: metrics that can be recomputed from per_image.csv (threshold 0.5, as the default evaluators)
-METRICS: Dict[str, Callable[[Any, Dict[str, Any]], Any]] = {
+METRICS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "pixel_f1": _mean_defined("pixel_f1"),
     "pixel_iou": _mean_defined("pixel_iou"),
     "pixel_auc": _mean_defined("pixel_auc"),
@@ -88,7 +89,7 @@ def _div(a: Any, b: Any) -> Any:
     return np.where(b > 0, a / np.where(b > 0, b, 1), 0.0)
 
 
-def _load(run: str) -> Tuple[Dict[str, Any], List[Dict[str, str]]]:
+def _load(run: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
     from .engine.results import read_results
 
     results = read_results(run)
@@ -102,10 +103,10 @@ def _load(run: str) -> Tuple[Dict[str, Any], List[Dict[str, str]]]:
     return results, rows
 
 
-def _clean_records(results: Dict[str, Any], run: str) -> Dict[str, Dict[str, Any]]:
+def _clean_records(results: dict[str, Any], run: str) -> dict[str, dict[str, Any]]:
     """One record per test set: clean images; among several checkpoints the chosen one, else the
     latest epoch."""
-    by_set: Dict[str, List[Dict[str, Any]]] = {}
+    by_set: dict[str, list[dict[str, Any]]] = {}
     for record in results.get("records", []):
         if record.get("attack"):
             continue
@@ -120,7 +121,7 @@ def _clean_records(results: Dict[str, Any], run: str) -> Dict[str, Dict[str, Any
     return chosen
 
 
-def _columns(rows: Sequence[Dict[str, str]], keys: Dict[str, Any], names: Sequence[str]) -> Dict[str, Any]:
+def _columns(rows: Sequence[dict[str, str]], keys: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     import numpy as np
 
     selected = {r["name"]: r for r in rows if all(str(r.get(k, "")) == str(v) for k, v in keys.items())}
@@ -136,7 +137,7 @@ def _columns(rows: Sequence[Dict[str, str]], keys: Dict[str, Any], names: Sequen
 
 
 def compare_runs(run_a: str, run_b: str, metric: str = "pixel_f1", resamples: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> Dict[str, Any]:
+                 confidence: float = 0.95) -> dict[str, Any]:
     """The paired comparison of two run folders, per shared test set (see the module docstring)."""
     import numpy as np
 
@@ -151,7 +152,7 @@ def compare_runs(run_a: str, run_b: str, metric: str = "pixel_f1", resamples: in
     shared = [s for s in rec_a if s in rec_b]
     if not shared:
         raise UsageError(f"{run_a} tested {sorted(rec_a)}, {run_b} tested {sorted(rec_b)}: no test set in common")
-    out: Dict[str, Any] = {"metric": metric, "run_a": str(run_a), "run_b": str(run_b), "resamples": resamples,
+    out: dict[str, Any] = {"metric": metric, "run_a": str(run_a), "run_b": str(run_b), "resamples": resamples,
                            "seed": seed, "confidence": confidence, "sets": []}
     for name in shared:
         a, b = rec_a[name], rec_b[name]
@@ -184,7 +185,7 @@ def compare_runs(run_a: str, run_b: str, metric: str = "pixel_f1", resamples: in
     return out
 
 
-def format_comparison(result: Dict[str, Any]) -> str:
+def format_comparison(result: dict[str, Any]) -> str:
     """The comparison as a text table with a one-line reading per set."""
     metric = result["metric"]
     lines = [f"{metric}: B - A with a {round(100 * result['confidence'])} % paired bootstrap interval "
@@ -206,10 +207,10 @@ def format_comparison(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _f(value: Optional[float]) -> str:
+def _f(value: float | None) -> str:
     return f"{value:>8.4f}" if value is not None and not math.isnan(value) else f"{'nan':>8}"
 
 
-def write_json(path: str, result: Dict[str, Any]) -> None:
+def write_json(path: str, result: dict[str, Any]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -34,8 +34,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .errors import ModelOptionError
 
@@ -80,18 +81,18 @@ class ModelParam:
     convert: Callable[[str], Any]
     optional: bool
     type_name: str
-    choices: Optional[Tuple[Any, ...]] = None
+    choices: tuple[Any, ...] | None = None
 
 
 # ---------------------------------------------------------------------------------- types
-def _strip_optional(tp: Any) -> Tuple[Any, bool]:
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin is typing.Union or (origin is not None and getattr(origin, "__name__", "") == "UnionType"):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         has_none = len(args) != len(typing.get_args(tp))
         if len(args) == 1:
             return args[0], has_none
-        return typing.Union[tuple(args)], has_none
+        return typing.Union[tuple(args)], has_none  # noqa: UP007 - built from a tuple at run time
     return tp, False
 
 
@@ -136,12 +137,12 @@ def _with_none(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert_optional
 
 
-def _list_element_type(tp: Any) -> Optional[Any]:
+def _list_element_type(tp: Any) -> Any | None:
     """Element type when ``tp`` is a list-like annotation, else None."""
     if tp in (list, tuple):
         return str
     origin = typing.get_origin(tp)
-    if origin in (list, tuple, typing.List, typing.Tuple) or origin in _sequence_origins():
+    if origin in (list, tuple, list, tuple) or origin in _sequence_origins():
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return args[0] if args else str
     return None
@@ -152,14 +153,14 @@ def _sequence_origins() -> tuple:
     return (abc.Sequence, abc.MutableSequence)
 
 
-def _split_list(text: str) -> List[str]:
+def _split_list(text: str) -> list[str]:
     text = str(text).strip()
     if text.startswith(("[", "(")) and text.endswith(("]", ")")):
         text = text[1:-1]
     return [piece.strip().strip("'\"") for piece in text.split(",") if piece.strip()]
 
 
-def _type_hints(func: Callable, owner: str) -> Dict[str, Any]:
+def _type_hints(func: Callable, owner: str) -> dict[str, Any]:
     """The resolved annotations of ``func``'s parameters.
 
     ``typing.get_type_hints`` resolves them all at once and fails as a whole when one name does
@@ -173,7 +174,7 @@ def _type_hints(func: Callable, owner: str) -> Dict[str, Any]:
     except Exception:
         pass
     namespace = {**vars(typing), **getattr(func, "__globals__", {})}
-    hints: Dict[str, Any] = {}
+    hints: dict[str, Any] = {}
     for name, annotation in getattr(func, "__annotations__", {}).items():
         if name == "return":
             continue
@@ -191,7 +192,7 @@ def _type_hints(func: Callable, owner: str) -> Dict[str, Any]:
     return hints
 
 
-def model_params(target: Callable) -> List[ModelParam]:
+def model_params(target: Callable) -> list[ModelParam]:
     """The options made from ``target``'s constructor (class) or signature (function)."""
     owner = getattr(target, "__name__", repr(target))
     try:
@@ -200,7 +201,7 @@ def model_params(target: Callable) -> List[ModelParam]:
         raise ModelOptionError(f"cannot read the signature of {owner}: {err}") from None
     hints = _type_hints(target.__init__ if inspect.isclass(target) else target, owner)
 
-    params: List[ModelParam] = []
+    params: list[ModelParam] = []
     for p in sig.parameters.values():
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
@@ -213,7 +214,7 @@ def model_params(target: Callable) -> List[ModelParam]:
                 annotation = str
             elif isinstance(default, (list, tuple)):
                 elem = type(default[0]) if default else str
-                annotation = typing.List[elem]
+                annotation = list[elem]
             else:
                 annotation = type(default)
             optional = not required and default is None
@@ -265,7 +266,7 @@ class _ListAction(argparse.Action):
         if len(values) == 1 and str(values[0]).strip().lower() in _NONE_WORDS:
             setattr(namespace, self.dest, None)
             return
-        items: List[Any] = []
+        items: list[Any] = []
         for value in values:
             for piece in _split_list(value):
                 try:
@@ -279,7 +280,7 @@ def add_model_options(
     parser: argparse.ArgumentParser,
     target: Callable,
     script_options: Sequence[str] = (),
-) -> List[ModelParam]:
+) -> list[ModelParam]:
     """Add ``target``'s constructor parameters to ``parser`` in a group of their own.
 
     ``script_options`` are the destinations the script itself defines; a parameter with such a
@@ -288,7 +289,7 @@ def add_model_options(
     """
     owner = getattr(target, "__name__", repr(target))
     group = parser.add_argument_group(f"options of {owner} (from its __init__ signature)")
-    added: List[ModelParam] = []
+    added: list[ModelParam] = []
     taken = set(script_options)
     for param in model_params(target):
         if param.name in taken:
@@ -325,8 +326,8 @@ def add_model_options(
 
 
 def model_kwargs_from_namespace(
-    target: Callable, namespace: argparse.Namespace, params: Optional[List[ModelParam]] = None
-) -> Dict[str, Any]:
+    target: Callable, namespace: argparse.Namespace, params: list[ModelParam] | None = None
+) -> dict[str, Any]:
     """The keyword arguments to build ``target`` with, from a parsed namespace.
 
     Parameters left out take their defaults; shared script options pass their value;
@@ -334,7 +335,7 @@ def model_kwargs_from_namespace(
     """
     owner = getattr(target, "__name__", repr(target))
     values = vars(namespace)
-    kwargs: Dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
     missing = []
     every_param = model_params(target)
     for param in params if params is not None else every_param:
@@ -357,14 +358,14 @@ CONFIG_MAX_BYTES = 1 << 20
 CONFIG_MAX_NODES = 20_000
 
 
-def _expanded_size(node: Any, memo: Dict[int, int], limit: int) -> int:
+def _expanded_size(node: Any, memo: dict[int, int], limit: int) -> int:
     """Number of YAML nodes ``node`` stands for once every alias is expanded (memoised on shared
     nodes, so a "billion laughs" document is measured in linear time); stops past ``limit``."""
     key = id(node)
     if key in memo:
         return memo[key]
     memo[key] = limit + 1  # a node that contains itself expands without end
-    children: List[Any] = []
+    children: list[Any] = []
     value = getattr(node, "value", None)
     if isinstance(value, list):
         for item in value:
@@ -396,7 +397,7 @@ def load_yaml_bounded(text: str, what: str, max_nodes: int = CONFIG_MAX_NODES) -
         loader.dispose()
 
 
-def read_config(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
+def read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """The ``{option: value}`` mapping of a ``--config`` file (YAML or JSON); a file that is
     missing, too large, unreadable, an alias bomb or not a mapping ends with the parser's usage
     error naming it."""
@@ -408,7 +409,7 @@ def read_config(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
     if size > CONFIG_MAX_BYTES:
         parser.error(f"--config {path}: {size} bytes; a configuration file is at most {CONFIG_MAX_BYTES} bytes")
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             text = f.read()
         if path.lower().endswith(".json"):
             import json
@@ -489,9 +490,9 @@ def _typed_scalar(tp: Any, value: Any, name: str) -> Any:
     return value  # an annotation the command line keeps as text (Any, a class): passed as it is
 
 
-def _apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], where: str,
-                  script_options: Optional[Dict[str, Any]] = None,
-                  params: Sequence[ModelParam] = (), strict_keys: bool = True) -> Dict[str, Any]:
+def _apply_config(parser: argparse.ArgumentParser, config: dict[str, Any], where: str,
+                  script_options: dict[str, Any] | None = None,
+                  params: Sequence[ModelParam] = (), strict_keys: bool = True) -> dict[str, Any]:
     """Make ``config``'s values the parser's defaults, so that flags on the command line override
     them; every key must be an option of the script or of the model (unless ``strict_keys`` is
     False: then others are dropped), and every value is typed and range-checked by the option's
@@ -504,7 +505,7 @@ def _apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], where
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", argparse.SUPPRESS)}
     by_param = {p.name: p for p in params}
     script_options = script_options or {}
-    defaults: Dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
     for key, value in config.items():
         action = actions.get(key)
         if action is None:
@@ -533,12 +534,12 @@ def _apply_config(parser: argparse.ArgumentParser, config: Dict[str, Any], where
 
 def parse_args_with_model(
     script_parser: argparse.ArgumentParser,
-    argv: Optional[Sequence[str]] = None,
+    argv: Sequence[str] | None = None,
     model_option: str = "model",
-    base: Optional[Dict[str, Any]] = None,
+    base: dict[str, Any] | None = None,
     base_source: str = "",
-    script_options: Optional[Dict[str, Any]] = None,
-) -> Tuple[argparse.Namespace, Dict[str, Any]]:
+    script_options: dict[str, Any] | None = None,
+) -> tuple[argparse.Namespace, dict[str, Any]]:
     """Parse a script's options together with those of the model named by ``--model``.
 
     ``script_parser`` must be built with ``add_help=False``; the combined parser adds ``-h``,
@@ -552,9 +553,9 @@ def parse_args_with_model(
     ``script_options``: the script's option definitions (``runoptions.Option`` by name), used to
     type the values of a config file.
     """
-    from .registry import MODELS
-
     import sys
+
+    from .registry import MODELS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     probe, _ = script_parser.parse_known_args(argv)
@@ -571,7 +572,7 @@ def parse_args_with_model(
         description=script_parser.description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    params: List[ModelParam] = []
+    params: list[ModelParam] = []
     target = None
     if model_name:
         try:
@@ -589,7 +590,7 @@ def parse_args_with_model(
         if flags:  # model options without a model: say what is missing, not "unrecognized"
             full.error(f"the option --{model_option} is required: {' '.join(flags[:4])}"
                        f"{' ...' if len(flags) > 4 else ''} can only be read as options of the model it names")
-    from_base: Dict[str, Any] = {}
+    from_base: dict[str, Any] = {}
     if base:
         from_base = _apply_config(full, base, base_source or "recorded options", script_options, params,
                                   strict_keys=False)
@@ -599,7 +600,7 @@ def parse_args_with_model(
     args = full.parse_args(argv)
     given = _given_on_command_line(full, argv)
     args._from_base = {k: v for k, v in from_base.items() if k not in given and getattr(args, k, None) == v}
-    model_kwargs: Dict[str, Any] = {}
+    model_kwargs: dict[str, Any] = {}
     if target is not None:
         try:
             model_kwargs = model_kwargs_from_namespace(target, args, params)

@@ -14,7 +14,8 @@ Nothing here imports torch at module level (``import IMDLBenCo`` stays light).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["OUTPUT_KEYS", "DEFAULT_THRESHOLD", "is_positive", "probability_problem", "label_shape_problem",
            "check_model_output"]
@@ -33,7 +34,7 @@ def is_positive(score: Any, threshold: float = DEFAULT_THRESHOLD) -> Any:
     return score > threshold
 
 
-def probability_problem(tensor: Any) -> Optional[str]:
+def probability_problem(tensor: Any) -> str | None:
     """What is wrong with ``tensor`` as probabilities (not floating point, NaN, outside [0, 1]),
     or None. One pass over the data and one copy of two numbers to the host."""
     import torch
@@ -56,7 +57,7 @@ def probability_problem(tensor: Any) -> Optional[str]:
     return None
 
 
-def label_shape_problem(pred_label: Any, batch_size: Optional[int]) -> Optional[str]:
+def label_shape_problem(pred_label: Any, batch_size: int | None) -> str | None:
     """What is wrong with the shape of ``pred_label`` for a batch of ``batch_size``, or None."""
     if pred_label.ndim == 2 and pred_label.shape[1] == 1:
         return (f"has shape {tuple(pred_label.shape)}; expected (B,): use pred_label.squeeze(1) ((B,1) "

@@ -20,11 +20,12 @@ while ``MODELS.get("IML_ViT")`` still works without any import by the user.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import fnmatch
 import importlib
 import logging
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ class Registry:
 
     def __init__(self, name: str, lazy_packages: Sequence[str] = (), fallback_packages: Sequence[str] = ()) -> None:
         self._name = name
-        self._module_dict: Dict[str, Callable] = {}
-        self._lazy_packages: List[str] = list(lazy_packages)
+        self._module_dict: dict[str, Callable] = {}
+        self._lazy_packages: list[str] = list(lazy_packages)
         self._lazy_loaded = False
-        self._fallback_packages: List[str] = list(fallback_packages)
+        self._fallback_packages: list[str] = list(fallback_packages)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -55,7 +56,7 @@ class Registry:
         return self._name
 
     @property
-    def module_dict(self) -> Dict[str, Callable]:
+    def module_dict(self) -> dict[str, Callable]:
         self._load_lazy()
         return dict(self._module_dict)
 
@@ -103,9 +104,9 @@ class Registry:
     # ------------------------------------------------------------------ registration
     def register_module(
         self,
-        name: Union[None, str, Sequence[str]] = None,
+        name: None | str | Sequence[str] = None,
         force: bool = False,
-        module: Optional[Callable] = None,
+        module: Callable | None = None,
     ):
         """Register ``module`` under ``name`` (default: its ``__name__``).
 
@@ -135,7 +136,7 @@ class Registry:
     def _register(self, module: Callable, name, force: bool) -> None:
         if not callable(module):
             raise TypeError(f"{self._name}: only classes and functions can be registered, got {module!r}")
-        names: List[str]
+        names: list[str]
         if name is None:
             names = [module.__name__]
         elif isinstance(name, str):
@@ -181,7 +182,7 @@ class Registry:
     def build(self, name: str, *args, **kwargs):
         return self.get(name)(*args, **kwargs)
 
-    def list(self, pattern: Optional[str] = None) -> List[str]:
+    def list(self, pattern: str | None = None) -> builtins.list[str]:
         """Sorted registered names, optionally filtered by a shell-style wildcard (``*vit*``)."""
         self._load_lazy()
         names = sorted(self._module_dict)

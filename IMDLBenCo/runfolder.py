@@ -7,7 +7,6 @@ what each file holds; docs/results.md the results schema). Standard library only
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
 
 __all__ = [
     "CONFIG", "LOG", "TRAIN_STEPS", "METRIC_DEFINITIONS", "SUMMARY_JSON", "SUMMARY_CSV", "ROBUSTNESS",
@@ -65,20 +64,20 @@ def checkpoint_name(epoch: int) -> str:
     return f"checkpoint-{int(epoch)}.pth"
 
 
-def checkpoint_epoch(name: str) -> Optional[int]:
+def checkpoint_epoch(name: str) -> int | None:
     """The epoch in a ``checkpoint-<epoch>.pth`` file name, else None."""
     match = _EPOCH_NAME.match(name)
     return int(match.group(1)) if match else None
 
 
-def test_key(metric: str, set_name: Optional[str] = None, prefix: str = "test") -> str:
+def test_key(metric: str, set_name: str | None = None, prefix: str = "test") -> str:
     """``test_<set>/<metric>`` for one test set, ``test_<metric>`` for the mean over the sets
     (IMDL-BenCo's key) — the keys of ``log.txt`` records; ``prefix="val"`` gives the validation
     keys ``val_<metric>`` of a run that chooses its checkpoint on validation."""
     return f"{prefix}_{set_name}/{metric}" if set_name is not None else f"{prefix}_{metric}"
 
 
-def split_test_key(key: str) -> Optional[Tuple[Optional[str], str]]:
+def split_test_key(key: str) -> tuple[str | None, str] | None:
     """``"test_<set>/<metric>"`` → ``(set, metric)``; ``"test_<metric>"`` → ``(None, metric)``;
     the validation keys ``val_validation/<metric>`` → ``("validation", metric)`` and
     ``val_<metric>`` → ``(None, metric)``; any other key → None."""

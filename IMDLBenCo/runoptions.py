@@ -19,8 +19,9 @@ module is standard library only: ``benco --help`` and the report import it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 __all__ = [
     "SCRIPTS", "Option", "OPTIONS", "GROUPS", "options_for", "option", "train_only", "switches", "report_keys",
@@ -79,20 +80,20 @@ class Option:
     name: str
     type: type
     default: Any = None
-    help: Union[str, Mapping[str, str]] = ""
-    scripts: FrozenSet[str] = ALL
+    help: str | Mapping[str, str] = ""
+    scripts: frozenset[str] = ALL
     group: str = "run"
-    check: Optional[Callable[[Any], bool]] = None
+    check: Callable[[Any], bool] | None = None
     accepted: str = ""
-    choices: Optional[Tuple[Any, ...]] = None
+    choices: tuple[Any, ...] | None = None
     nullable: bool = False
-    required: FrozenSet[str] = frozenset()
+    required: frozenset[str] = frozenset()
     report: bool = False
     ignored: bool = False
     resume_sensitive: bool = False
     volatile: bool = False
-    negative: Optional[str] = None
-    metavar: Optional[str] = None
+    negative: str | None = None
+    metavar: str | None = None
 
     def default_for(self, script: str) -> Any:
         return self.default.get(script) if isinstance(self.default, Mapping) else self.default
@@ -111,13 +112,13 @@ _OUTPUT = {"train": "./output_dir", "test": "./eval_dir", "test_robust": "./eval
            "test_save_images": "./save_img_dir", "test_complexity": "./complexity_dir"}
 
 
-def _o(name: str, type_: type, default: Any = None, help: Union[str, Mapping[str, str]] = "",
-       rule: Optional[Tuple[Callable[[Any], bool], str]] = None, **kw: Any) -> Option:
+def _o(name: str, type_: type, default: Any = None, help: str | Mapping[str, str] = "",
+       rule: tuple[Callable[[Any], bool], str] | None = None, **kw: Any) -> Option:
     check, accepted = rule if rule else (None, "")
     return Option(name, type_, default, help, check=check, accepted=accepted, **kw)
 
 
-OPTIONS: Tuple[Option, ...] = (
+OPTIONS: tuple[Option, ...] = (
     # ------------------------------------------------------------------ model
     _o("model", str, None, "registered model name (MODELS), e.g. MyModel", group="model", required=ALL,
        report=True),
@@ -250,7 +251,7 @@ OPTIONS: Tuple[Option, ...] = (
     _o("dist_on_itp", bool, False, _IGNORED, ignored=True),
 )
 
-_BY_NAME: Dict[str, Option] = {o.name: o for o in OPTIONS}
+_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 
 def option(name: str) -> Option:
@@ -258,38 +259,38 @@ def option(name: str) -> Option:
     return _BY_NAME[name]
 
 
-def options_for(script: str) -> List[Option]:
+def options_for(script: str) -> list[Option]:
     """The options ``script`` offers, in table order."""
     if script not in SCRIPTS:
         raise ValueError(f"unknown script {script!r}; expected one of {SCRIPTS}")
     return [o for o in OPTIONS if script in o.scripts]
 
 
-def train_only() -> FrozenSet[str]:
+def train_only() -> frozenset[str]:
     """Options of ``train.py`` that no test script takes (``benco init`` leaves them out of test launchers)."""
     return frozenset(o.name for o in OPTIONS if o.scripts == TRAIN) | {"if_not_amp"}
 
 
-def switches() -> FrozenSet[str]:
+def switches() -> frozenset[str]:
     """``--name`` of every on/off switch (they take no value on the command line)."""
     out = {f"--{o.name}" for o in OPTIONS if o.switch}
     return frozenset(out | {f"--{o.negative}" for o in OPTIONS if o.negative})
 
 
-def report_keys() -> Tuple[str, ...]:
+def report_keys() -> tuple[str, ...]:
     return tuple(o.name for o in OPTIONS if o.report)
 
 
-def ignored_options() -> Tuple[str, ...]:
+def ignored_options() -> tuple[str, ...]:
     return tuple(o.name for o in OPTIONS if o.ignored)
 
 
-def volatile() -> FrozenSet[str]:
+def volatile() -> frozenset[str]:
     """Options that do not change what a run computes (and the ignored ones)."""
     return frozenset(o.name for o in OPTIONS if o.volatile or o.ignored)
 
 
-def resume_sensitive() -> Tuple[str, ...]:
+def resume_sensitive() -> tuple[str, ...]:
     return tuple(o.name for o in OPTIONS if o.resume_sensitive)
 
 
@@ -349,7 +350,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_value(opt: Option, value: Any) -> Optional[str]:
+def check_value(opt: Option, value: Any) -> str | None:
     """None when ``value`` is accepted, else the message (naming ``--name``, the value, the range)."""
     if value is None:
         return None
@@ -362,14 +363,14 @@ def check_value(opt: Option, value: Any) -> Optional[str]:
     return None
 
 
-def _cross_min_lr(script: str, v: Mapping[str, Any]) -> Optional[str]:
+def _cross_min_lr(script: str, v: Mapping[str, Any]) -> str | None:
     if v.get("lr") is not None and v.get("min_lr", 0) > v["lr"]:
         return (f"--min_lr {v['min_lr']} is above --lr {v['lr']}: the schedule would raise the learning rate while "
                 f"it should decay; give --min_lr at most --lr")
     return None
 
 
-def _cross_warmup(script: str, v: Mapping[str, Any]) -> Optional[str]:
+def _cross_warmup(script: str, v: Mapping[str, Any]) -> str | None:
     if v.get("warmup_epochs", 0) > 0 and v["warmup_epochs"] >= v.get("epochs", math.inf):
         return (f"--warmup_epochs {v['warmup_epochs']:g} with --epochs {v['epochs']}: the learning rate would never "
                 f"reach its value (the warm-up outlasts the run); give fewer warm-up epochs than --epochs "
@@ -377,20 +378,20 @@ def _cross_warmup(script: str, v: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
-def _cross_start(script: str, v: Mapping[str, Any]) -> Optional[str]:
+def _cross_start(script: str, v: Mapping[str, Any]) -> str | None:
     if v.get("start_epoch", 0) >= v.get("epochs", math.inf):
         return (f"--start_epoch {v['start_epoch']} with --epochs {v['epochs']}: nothing would be trained (epochs "
                 f"run from --start_epoch to --epochs - 1); raise --epochs")
     return None
 
 
-def _cross_validation(script: str, v: Mapping[str, Any]) -> Optional[str]:
+def _cross_validation(script: str, v: Mapping[str, Any]) -> str | None:
     if v.get("val_split") is not None and v.get("val_data_path"):
         return "give one of --val_split (hold out part of the training data) or --val_data_path, not both"
     return None
 
 
-def _cross_size(script: str, v: Mapping[str, Any]) -> Optional[str]:
+def _cross_size(script: str, v: Mapping[str, Any]) -> str | None:
     chosen = int(bool(v.get("if_padding"))) + int(bool(v.get("if_resizing"))) + int(bool(v.get("sliding_window")))
     if chosen != 1:
         if script in SLIDING:
@@ -401,13 +402,13 @@ def _cross_size(script: str, v: Mapping[str, Any]) -> Optional[str]:
 
 
 #: checks of several options together, run after the single-option checks (errors)
-CROSS_CHECKS: Tuple[Callable[[str, Mapping[str, Any]], Optional[str]], ...] = (
+CROSS_CHECKS: tuple[Callable[[str, Mapping[str, Any]], str | None], ...] = (
     _cross_size, _cross_min_lr, _cross_start, _cross_validation)
 #: combinations that work but rarely do what was meant (logged as warnings when the run starts)
-CROSS_WARNINGS: Tuple[Callable[[str, Mapping[str, Any]], Optional[str]], ...] = (_cross_warmup,)
+CROSS_WARNINGS: tuple[Callable[[str, Mapping[str, Any]], str | None], ...] = (_cross_warmup,)
 
 
-def cross_check(script: str, values: Mapping[str, Any]) -> Optional[str]:
+def cross_check(script: str, values: Mapping[str, Any]) -> str | None:
     """The first message of :data:`CROSS_CHECKS` for ``values`` (a namespace's ``vars``), else None."""
     for check in CROSS_CHECKS:
         message = check(script, values)
@@ -416,7 +417,7 @@ def cross_check(script: str, values: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
-def cross_warnings(script: str, values: Mapping[str, Any]) -> List[str]:
+def cross_warnings(script: str, values: Mapping[str, Any]) -> list[str]:
     """The messages of :data:`CROSS_WARNINGS` for ``values``."""
     return [m for m in (w(script, values) for w in CROSS_WARNINGS) if m]
 
@@ -436,19 +437,19 @@ def add_to(parser: Any, name: str, **overrides: Any) -> Any:
             raise argparse.ArgumentTypeError(problem)
         return value
 
-    kwargs: Dict[str, Any] = {"default": opt.default_for("train"), "help": opt.help_for("train"),
+    kwargs: dict[str, Any] = {"default": opt.default_for("train"), "help": opt.help_for("train"),
                               "type": convert, "choices": opt.choices}
     kwargs.update(overrides)
     kwargs["help"] = str(kwargs["help"]).replace("%", "%%")
     return parser.add_argument(f"--{name}", **kwargs)
 
 
-def defaults(script: str) -> Dict[str, Any]:
+def defaults(script: str) -> dict[str, Any]:
     """``{name: default}`` of ``script``'s options."""
     return {o.name: o.default_for(script) for o in options_for(script)}
 
 
-def names(scripts: Sequence[str] = SCRIPTS) -> FrozenSet[str]:
+def names(scripts: Sequence[str] = SCRIPTS) -> frozenset[str]:
     """Every option name of ``scripts``."""
     return frozenset(o.name for o in OPTIONS if o.scripts & set(scripts))
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Dict, List
 
 import numpy as np
 import torch
@@ -56,7 +55,7 @@ def _add(acc, t0: float, c0: float) -> None:
     acc[1] += time.process_time() - c0
 
 
-def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) -> Dict[str, float]:
+def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) -> dict[str, float]:
     """Seconds spent in each evaluator's update + compute over all batches."""
     from IMDLBenCo.evaluation import share_batch_cache
 
@@ -85,13 +84,13 @@ def run_ours(evaluators, preds, masks, labels, scores, batch: int, device: str) 
     return spent, results
 
 
-def run_key_sorts(preds, masks, batch: int, repeat: int) -> Dict[str, List[float]]:
+def run_key_sorts(preds, masks, batch: int, repeat: int) -> dict[str, list[float]]:
     """Best-of-``repeat`` [wall s, CPU s] with each CPU key sort of PixelAUC alone (update + compute), and
     of the exact per-image AUC itself (``PixelBatch.auc()``: pack, sort, count; no checks, no histograms)."""
     from IMDLBenCo.evaluation import PixelAUC, _prepare
 
     chosen = _prepare.key_sort_name()
-    out: Dict[str, List[float]] = {}
+    out: dict[str, list[float]] = {}
     try:
         for name in _prepare.KEY_SORTS:
             _prepare._KEY_SORT["name"] = name
@@ -117,11 +116,17 @@ def run_key_sorts(preds, masks, batch: int, repeat: int) -> Dict[str, List[float
 
 
 def run_sklearn(preds, masks, labels, scores):
-    from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
-                                 jaccard_score, roc_auc_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        balanced_accuracy_score,
+        f1_score,
+        jaccard_score,
+        roc_auc_score,
+    )
 
     spent = {k: [0.0, 0.0] for k in ("PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC", "image (5 metrics)")}
-    vals: Dict[str, List[float]] = {k: [] for k in ("PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC")}
+    vals: dict[str, list[float]] = {k: [] for k in ("PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC")}
     fns = {"PixelF1": f1_score, "PixelIOU": jaccard_score, "PixelAccuracy": accuracy_score}
     for i in range(preds.shape[0]):
         y = masks[i].reshape(-1).numpy() > 0.5
@@ -150,7 +155,7 @@ def run_torchmetrics(preds, masks, batch: int, device: str):
     from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score, BinaryJaccardIndex
 
     spent = {k: [0.0, 0.0] for k in ("PixelF1", "PixelIOU", "PixelAccuracy", "PixelAUC")}
-    vals: Dict[str, List[float]] = {k: [] for k in spent}
+    vals: dict[str, list[float]] = {k: [] for k in spent}
     samplewise = {"PixelF1": BinaryF1Score(multidim_average="samplewise").to(device),
                   "PixelAccuracy": BinaryAccuracy(multidim_average="samplewise").to(device)}
     jaccard = BinaryJaccardIndex().to(device)  # no samplewise mode: one call per image
@@ -272,8 +277,17 @@ def main() -> None:
         run_bootstrap_cost(args.bootstrap_images, args.bootstrap_size, args.bootstrap_resamples, args.batch)
         return
 
-    from IMDLBenCo.evaluation import (ImageAP, ImageAUC, ImageAccuracy, ImageBalancedAccuracy, ImageF1, PixelAUC,
-                                      PixelAccuracy, PixelF1, PixelIOU)
+    from IMDLBenCo.evaluation import (
+        ImageAccuracy,
+        ImageAP,
+        ImageAUC,
+        ImageBalancedAccuracy,
+        ImageF1,
+        PixelAccuracy,
+        PixelAUC,
+        PixelF1,
+        PixelIOU,
+    )
 
     def evaluators():
         return [PixelF1(), PixelIOU(), PixelAccuracy(), PixelAUC(), ImageF1(), ImageAUC(), ImageAccuracy(),
@@ -286,7 +300,7 @@ def main() -> None:
           f"device {args.device}, torch threads {torch.get_num_threads()}")
 
     run_ours(evaluators(), preds[:16], masks[:16], labels[:16], scores[:16], args.batch, args.device)  # warm-up
-    best: Dict[str, list] = {}
+    best: dict[str, list] = {}
     for _ in range(args.repeat):
         spent, _ = run_ours(evaluators(), preds, masks, labels, scores, args.batch, args.device)
         best = {k: [min(a, b) for a, b in zip(v, best.get(k, [float("inf")] * 2))] for k, v in spent.items()}

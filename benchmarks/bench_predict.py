@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ MIXED_SIZES = [(256, 384), (387, 470), (1080, 1920), (2616, 3488)]  # (H, W) of 
 LARGE_SIZES = [(768, 1024)] * 4
 
 
-def make_images(folder: Path, sizes: List[Tuple[int, int]], seed: int) -> None:
+def make_images(folder: Path, sizes: list[tuple[int, int]], seed: int) -> None:
     """JPEGs of the given sizes cut from the photographs packaged with the installed libraries."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -71,7 +70,7 @@ def make_checkpoint(path: Path) -> None:
                 "model_kwargs": {"width": 12}}, path)
 
 
-def predict(inputs: List[Path], checkpoint: Path, out: Path) -> Tuple[float, float]:
+def predict(inputs: list[Path], checkpoint: Path, out: Path) -> tuple[float, float]:
     """Wall and CPU seconds of one ``benco predict`` call (in this process)."""
     argv = [*map(str, inputs), "--import", "IMDLBenCo.demo.model", "--checkpoint_path", str(checkpoint),
             "--output_dir", str(out), "--num_workers", "0", "--device", "cpu"]
@@ -85,7 +84,7 @@ def predict(inputs: List[Path], checkpoint: Path, out: Path) -> Tuple[float, flo
 CONFIGS = [("one tile per call", 1, None), ("batched tiles", None, None), ("batched, OMP passive", None, "PASSIVE")]
 
 
-def child(root: Path, tiles_per_call: int, repeats: int, quick: bool) -> Dict[str, Tuple[float, float]]:
+def child(root: Path, tiles_per_call: int, repeats: int, quick: bool) -> dict[str, tuple[float, float]]:
     """The three timings of one configuration (run in a fresh process: OpenMP reads its
     environment when PyTorch loads)."""
     if tiles_per_call:
@@ -93,7 +92,7 @@ def child(root: Path, tiles_per_call: int, repeats: int, quick: bool) -> Dict[st
     runs = {"mixed": [root / "mixed"], "large": [root / "large"], "both": [root / "mixed", root / "large"]}
     first = sorted((root / "mixed").iterdir())[0]
     predict([first], root / "demo.pth", root / "out" / f"{os.getpid()}-warm-up")  # lazy imports, first allocations
-    out: Dict[str, Tuple[float, float]] = {}
+    out: dict[str, tuple[float, float]] = {}
     for name, inputs in runs.items():
         out[name] = min(predict(inputs, root / "demo.pth", root / "out" / f"{os.getpid()}-{name}")
                         for _ in range(max(1, repeats)))

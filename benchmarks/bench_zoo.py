@@ -40,7 +40,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,9 +52,9 @@ from IMDLBenCo.registry import MODELS  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_recipes() -> Dict[str, dict]:
+def load_recipes() -> dict[str, dict]:
     """Registered name -> recipe object, from every ``recipe.json`` in the zoo and the backbones."""
-    recipes: Dict[str, dict] = {}
+    recipes: dict[str, dict] = {}
     paths = [os.path.join(ROOT, "IMDLBenCo", "modules", "backbones", "recipe.json")]
     zoo = os.path.join(ROOT, "IMDLBenCo", "model_zoo")
     paths += [os.path.join(zoo, d, "recipe.json") for d in sorted(os.listdir(zoo))]
@@ -68,7 +68,7 @@ def load_recipes() -> Dict[str, dict]:
     return recipes
 
 
-def recipe_for(name: str, recipes: Dict[str, dict]) -> Optional[dict]:
+def recipe_for(name: str, recipes: dict[str, dict]) -> dict | None:
     """A backbone variant (``srm_vit``) uses its family's recipe (``vit``)."""
     if name in recipes:
         return recipes[name]
@@ -76,7 +76,7 @@ def recipe_for(name: str, recipes: Dict[str, dict]) -> Optional[dict]:
     return recipes.get(family)
 
 
-def build_kwargs(factory, recipe: Optional[dict]) -> dict:
+def build_kwargs(factory, recipe: dict | None) -> dict:
     """Constructor options of the recipe that the factory accepts, without weight files."""
     if not recipe:
         return {}
@@ -130,7 +130,7 @@ class _Device:
             self.sync()
             torch.cuda.reset_peak_memory_stats(self.device)
 
-    def peak_mb(self) -> Optional[float]:
+    def peak_mb(self) -> float | None:
         if not self.cuda:
             return None
         self.sync()
@@ -147,7 +147,7 @@ class _Device:
             torch.cuda.empty_cache()
 
 
-def _timed(fn, repeats: int, dev: _Device) -> List[float]:
+def _timed(fn, repeats: int, dev: _Device) -> list[float]:
     """Milliseconds of ``repeats`` calls of ``fn`` after one untimed warm-up call."""
     times = []
     for i in range(repeats + 1):
@@ -160,7 +160,7 @@ def _timed(fn, repeats: int, dev: _Device) -> List[float]:
     return times
 
 
-def _prepare(model: torch.nn.Module, channels_last: bool, compile_model: bool, notes: List[str]):
+def _prepare(model: torch.nn.Module, channels_last: bool, compile_model: bool, notes: list[str]):
     """The model as it is timed: channels_last memory format and/or torch.compile'd."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -172,7 +172,7 @@ def _prepare(model: torch.nn.Module, channels_last: bool, compile_model: bool, n
     return model
 
 
-def _first_call(fn, eager_fn, notes: List[str], what: str):
+def _first_call(fn, eager_fn, notes: list[str], what: str):
     """Run ``fn`` once (compilation happens here); on failure fall back to ``eager_fn``."""
     try:
         return fn, fn()
@@ -185,8 +185,8 @@ def _first_call(fn, eager_fn, notes: List[str], what: str):
         return eager_fn, eager_fn()
 
 
-def measure(name: str, size: Optional[int], recipes: Dict[str, dict], repeats: int, timed: bool,
-            device: str, train: bool = False, batch: Optional[int] = None, channels_last: bool = False,
+def measure(name: str, size: int | None, recipes: dict[str, dict], repeats: int, timed: bool,
+            device: str, train: bool = False, batch: int | None = None, channels_last: bool = False,
             compile_model: bool = False, amp: str = "none") -> dict:
     factory = MODELS.get(name)
     recipe = recipe_for(name, recipes)
@@ -194,8 +194,8 @@ def measure(name: str, size: Optional[int], recipes: Dict[str, dict], repeats: i
     s = size or (recipe or {}).get("train", {}).get("image_size") or 512
     if "input_size" in kwargs and size:
         kwargs["input_size"] = size  # IML_ViT / PSCC_Net tables follow the benchmarked size
-    row: Dict[str, Any] = {"model": name, "size": s}
-    notes: List[str] = []
+    row: dict[str, Any] = {"model": name, "size": s}
+    notes: list[str] = []
     counter = FlopCounterMode(display=False)
     model = None
     try:
@@ -259,7 +259,7 @@ def measure(name: str, size: Optional[int], recipes: Dict[str, dict], repeats: i
 
 
 def _train_step_times(net, eager, b: int, s: int, repeats: int, dev: _Device, channels_last: bool,
-                      notes: List[str]) -> dict:
+                      notes: list[str]) -> dict:
     """Median ms of a training step (train mode, forward, backward, AdamW step) at batch ``b``."""
     inputs = make_batch(None, s, dev.device, b)
     if channels_last:
@@ -300,11 +300,11 @@ def _train_step_times(net, eager, b: int, s: int, repeats: int, dev: _Device, ch
     return out
 
 
-def _f(value: Optional[float], fmt: str) -> str:
+def _f(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
-def fmt_table(rows: List[dict], device: str, train: bool = False, memory: bool = False) -> str:
+def fmt_table(rows: list[dict], device: str, train: bool = False, memory: bool = False) -> str:
     cols = ["model", "input", "params (M)", "trainable (M)", "GFLOPs", "GMACs", f"forward ms ({device}, batch 1)",
             "forward img/s"]
     if train:

@@ -30,7 +30,6 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
@@ -46,7 +45,7 @@ STD = (0.229, 0.224, 0.225)
 
 #: README §3's fixture table: constructor arguments as recorded (weight files null), input file,
 #: which arguments name weight files the reference insists on, which name shipped config files
-MODEL_CONFIGS: Dict[str, dict] = {
+MODEL_CONFIGS: dict[str, dict] = {
     "Cat_Net": dict(kwargs={"cfg_file": "CAT_full.yaml"}, input="inputs_jpeg_256.pt", configs=["cfg_file"],
                     note="cfg_file is the configuration shipped with the reference"),
     "IML_ViT": dict(kwargs={"input_size": 256, "vit_pretrain_path": None}, input="inputs_256.pt"),
@@ -332,7 +331,7 @@ def _outputs(out: dict) -> dict:
             "visual_loss": visual}
 
 
-def _shift(a: dict, b: dict) -> Dict[str, float]:
+def _shift(a: dict, b: dict) -> dict[str, float]:
     def max_abs(x, y):
         return 0.0 if x is None or y is None or x.numel() == 0 else float((x.double() - y.double()).abs().max())
 
@@ -413,8 +412,9 @@ def model_fixture(name: str, reference, inputs_dir: Path, placeholder_file: Path
 
 
 # ------------------------------------------------------------------------------ data (§4, §5)
-def data_fixtures(datasets: Path, out: Path) -> List[dict]:
+def data_fixtures(datasets: Path, out: Path) -> list[dict]:
     import numpy as np
+
     from IMDLBenCo.datasets import JsonDataset, ManiDataset
 
     out.mkdir(parents=True, exist_ok=True)
@@ -470,12 +470,13 @@ def robust_fixtures(datasets: Path, out: Path) -> None:
     import random
 
     import numpy as np
+    from PIL import Image
+
     from IMDLBenCo.transforms.robustness_wrapper import (
         GaussianBlurWrapper,
         GaussianNoiseWrapper,
         JpegCompressionWrapper,
     )
-    from PIL import Image
 
     sources = {fid: (folder, rel) for fid, folder, rel, _ in DATA_SOURCES}
     for fid in ROBUST_SOURCES:
@@ -595,7 +596,7 @@ def compare(ours: Path, theirs: Path) -> int:
 
 
 # ------------------------------------------------------------------------------ main
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:
         if len(argv) != 3:

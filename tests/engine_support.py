@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ class EngineTinyNet(nn.Module):
         self.conv2 = nn.Conv2d(width, 1, 3, padding=1)
         self.drop = nn.Dropout(0.1)
 
-    def forward(self, image, mask, label, *args, **kwargs) -> Dict[str, Any]:
+    def forward(self, image, mask, label, *args, **kwargs) -> dict[str, Any]:
         logits = self.conv2(self.drop(F.relu(self.bn(self.conv1(image)))))
         label_logit = logits.mean(dim=(1, 2, 3))
         seg_loss = F.binary_cross_entropy_with_logits(logits, mask)
@@ -90,13 +91,13 @@ class MeanF1:
         f1 = 2 * tp / (pred.sum((1, 2, 3)) + mask.sum((1, 2, 3)) + 1e-8)
         self.total += torch.stack([f1.sum().cpu(), torch.tensor(float(len(f1)), dtype=torch.float64)])
 
-    def compute(self) -> Dict[str, float]:
+    def compute(self) -> dict[str, float]:
         total = self.total.clone()
         if torch.distributed.is_initialized():
             torch.distributed.all_reduce(total)
         return {"mean_f1": float(total[0] / total[1]), "count": float(total[1])}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         return {"mean_f1": "test evaluator", "count": "images evaluated"}
 
 
@@ -119,7 +120,7 @@ def make_mani(root: Path, n: int, size=(40, 48), seed: int = 0, sub: str = "") -
 
 def make_json(root: Path, mani: Path, negatives: int = 0) -> Path:
     """A JsonDataset file listing ``mani`` (+ ``negatives`` authentic images)."""
-    pairs: List[List[str]] = []
+    pairs: list[list[str]] = []
     for tp in sorted((mani / "Tp").iterdir()):
         pairs.append([str(tp), str(mani / "Gt" / (tp.stem + "_gt.png"))])
     for i in range(negatives):
@@ -131,7 +132,7 @@ def make_json(root: Path, mani: Path, negatives: int = 0) -> Path:
     return path
 
 
-def base_args(tmp: Path, data: Path, **extra: Any) -> List[str]:
+def base_args(tmp: Path, data: Path, **extra: Any) -> list[str]:
     args = ["--model", MODEL, "--data_path", str(data), "--image_size", "32", "--if_resizing",
             "--batch_size", "2", "--test_batch_size", "3", "--epochs", "2", "--accum_iter", "1",
             "--lr", "1e-2", "--warmup_epochs", "1", "--num_workers", "0", "--device", "cpu",
@@ -141,11 +142,11 @@ def base_args(tmp: Path, data: Path, **extra: Any) -> List[str]:
     return args
 
 
-def read_jsonl(path: os.PathLike) -> List[Dict[str, Any]]:
+def read_jsonl(path: os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def run_in_group(cmd: List[str], cwd: os.PathLike, env: Dict[str, str], timeout: float = 300,
+def run_in_group(cmd: list[str], cwd: os.PathLike, env: dict[str, str], timeout: float = 300,
                  check: bool = True):
     """Run ``cmd`` in its own process group and return its stdout (``check=False``: the
     ``CompletedProcess``); a failure shows the output's tail, and on timeout the whole group

@@ -9,12 +9,20 @@ documented in ``IMDLBenCo.evaluation``.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
-                             jaccard_score, matthews_corrcoef, precision_recall_curve, recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    jaccard_score,
+    matthews_corrcoef,
+    precision_recall_curve,
+    recall_score,
+    roc_auc_score,
+)
 
 
 def _valid_pixels(preds, masks, valid):
@@ -23,14 +31,14 @@ def _valid_pixels(preds, masks, valid):
         yield preds[i][v].reshape(-1), masks[i][v].reshape(-1) > 0.5
 
 
-def _mean(xs: List[float]) -> float:
+def _mean(xs: list[float]) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def pixel_reference(preds, masks, valid=None, threshold: float = 0.5) -> Dict[str, float]:
+def pixel_reference(preds, masks, valid=None, threshold: float = 0.5) -> dict[str, float]:
     """Per-image (manipulated images) and pooled pixel metrics, all modes."""
     fns = {"pixel_f1": f1_score, "pixel_iou": jaccard_score, "pixel_accuracy": accuracy_score}
-    per: Dict[str, List[float]] = {}
+    per: dict[str, list[float]] = {}
     pooled_p, pooled_y = [], []
     fpr, fpr_rev, fp_total, fp_rev_total, n_total = [], [], 0, 0, 0
     with warnings.catch_warnings():
@@ -92,7 +100,7 @@ def _with_threshold(key: str, threshold: float) -> str:
     return f"{base}_t{threshold:g}" + ("_pooled" if pooled else "")
 
 
-def image_reference(labels, scores, threshold: float = 0.5) -> Dict[str, float]:
+def image_reference(labels, scores, threshold: float = 0.5) -> dict[str, float]:
     y, s = np.asarray(labels) > 0.5, np.asarray(scores, dtype=np.float64)
     hit = s > threshold
     with warnings.catch_warnings():
@@ -133,7 +141,7 @@ def thresholded_evaluators(threshold: float):
 
 
 def run_evaluators(evaluators, preds, masks, valid, labels, scores, batch_size: int,
-                   indices: Optional[range] = None, device: str = "cpu") -> Dict[str, float]:
+                   indices: range | None = None, device: str = "cpu") -> dict[str, float]:
     """Feed the images (in ``indices`` order) in batches through every evaluator; merged results."""
     idx = list(indices if indices is not None else range(preds.shape[0]))
     for s in range(0, len(idx), batch_size):
@@ -146,13 +154,13 @@ def run_evaluators(evaluators, preds, masks, valid, labels, scores, batch_size: 
             batch["shape_mask"] = torch.from_numpy(valid[sel][:, None].astype(np.float32)).to(device)
         for ev in evaluators:
             ev.update(out, batch)
-    res: Dict[str, float] = {}
+    res: dict[str, float] = {}
     for ev in evaluators:
         res.update(ev.compute())
     return res
 
 
-def assert_matches(ours: Dict[str, float], ref: Dict[str, float], tol: float = 1e-6) -> None:
+def assert_matches(ours: dict[str, float], ref: dict[str, float], tol: float = 1e-6) -> None:
     """Every reference key (except the exact pooled AUC) equals ours within ``tol`` (NaN == NaN)."""
     for key, want in ref.items():
         if key == "pixel_auc_pooled":

@@ -15,9 +15,9 @@ import math
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
 
 #: the fixtures: ../shared/reference/parity, or the folder IMDLBENCO_PARITY_DIR names (fixtures that
 #: scripts/parity.sh regenerated from IMDL-BenCo 0.1.45 itself)
@@ -45,15 +45,15 @@ SENSITIVITY_FACTOR = 10.0
 DROP_ATTRS = ("drop_path", "drop_prob", "drop_path_prob", "attn_drop", "proj_drop")
 
 
-def model_fixture_names() -> List[str]:
+def model_fixture_names() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.pt")) if MODELS_DIR.is_dir() else []
 
 
-def data_fixture_names() -> List[str]:
+def data_fixture_names() -> list[str]:
     return sorted(p.stem for p in DATA_DIR.glob("*.npz") if not p.stem.startswith("robust")) if DATA_DIR.is_dir() else []
 
 
-def robust_fixture_names() -> List[str]:
+def robust_fixture_names() -> list[str]:
     return sorted(p.stem for p in DATA_DIR.glob("robust__*.npz")) if DATA_DIR.is_dir() else []
 
 
@@ -77,7 +77,7 @@ def fill_value(key: str, t):
     return v.to(t.dtype)
 
 
-def filled_state_dict(model) -> Dict[str, "object"]:
+def filled_state_dict(model) -> dict[str, object]:
     sd = {}
     for key, t in model.state_dict().items():
         if t.is_floating_point() and t.numel() > 0:
@@ -87,7 +87,7 @@ def filled_state_dict(model) -> Dict[str, "object"]:
     return sd
 
 
-def state_sums(sd) -> Dict[str, List[float]]:
+def state_sums(sd) -> dict[str, list[float]]:
     import torch
 
     out = {}
@@ -99,7 +99,7 @@ def state_sums(sd) -> Dict[str, List[float]]:
 
 
 # ---------------------------------------------------------------------------------- dropout
-def dropout_probs(model) -> List[float]:
+def dropout_probs(model) -> list[float]:
     """README §3 ``dropout_p``: every probability > 0 of the model as built, sorted."""
     import torch.nn as nn
 
@@ -133,10 +133,10 @@ def zero_dropout(model) -> None:
 @dataclass
 class Report:
     name: str
-    problems: List[str] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     #: what was measured: {check: (difference, tolerance)}, for the table ``--table`` prints
-    measured: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    measured: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def fail(self, msg: str) -> None:
         self.problems.append(msg)
@@ -150,7 +150,7 @@ def _max_abs(a, b) -> float:
     return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
 
 
-def compare_outputs(rep: Report, phase: str, ours: dict, ref: dict, sens: Dict[str, float]) -> None:
+def compare_outputs(rep: Report, phase: str, ours: dict, ref: dict, sens: dict[str, float]) -> None:
     import torch
 
     for key in ("pred_mask", "pred_label"):
@@ -188,8 +188,8 @@ def compare_outputs(rep: Report, phase: str, ours: dict, ref: dict, sens: Dict[s
             rep.fail(f"{phase} visual_loss[{k!r}] {ov:.7g} vs reference {rv:.7g}")
 
 
-def compare_grads(rep: Report, ours: Dict[str, Optional[float]], ref: Dict[str, Optional[float]],
-                  shifted: Optional[Callable[[], Dict[str, Optional[float]]]] = None) -> None:
+def compare_grads(rep: Report, ours: dict[str, float | None], ref: dict[str, float | None],
+                  shifted: Callable[[], dict[str, float | None]] | None = None) -> None:
     """Per-parameter gradient norms within README §3's tolerance.
 
     The fixtures record no gradient sensitivity. Where a norm is off, ``shifted()`` (our own
@@ -266,7 +266,7 @@ PLAIN_TOLERANCE_FIXTURES = frozenset({"PSCC_Net"})
 
 
 def run_model_fixture(name: str, build=None, check_train: bool = True,
-                      allow_ill_conditioning: Optional[bool] = None) -> Report:
+                      allow_ill_conditioning: bool | None = None) -> Report:
     """Build ``name`` (``build(name, kwargs) -> model``; default: the registry), fill, run the
     README §3 procedure and compare with the fixture.
 
@@ -350,7 +350,7 @@ def run_model_fixture(name: str, build=None, check_train: bool = True,
     return rep
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(2)

@@ -5,12 +5,11 @@ import logging
 
 import pytest
 import torch
+from zoo_common import build_meta, check_output_contract, parse_model_kwargs, shapes_of, train_help
+from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 
 from IMDLBenCo.modules.backbones import BACKBONE_FAMILIES, BACKBONE_NAMES, EXTRACTOR_PREFIXES
 from IMDLBenCo.registry import MODELS
-
-from zoo_common import build_meta, check_output_contract, parse_model_kwargs, shapes_of, train_help
-from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 
 WITH_MANIFEST = [n for n in BACKBONE_NAMES if "convnext" not in n]
 

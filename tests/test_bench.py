@@ -376,6 +376,7 @@ def _miniature_data(tmp_path: Path) -> Path:
     """The datasets of Protocol-CAT and Protocol-MVSS prepared from miniature archives (the layouts of
     test_data_prepare), the lists of `benco data protocol`, and the files a user brings."""
     import test_data_prepare as tdp
+
     from IMDLBenCo.datasets.prepare import prepare_dataset
 
     root = tmp_path / "data"

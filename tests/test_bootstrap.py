@@ -6,11 +6,30 @@ import numpy as np
 import pytest
 import torch
 
-from IMDLBenCo.evaluation import (ImageAccuracy, ImageAP, ImageAUC, ImageBalancedAccuracy, ImageF1, ImageMCC, ImageTNR,
-                                  ImageTPR, PixelAccuracy, PixelAUC, PixelAUPRC, PixelF1, PixelF1Best, PixelFPR,
-                                  PixelIOU)
-from IMDLBenCo.evaluation.bootstrap import (bootstrap_intervals, percentile_interval, resample_indices,
-                                            resample_weights, weight_chunks)
+from IMDLBenCo.evaluation import (
+    ImageAccuracy,
+    ImageAP,
+    ImageAUC,
+    ImageBalancedAccuracy,
+    ImageF1,
+    ImageMCC,
+    ImageTNR,
+    ImageTPR,
+    PixelAccuracy,
+    PixelAUC,
+    PixelAUPRC,
+    PixelF1,
+    PixelF1Best,
+    PixelFPR,
+    PixelIOU,
+)
+from IMDLBenCo.evaluation.bootstrap import (
+    bootstrap_intervals,
+    percentile_interval,
+    resample_indices,
+    resample_weights,
+    weight_chunks,
+)
 
 
 def _factories():

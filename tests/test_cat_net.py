@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from zoo_common import build_meta, parse_model_kwargs, train_help
 from zoo_manifest import load_manifest, manifest_state_dict
 

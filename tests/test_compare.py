@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from engine_support import MODEL, EngineTinyNet, MeanF1, base_args, make_mani
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from engine_support import MODEL, EngineTinyNet, MeanF1, make_mani, read_jsonl, run_in_group
 
 pytestmark = [

@@ -11,7 +11,6 @@ import tempfile
 
 import pytest
 import torch
-
 from zoo_common import parse_model_kwargs, train_help
 
 from IMDLBenCo.engine import check_model_output, load_checkpoint

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_support import EngineTinyNet, make_mani, read_jsonl, run_in_group
 
 TESTS = Path(__file__).resolve().parent

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from engine_support import MODEL, EngineTinyNet, MeanF1, make_json, make_mani
+from PIL import Image
 
 
 def _eval_args(tmp, data, ckpt, out="eval", **extra):

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from engine_support import MODEL, MeanF1, base_args, make_mani, read_jsonl
 
 

@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from eval_reference import all_evaluators, assert_matches, image_reference, pixel_reference, run_evaluators
 
-from eval_reference import (all_evaluators, assert_matches, image_reference, pixel_reference,
-                            run_evaluators)
 from IMDLBenCo import evaluation as E
 from IMDLBenCo.evaluation import EvalSampler, InputError
 

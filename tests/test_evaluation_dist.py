@@ -8,9 +8,9 @@ import socket
 
 import pytest
 import torch
+from eval_reference import all_evaluators, assert_matches, image_reference, pixel_reference, run_evaluators
 
 from IMDLBenCo.evaluation import EvalSampler
-from eval_reference import all_evaluators, assert_matches, image_reference, pixel_reference, run_evaluators
 
 pytestmark = pytest.mark.dist
 

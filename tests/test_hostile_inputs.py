@@ -199,11 +199,10 @@ def test_cam_empty_target_layer_is_named_as_such(tmp_path, cam_data):
 
 def test_the_demo_checkpoint_is_found_without_import_and_options_come_from_its_run(tmp_path):
     """A checkpoint written by train.py names its model and options: predict and cam rebuild it."""
-    from IMDLBenCo.engine.predict import config_from_checkpoint
-
     import IMDLBenCo.demo.model  # noqa: F401  (registers DemoNet for the training run)
     from IMDLBenCo.datasets.synth import make_synthetic_dataset
     from IMDLBenCo.engine import train_main
+    from IMDLBenCo.engine.predict import config_from_checkpoint
 
     info = make_synthetic_dataset(str(tmp_path / "synth"), n=8, size=32, seed=1)
     train_main(["--model", "DemoNet", "--width", "6", "--data_path", info["json"]["train"], "--image_size", "32",

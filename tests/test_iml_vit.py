@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from IMDLBenCo.registry import MODELS
-
 from zoo_common import build_meta, check_output_contract, parse_model_kwargs, shapes_of, train_help
 from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
+
+from IMDLBenCo.registry import MODELS
 
 # narrow encoder (192 wide, 12 heads of 16) and head: same code paths, ~1 s forward+backward
 SMALL = dict(input_size=128, embed_dim=192, fpn_channels=32, mlp_embeding_dim=32)

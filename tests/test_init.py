@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from IMDLBenCo.cli import main
 from IMDLBenCo.cli import init as init_cmd
+from IMDLBenCo.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -53,7 +53,7 @@ def _pooled_interval(tp, fp, fn, seed: int, resamples: int = R):
     return tuple(float(x) for x in np.percentile(stats, [2.5, 97.5]))
 
 
-def make_set(name: str, mean_f1: float, seed: int, n: int = 40, authentic: int = 6) -> Dict[str, object]:
+def make_set(name: str, mean_f1: float, seed: int, n: int = 40, authentic: int = 6) -> dict[str, object]:
     """Per-image rows of one test set: ``n`` images, the last ``authentic`` of them authentic."""
     rng = np.random.default_rng(seed)
     labels = np.array([1] * (n - authentic) + [0] * authentic)
@@ -66,8 +66,8 @@ def make_set(name: str, mean_f1: float, seed: int, n: int = 40, authentic: int =
             "hash": "sha256:" + hashlib.sha256(name.encode()).hexdigest()}
 
 
-def write_results(folder: Path, model: str, sets: Sequence[Dict[str, object]], rule: str = "validation",
-                  protocol: Optional[Dict[str, object]] = None, options: Optional[dict] = None,
+def write_results(folder: Path, model: str, sets: Sequence[dict[str, object]], rule: str = "validation",
+                  protocol: dict[str, object] | None = None, options: dict | None = None,
                   attacks: Sequence[tuple] = (), checkpoint: str = "checkpoint-7.pth", epoch: int = 7,
                   seed: int = 42, bootstrap: bool = True, created: str = "2026-12-07T10:00:00+00:00",
                   image_auc: float = 0.8) -> Path:
@@ -75,8 +75,8 @@ def write_results(folder: Path, model: str, sets: Sequence[Dict[str, object]], r
 
     ``attacks``: (set dict, attack name, param, set dict of the attacked images) tuples."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows: List[dict] = []
-    records: List[dict] = []
+    rows: list[dict] = []
+    records: list[dict] = []
     items = [(s, None, None, s) for s in sets] + [(s, a, p, att) for s, a, p, att in attacks]
     for base, attack, param, data in items:
         labels, f1 = data["labels"], data["f1"]
@@ -133,7 +133,7 @@ def write_results(folder: Path, model: str, sets: Sequence[Dict[str, object]], r
     return folder
 
 
-def cat_sets(means: Dict[str, float], seed: int) -> List[Dict[str, object]]:
+def cat_sets(means: dict[str, float], seed: int) -> list[dict[str, object]]:
     return [make_set(name, means[key], seed + i) for i, (name, key) in enumerate(CAT_SETS.items())]
 
 
@@ -143,7 +143,7 @@ def protocol(model_id: str, set_name: str, name: str = "Protocol-CAT") -> dict:
             "model_id": model_id, "set": set_name, "provenance": "p0"}
 
 
-def bench_cell(out: Path, model_id: str, model: str, data: Dict[str, object], rule: str, attacks: Sequence[tuple] = (),
+def bench_cell(out: Path, model_id: str, model: str, data: dict[str, object], rule: str, attacks: Sequence[tuple] = (),
                name: str = "Protocol-CAT", **kwargs) -> Path:
     """A benco bench cell: stage folders test/ (and robust/) as the scripts write them, merged into the
     cell's own results.json with the protocol key and a "stages" list, per_image.csv concatenated."""
@@ -476,7 +476,7 @@ def test_markdown_csv_and_latex(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------- the site
-def _hrefs(page: str) -> List[str]:
+def _hrefs(page: str) -> list[str]:
     return [htmlmod.unescape(h) for h in re.findall(r'\shref="([^"#]+)', page)]
 
 
@@ -548,7 +548,7 @@ def _chromium() -> str:
     pytest.skip("headless Chromium not installed (Debian: apt-get install -y --no-install-recommends chromium)")
 
 
-def _chromium_cmd(exe: str, profile: Path) -> List[str]:
+def _chromium_cmd(exe: str, profile: Path) -> list[str]:
     return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run", "--disable-extensions", "--hide-scrollbars",
             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
@@ -562,12 +562,12 @@ def _dump(url: str, tmp_path: Path, name: str) -> tuple:
     return done.stdout, console
 
 
-def _rows_of(dom: str, table_id: str) -> List[str]:
+def _rows_of(dom: str, table_id: str) -> list[str]:
     table = dom.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
     return re.findall(r'<tr class="[^"]*" data-group="[^"]*"[^>]*>(.*?)</tr>', table, re.S)
 
 
-def _models(rows: Sequence[str]) -> List[str]:
+def _models(rows: Sequence[str]) -> list[str]:
     return [re.search(r'<td data-s="([^"]*)"', r).group(1) for r in rows]
 
 

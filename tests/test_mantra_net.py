@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from zoo_common import build_meta, check_output_contract, parse_model_kwargs, shapes_of, train_help
 from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 

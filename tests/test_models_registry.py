@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
 import torch
@@ -55,7 +54,7 @@ BACKBONE_SMALL = {
 BACKBONE_SIZE = {"swin": 64, "segformer": 64, "resnet": 64}
 
 #: name -> (constructor options, input size H = W); a callable gets tmp_path and returns options
-SMALL: Dict[str, Tuple[object, int]] = {
+SMALL: dict[str, tuple[object, int]] = {
     "IML_ViT": (dict(input_size=64, patch_size=16, embed_dim=96, fpn_channels=16, mlp_embeding_dim=16), 64),
     "ObjectFormer": (dict(input_size=32, embedding_dim=48, num_layers=1, num_prototypes=8), 32),
     "SparseViT": (dict(img_size=64, depth=[1, 1, 5, 1], s_blocks3=[8], s_blocks4=[8], embed_dim=[16, 32, 64, 128],

@@ -4,8 +4,17 @@
 import pytest
 import torch
 
-from IMDLBenCo.modules.extractors import (EXTRACTORS, BayarConv2D, BayerConv, DCTExtractor, FFTExtractor,
-                                          SobelFilter, SRMConv2D, build_extractor, dct_matrix)
+from IMDLBenCo.modules.extractors import (
+    EXTRACTORS,
+    BayarConv2D,
+    BayerConv,
+    DCTExtractor,
+    FFTExtractor,
+    SobelFilter,
+    SRMConv2D,
+    build_extractor,
+    dct_matrix,
+)
 
 
 def test_bayar_constraint_centre_minus_one_sum_zero_and_trainable():

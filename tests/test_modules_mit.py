@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from zoo_manifest import load_manifest
 
 from IMDLBenCo.modules.mit import MixVisionTransformer, mit_b0, mit_b2, mit_b3
-
-from zoo_manifest import load_manifest
 
 
 def test_mit_stage_shapes_and_backward():

@@ -11,14 +11,12 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-
-from IMDLBenCo.registry import MODELS
-
 from zoo_common import build_meta, check_output_contract, parse_model_kwargs, shapes_of, train_help
 from zoo_manifest import assert_params_close, count_params, load_manifest, manifest_state_dict
 
 from IMDLBenCo.model_zoo.mscdi_net.blocks import DySampleUpsample
 from IMDLBenCo.model_zoo.mscdi_net.glca_mit import GLCAAttention, _unwindow, _windows
+from IMDLBenCo.registry import MODELS
 
 SMALL = dict(backbone="mit_bit2", glca=0)
 

@@ -6,7 +6,6 @@ import logging
 
 import pytest
 import torch
-
 from zoo_common import parse_model_kwargs, train_help
 from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 

@@ -1,5 +1,5 @@
 import argparse
-from typing import List, Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -19,9 +19,9 @@ class Typed:
         count: int = 2,
         ratio: float = 0.5,
         title: str = "x",
-        scales: List[float] = (4.0, 2.0),
+        scales: list[float] = (4.0, 2.0),
         ids: list[int] = (1,),
-        maybe: Optional[int] = None,
+        maybe: int | None = None,
         norm: Literal["BN", "LN", "IN"] = "BN",
         plain_int=7,
         plain_bool=True,

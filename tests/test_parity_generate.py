@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from parity import INPUTS_DIR, MODELS_DIR, model_fixture_names
 
 REPO = Path(__file__).resolve().parents[1]

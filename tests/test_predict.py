@@ -208,10 +208,10 @@ def test_predict_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv, mess
 
 def test_test_and_save_images_with_sliding_window(trained, tmp_path):
     """test.py and test_save_images.py on images larger than --image_size, slid."""
+    from engine_support import MeanF1
+
     from IMDLBenCo import engine
     from IMDLBenCo.datasets import synth
-
-    from engine_support import MeanF1
 
     info = synth.make_synthetic_dataset(str(tmp_path / "big"), n=6, size=150, seed=3)
     res = engine.test_main(["--model", MODEL, "--checkpoint_path", str(trained["checkpoint"]),

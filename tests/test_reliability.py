@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_support import MODEL, EngineTinyNet, MeanF1, base_args, make_mani, read_jsonl
 
 from IMDLBenCo.registry import MODELS
@@ -246,8 +245,8 @@ def test_checkpoint_errors_are_one_message_on_the_command_line(tmp_path):
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "checkpoint-0.pth").write_text("oops\n")
     script = tmp_path / "test.py"
-    script.write_text("import sys\nsys.path.insert(0, %r)\nimport engine_support\n"
-                      "from IMDLBenCo.engine import test_main\ntest_main()\n" % str(Path(__file__).parent))
+    script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nimport engine_support\n"
+                      "from IMDLBenCo.engine import test_main\ntest_main()\n")
     proc = subprocess.run([sys.executable, str(script), "--model", MODEL, "--test_data_path", str(data),
                            "--checkpoint_path", str(tmp_path / "ck"), "--if_resizing", "--image_size", "32",
                            "--num_workers", "0", "--output_dir", str(tmp_path / "o")],

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from engine_support import MODEL, base_args, make_json, make_mani, read_jsonl
 
 

@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 from engine_support import MODEL, MeanF1, base_args, make_mani
 
 from IMDLBenCo.errors import UsageError
@@ -63,8 +62,9 @@ def test_a_new_training_run_over_another_is_refused(tmp_path):
 
 
 def test_the_same_test_command_again_replaces_its_results_and_another_is_refused(tmp_path):
-    from IMDLBenCo.engine import test_main, train_main
     from engine_support import read_jsonl
+
+    from IMDLBenCo.engine import test_main, train_main
 
     data = make_mani(tmp_path / "data", 4, seed=1)
     train_main(base_args(tmp_path, data, epochs=1), evaluators=[MeanF1()], train_transform=False)

@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from engine_support import make_mani, read_jsonl, run_in_group
 
 TESTS = Path(__file__).resolve().parent

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from IMDLBenCo.engine.sliding import (PIXELS_PER_CALL, count_tiles, default_tiles_per_call, sliding_shape,
-                                      sliding_window_forward, tile_plan, tile_starts)
+from IMDLBenCo.engine.sliding import (
+    PIXELS_PER_CALL,
+    count_tiles,
+    default_tiles_per_call,
+    sliding_shape,
+    sliding_window_forward,
+    tile_plan,
+    tile_starts,
+)
 
 
 class SmallConvNet(torch.nn.Module):

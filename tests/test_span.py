@@ -14,7 +14,6 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-
 from zoo_common import build_meta, check_output_contract, parse_model_kwargs, shapes_of, train_help
 from zoo_manifest import assert_params_close, load_manifest, manifest_state_dict
 
@@ -264,8 +263,7 @@ def test_parity_fixture_default_model(_reference_numerics):
     """The default model, filled by the fixture's rule, with ``last_layer`` set to the draws the
     reference made after ``torch.manual_seed(0)``: same eval outputs, loss and gradient norms of
     every reference parameter."""
-    from parity import (MODELS_DIR, Report, compare_grads, compare_outputs, filled_state_dict, load_fixture,
-                        load_inputs)
+    from parity import MODELS_DIR, Report, compare_grads, compare_outputs, filled_state_dict, load_fixture, load_inputs
 
     if not (MODELS_DIR / "SPAN.pt").is_file():
         pytest.skip("SPAN parity fixture not present")

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from IMDLBenCo.registry import MODELS
-
 from parity import dropout_probs
 from zoo_common import build_meta, check_output_contract, parse_model_kwargs, shapes_of, train_help
 from zoo_manifest import count_params, load_manifest, manifest_state_dict
 
 from IMDLBenCo.model_zoo.sparse_vit import SparseViT, SparseViTBackbone
 from IMDLBenCo.model_zoo.sparse_vit.sparse_vit import SABlock, size_multiple, sparse_group, sparse_ungroup
+from IMDLBenCo.registry import MODELS
 
 # full depth and widths at 64 px: stage 3 is 4x4 (groups of 4x4, 2x2, 1x1 tokens), stage 4 2x2
 SMALL = dict(img_size=64, s_blocks3=[8, 16, 32, 8], s_blocks4=[8, 16])

@@ -8,7 +8,6 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-
 from zoo_common import build_meta, check_output_contract, parse_model_kwargs, train_help
 from zoo_manifest import load_manifest, manifest_state_dict
 

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from engine_support import make_mani, read_jsonl, run_in_group
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-from typing import Dict, List, Optional
 
 import torch
 
@@ -16,7 +15,7 @@ def build_meta(factory, **kwargs):
         return factory(**kwargs)
 
 
-def shapes_of(model) -> Dict[str, List[int]]:
+def shapes_of(model) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -69,7 +68,7 @@ def train_help(model_name: str) -> str:
     return buf.getvalue()
 
 
-def parse_model_kwargs(model_name: str, argv: List[str]) -> Optional[dict]:
+def parse_model_kwargs(model_name: str, argv: list[str]) -> dict | None:
     """The model kwargs the minimal training entry gets for ``argv``."""
     from IMDLBenCo.options import parse_args_with_model
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
@@ -24,10 +23,10 @@ class Manifest:
     trainable_params: int
     input_size: int
     constructor_args: dict
-    keys: List[str]
-    shapes: Dict[str, List[int]]
-    dtypes: Dict[str, str]
-    frozen: List[str] = field(default_factory=list)
+    keys: list[str]
+    shapes: dict[str, list[int]]
+    dtypes: dict[str, str]
+    frozen: list[str] = field(default_factory=list)
 
 
 def manifest_path(name: str) -> Path:

@@ -24,13 +24,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 __all__ = ["config_paths", "write_configs", "build_evaluators", "build_attacks", "merge_results", "main"]
 
 
-def config_paths(spec: Dict[str, Any]) -> Dict[str, Path]:
+def config_paths(spec: dict[str, Any]) -> dict[str, Path]:
     """Where the ``--config`` files of a cell's stages lie."""
     folder = Path(spec["folder"])
     paths = {"test": folder / "test_config.json", "robust": folder / "robust_config.json",
@@ -40,7 +41,7 @@ def config_paths(spec: Dict[str, Any]) -> Dict[str, Path]:
     return paths
 
 
-def write_configs(spec: Dict[str, Any]) -> None:
+def write_configs(spec: dict[str, Any]) -> None:
     """Write the stages' option files (one process, before the launch)."""
     paths = config_paths(spec)
     # the set as a one-entry test_datasets.json: results.json then names it as the protocol does
@@ -58,7 +59,7 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build_evaluators(metrics: Sequence[Dict[str, Any]]) -> List[Any]:
+def build_evaluators(metrics: Sequence[dict[str, Any]]) -> list[Any]:
     """Evaluator objects from ``[{"name", "params"}]`` (one message naming a bad parameter)."""
     from .. import evaluation
     from ..errors import UsageError
@@ -74,7 +75,7 @@ def build_evaluators(metrics: Sequence[Dict[str, Any]]) -> List[Any]:
     return out
 
 
-def build_attacks(attacks: Sequence[Dict[str, Any]]) -> List[Any]:
+def build_attacks(attacks: Sequence[dict[str, Any]]) -> list[Any]:
     """Robustness wrappers from ``[{"name", "levels", "params"}]``."""
     from .. import transforms
     from ..errors import UsageError
@@ -90,7 +91,7 @@ def build_attacks(attacks: Sequence[Dict[str, Any]]) -> List[Any]:
     return out
 
 
-def _prepare_imports(spec: Dict[str, Any]) -> None:
+def _prepare_imports(spec: dict[str, Any]) -> None:
     from ..engine.builders import import_modules
 
     for folder in reversed(spec.get("sys_path") or []):
@@ -103,7 +104,7 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-def run_train(spec: Dict[str, Any], fresh: bool) -> None:
+def run_train(spec: dict[str, Any], fresh: bool) -> None:
     from ..datasets.identity import file_sha256
     from ..engine import train_main
 
@@ -129,7 +130,7 @@ def run_train(spec: Dict[str, Any], fresh: bool) -> None:
         _write_text(Path(train["marker"]), json.dumps(marker, indent=1, default=str) + "\n")
 
 
-def run_test(spec: Dict[str, Any]) -> None:
+def run_test(spec: dict[str, Any]) -> None:
     from ..engine import test_main, test_robust_main
 
     folder = Path(spec["folder"])
@@ -144,14 +145,14 @@ def run_test(spec: Dict[str, Any]) -> None:
         merge_results(spec)
 
 
-def _read_csv(path: Path) -> List[Dict[str, str]]:
+def _read_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
-def merge_results(spec: Dict[str, Any]) -> Dict[str, Any]:
+def merge_results(spec: dict[str, Any]) -> dict[str, Any]:
     """The cell's ``results.json`` and ``per_image.csv``: the test stage's and the robustness
     stage's records together, with the ``protocol`` key (written last: it marks the cell done)."""
     folder = Path(spec["folder"])
@@ -164,16 +165,16 @@ def merge_results(spec: Dict[str, Any]) -> Dict[str, Any]:
     merged["wall_time_s"] = round(sum(float(p.get("wall_time_s") or 0) for p in parts.values()), 3)
     merged["stages"] = {s: {"script": p.get("script"), "file": f"{s}/results.json", "args": p.get("args")}
                         for s, p in parts.items()}
-    definitions: Dict[str, Any] = {}
-    records: List[Any] = []
+    definitions: dict[str, Any] = {}
+    records: list[Any] = []
     for part in parts.values():
         definitions.update(part.get("metric_definitions") or {})
         records += list(part.get("records") or [])
     merged["metric_definitions"] = definitions
     merged["records"] = records
     merged["protocol"] = spec["protocol"]
-    rows: List[Dict[str, str]] = []
-    columns: List[str] = []
+    rows: list[dict[str, str]] = []
+    columns: list[str] = []
     for s in stages:
         for row in _read_csv(folder / s / "per_image.csv"):
             columns += [c for c in row if c not in columns]
@@ -187,7 +188,7 @@ def merge_results(spec: Dict[str, Any]) -> Dict[str, Any]:
     return merged
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m IMDLBenCo.bench.cell",
                                      description="Run one stage of a benco bench cell (started by benco bench).")
     parser.add_argument("spec", help="the cell's cell.json")

@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 __all__ = ["ZOO_COST", "model_cost", "measure_throughput", "estimate_plan", "format_bytes", "format_seconds"]
 
 #: registered name → (parameters in millions, GFLOPs per forward, input side they were measured at);
 #: from IMDLBenCo/model_zoo/README.md (benchmarks/bench_zoo.py, batch 1, eval mode)
-ZOO_COST: Dict[str, Tuple[float, float, int]] = {
+ZOO_COST: dict[str, tuple[float, float, int]] = {
     "IML_ViT": (91.78, 1152.0, 1024), "MVSSNet": (146.88, 332.8, 512), "Mesorch": (85.75, 232.8, 512),
     "PSCC_Net": (3.67, 90.1, 256), "Cat_Net": (114.26, 266.6, 512), "DINOv3_IML": (312.13, 745.7, 512),
     "MSCDI_Net": (81.48, 140.7, 512), "MantraNet": (3.81, 2171.7, 512), "ObjectFormer": (130.57, 130.2, 224),
@@ -41,7 +41,7 @@ PROCESS_START_S = 6.0
 PER_IMAGE_ROW_BYTES = 150
 
 
-def model_cost(model: str, options: Dict[str, Any], image_size: int) -> Tuple[Optional[float], Optional[float]]:
+def model_cost(model: str, options: dict[str, Any], image_size: int) -> tuple[float | None, float | None]:
     """(parameters, FLOPs per forward at ``image_size``²) of ``model`` built with ``options``; (None, None)
     when it cannot be told."""
     if model in ZOO_COST:
@@ -74,7 +74,7 @@ def model_cost(model: str, options: Dict[str, Any], image_size: int) -> Tuple[Op
         return None, None
 
 
-def measure_throughput(device: str = "auto") -> Tuple[float, str]:
+def measure_throughput(device: str = "auto") -> tuple[float, str]:
     """(FLOP/s a network reaches here, the device name): a timed float32 matrix product × utilisation."""
     import torch
 
@@ -97,13 +97,13 @@ def measure_throughput(device: str = "auto") -> Tuple[float, str]:
     return rate * UTILISATION[name], name
 
 
-def _samples(info: Dict[str, Any]) -> Optional[int]:
+def _samples(info: dict[str, Any]) -> int | None:
     if "members" in info:  # BalancedDataset: sample_number per member and epoch (default 1840)
         return 1840 * len(info["members"])
     return info.get("samples")
 
 
-def _synth_count(plan: Any, path: Optional[str]) -> Optional[int]:
+def _synth_count(plan: Any, path: str | None) -> int | None:
     """Images of a split of a ``synth:`` protocol's data not generated yet (train/val/test .json or folder)."""
     synth = plan.protocol.synth
     if not synth or not path:
@@ -114,20 +114,20 @@ def _synth_count(plan: Any, path: Optional[str]) -> Optional[int]:
     return _split_counts(int(synth["n"])).get(split)
 
 
-def estimate_plan(plan: Any, throughput: Optional[float] = None) -> Dict[str, Any]:
+def estimate_plan(plan: Any, throughput: float | None = None) -> dict[str, Any]:
     """``{"seconds", "bytes", "per_training": {...}, "per_cell": {...}, "unknown": [...], "device", "flops"}``
     for what the plan still has to run (done cells and finished trainings cost nothing)."""
     device = "cpu"
     if throughput is None:
         throughput, device = measure_throughput(str(plan.protocol.options.get("device", "auto")))
     throughput *= max(1, plan.nproc * plan.nnodes)
-    costs: Dict[str, Tuple[Optional[float], Optional[float]]] = {}
+    costs: dict[str, tuple[float | None, float | None]] = {}
     unknown = []
-    per_training: Dict[str, Dict[str, float]] = {}
-    per_cell: Dict[str, Dict[str, float]] = {}
+    per_training: dict[str, dict[str, float]] = {}
+    per_cell: dict[str, dict[str, float]] = {}
     unsized: list = []  # trainings and cells whose data is missing (no size to estimate from)
 
-    def cost(model_id: str, model: str, options: Dict[str, Any]) -> Tuple[Optional[float], Optional[float]]:
+    def cost(model_id: str, model: str, options: dict[str, Any]) -> tuple[float | None, float | None]:
         if model_id not in costs:
             costs[model_id] = model_cost(model, options, int(options.get("image_size", 512)))
             if costs[model_id][0] is None:

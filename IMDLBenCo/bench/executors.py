@@ -22,12 +22,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any
 
 __all__ = ["run_cell", "launch_command", "failure_line", "LocalExecutor", "SubmititExecutor", "SlurmOptions"]
 
-from .plan import BEST_CHECKPOINT, RESULTS, TRAIN_PLAN, read_json as _read_json
+from .plan import BEST_CHECKPOINT, RESULTS, TRAIN_PLAN
+from .plan import read_json as _read_json
 
 
 @contextlib.contextmanager
@@ -52,7 +54,7 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def launch_command(spec_path: Path, stage: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
-                   master: Optional[str] = None, port: int = 29500, fresh: bool = False) -> List[str]:
+                   master: str | None = None, port: int = 29500, fresh: bool = False) -> list[str]:
     """The command of one stage: plain python for one process, torchrun otherwise."""
     module = ["-m", "IMDLBenCo.bench.cell", str(spec_path), "--stage", stage] + (["--fresh"] if fresh else [])
     if nproc <= 1 and nnodes <= 1:
@@ -97,7 +99,7 @@ def failure_line(log: Path, limit: int = 300) -> str:
     return chosen if len(chosen) <= limit else chosen[: limit - 3] + "..."
 
 
-def _run_stage(cmd: List[str], log: Path, env: Dict[str, str], timeout_s: Optional[float]) -> Optional[str]:
+def _run_stage(cmd: list[str], log: Path, env: dict[str, str], timeout_s: float | None) -> str | None:
     """Run one stage, output to ``log``; None on success, else the failure line."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as out:
@@ -124,14 +126,14 @@ def _run_stage(cmd: List[str], log: Path, env: Dict[str, str], timeout_s: Option
     return f"{failure_line(log)} (exit status {code}; log: {log})"
 
 
-def _train_done(train: Dict[str, Any]) -> bool:
+def _train_done(train: dict[str, Any]) -> bool:
     marker = _read_json(Path(train["marker"]))
     return (isinstance(marker, dict) and marker.get("provenance") == train["provenance"]
             and Path(train["folder"], BEST_CHECKPOINT).is_file())
 
 
-def run_cell(spec_path: str, nproc: int = 1, timeout_s: Optional[float] = None,
-             cluster: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def run_cell(spec_path: str, nproc: int = 1, timeout_s: float | None = None,
+             cluster: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the cell of ``spec_path`` (its cell.json): train its model if needed, then test it.
 
     ``cluster``: ``{"nnodes", "node_rank", "master", "port"}`` when the cell spans several nodes
@@ -187,11 +189,11 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, nproc: int = 1, timeout_s: Optional[float] = None) -> None:
+    def __init__(self, nproc: int = 1, timeout_s: float | None = None) -> None:
         self.nproc, self.timeout_s = nproc, timeout_s
-        self.failed_training: Dict[str, str] = {}  # model id → its log, for this run
+        self.failed_training: dict[str, str] = {}  # model id → its log, for this run
 
-    def run(self, cells: List[Any], spec_paths: Dict[str, str], report: Callable[[Any, Dict[str, Any]], None],
+    def run(self, cells: list[Any], spec_paths: dict[str, str], report: Callable[[Any, dict[str, Any]], None],
             start: Callable[[Any], None]) -> None:
         failed_training = self.failed_training
         for cell in cells:
@@ -209,14 +211,14 @@ class LocalExecutor:
 class SlurmOptions:
     """The scheduler options of ``--executor slurm``."""
 
-    def __init__(self, partition: Optional[str] = None, gpus_per_node: int = 0, nodes: int = 1,
-                 time_min: int = 24 * 60, cpus_per_task: Optional[int] = None, mem_gb: Optional[int] = None,
-                 account: Optional[str] = None, extra: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, partition: str | None = None, gpus_per_node: int = 0, nodes: int = 1,
+                 time_min: int = 24 * 60, cpus_per_task: int | None = None, mem_gb: int | None = None,
+                 account: str | None = None, extra: dict[str, Any] | None = None) -> None:
         self.partition, self.gpus_per_node, self.nodes, self.time_min = partition, gpus_per_node, nodes, time_min
         self.cpus_per_task, self.mem_gb, self.account, self.extra = cpus_per_task, mem_gb, account, extra or {}
 
 
-def _cluster_run_cell(spec_path: str, nproc: int, timeout_s: Optional[float], port: int) -> Dict[str, Any]:
+def _cluster_run_cell(spec_path: str, nproc: int, timeout_s: float | None, port: int) -> dict[str, Any]:
     """The job function: one call per node of the job (submitit's task), torchrun across the nodes."""
     import submitit
 
@@ -234,8 +236,8 @@ class SubmititExecutor:
     which ignores dependencies.
     """
 
-    def __init__(self, kind: str, folder: Path, nproc: int = 1, timeout_s: Optional[float] = None,
-                 slurm: Optional[SlurmOptions] = None) -> None:
+    def __init__(self, kind: str, folder: Path, nproc: int = 1, timeout_s: float | None = None,
+                 slurm: SlurmOptions | None = None) -> None:
         try:
             import submitit  # noqa: F401  (checked here, used when the jobs are made)
         except ImportError:
@@ -248,7 +250,7 @@ class SubmititExecutor:
         self.folder = Path(folder)
         minutes = max(1, int(self.slurm.time_min))
         if kind == "submitit-local":
-            self.params: Dict[str, Any] = {"timeout_min": minutes, "tasks_per_node": 1, "nodes": 1,
+            self.params: dict[str, Any] = {"timeout_min": minutes, "tasks_per_node": 1, "nodes": 1,
                                            "gpus_per_node": self.slurm.gpus_per_node}
         else:
             self.params = {"time": minutes, "nodes": self.slurm.nodes, "ntasks_per_node": 1, "job_name": "benco_bench"}
@@ -288,14 +290,14 @@ class SubmititExecutor:
         executor.update_parameters(**self.params)
         return executor
 
-    def run(self, cells: List[Any], spec_paths: Dict[str, str], report: Callable[[Any, Dict[str, Any]], None],
-            start: Callable[[Any], None]) -> Dict[str, str]:
+    def run(self, cells: list[Any], spec_paths: dict[str, str], report: Callable[[Any, dict[str, Any]], None],
+            start: Callable[[Any], None]) -> dict[str, str]:
         """Submit every cell, then report each as it finishes; returns ``{cell id: job id}``."""
         import submitit
 
         self.executor = self.executor or self._make()
-        jobs: Dict[Any, Any] = {}
-        first_of_model: Dict[str, str] = {}
+        jobs: dict[Any, Any] = {}
+        first_of_model: dict[str, str] = {}
         for index, cell in enumerate(cells):
             depends = first_of_model.get(cell.model_id) if cell.training is not None else None
             if self.kind == "slurm":

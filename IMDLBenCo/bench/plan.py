@@ -23,9 +23,10 @@ import io
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .protocol import Attack, ModelEntry, Protocol, ProtocolError
 
@@ -49,7 +50,7 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def read_json(path: Path) -> Optional[Any]:
+def read_json(path: Path) -> Any | None:
     """The JSON content of ``path``, or None when it is absent or unreadable (an interrupted write)."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -65,17 +66,17 @@ class Training:
     model_id: str
     folder: Path  # train.py's --output_dir
     marker: Path
-    config: Dict[str, Any]  # train.py's options (--config)
+    config: dict[str, Any]  # train.py's options (--config)
     provenance: str
     status: str = "pending"  # trained | pending | stale | blocked
-    missing: List[str] = field(default_factory=list)
-    checkpoint_sha256: Optional[str] = None
+    missing: list[str] = field(default_factory=list)
+    checkpoint_sha256: str | None = None
 
     @property
     def checkpoint(self) -> Path:
         return self.folder / BEST_CHECKPOINT
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"model": self.model_id, "folder": str(self.folder), "status": self.status,
                 "provenance": self.provenance, "checkpoint": str(self.checkpoint),
                 "checkpoint_sha256": self.checkpoint_sha256, "missing": self.missing}
@@ -90,21 +91,21 @@ class Cell:
     set_path: str
     folder: Path
     entry: ModelEntry
-    training: Optional[Training]
+    training: Training | None
     checkpoint: str
-    test_config: Dict[str, Any]
-    robust_config: Optional[Dict[str, Any]]  # None: no attack on this set
-    attacks: List[Attack]
+    test_config: dict[str, Any]
+    robust_config: dict[str, Any] | None  # None: no attack on this set
+    attacks: list[Attack]
     provenance: str
     status: str = "pending"  # done | pending | stale | blocked
-    missing: List[str] = field(default_factory=list)
-    images: Optional[int] = None  # test images (for the estimate)
+    missing: list[str] = field(default_factory=list)
+    images: int | None = None  # test images (for the estimate)
 
     @property
     def id(self) -> str:
         return f"{self.model_id}/{self.set_name}"
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "model": self.model_id, "set": self.set_name, "folder": str(self.folder),
                 "status": self.status, "provenance": self.provenance, "missing": self.missing,
                 "trained": self.training is not None, "checkpoint": self.checkpoint}
@@ -114,24 +115,24 @@ class Cell:
 class Plan:
     protocol: Protocol
     out: Path
-    trainings: Dict[str, Training]
-    cells: List[Cell]
-    test_sets: Dict[str, str]
-    data_info: Dict[str, Dict[str, Any]]  # dataset path → content hash info (or {"missing": why})
+    trainings: dict[str, Training]
+    cells: list[Cell]
+    test_sets: dict[str, str]
+    data_info: dict[str, dict[str, Any]]  # dataset path → content hash info (or {"missing": why})
     nproc: int = 1
     nnodes: int = 1
     synth_pending: bool = False  # a synth: protocol whose data is generated when it runs
 
     @property
-    def missing(self) -> List[str]:
-        seen: List[str] = []
+    def missing(self) -> list[str]:
+        seen: list[str] = []
         for item in [m for t in self.trainings.values() for m in t.missing] + [m for c in self.cells
                                                                                  for m in c.missing]:
             if item not in seen:
                 seen.append(item)
         return seen
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"schema": "imdlbenco.bench/1", "protocol": self.protocol.summary(), "out": str(self.out),
                 "data_root": str(self.protocol.data_root), "nproc": self.nproc, "nnodes": self.nnodes,
                 "trainings": [t.to_json() for t in self.trainings.values()],
@@ -163,7 +164,7 @@ def synth_pending(protocol: Protocol) -> bool:
         protocol.data_root.is_dir() and any(protocol.data_root.iterdir()))
 
 
-def _dataset_info(path: str, cache: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+def _dataset_info(path: str, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Content hash and sample count of the dataset at ``path`` (``{"missing": why}`` when it cannot be read)."""
     if path in cache:
         return cache[path]
@@ -171,7 +172,7 @@ def _dataset_info(path: str, cache: Dict[str, Dict[str, Any]]) -> Dict[str, Any]
     from ..errors import IMDLBenCoError
 
     if not os.path.exists(path):
-        info: Dict[str, Any] = {"missing": f"{path} (no such file or folder)"}
+        info: dict[str, Any] = {"missing": f"{path} (no such file or folder)"}
     else:
         try:
             info = path_content_hash(path)
@@ -181,7 +182,7 @@ def _dataset_info(path: str, cache: Dict[str, Dict[str, Any]]) -> Dict[str, Any]
     return info
 
 
-def _file_sha256(path: str) -> Optional[str]:
+def _file_sha256(path: str) -> str | None:
     from ..datasets.identity import file_sha256
 
     try:
@@ -190,7 +191,7 @@ def _file_sha256(path: str) -> Optional[str]:
         return None
 
 
-def _module_sha256(name: str, source_dir: Path) -> Optional[str]:
+def _module_sha256(name: str, source_dir: Path) -> str | None:
     """sha256 of the source file of module ``name`` (so an edited model file retrains), None if unknown."""
     import importlib.util
 
@@ -207,12 +208,12 @@ def _module_sha256(name: str, source_dir: Path) -> Optional[str]:
 # --------------------------------------------------------------------------------------------- models
 
 
-def _recipes() -> Dict[str, Dict[str, Any]]:
+def _recipes() -> dict[str, dict[str, Any]]:
     import contextlib as _c
 
     from ..cli.init import find_recipes
 
-    out: Dict[str, Dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = {}
     with _c.redirect_stderr(io.StringIO()):
         for kind in ("backbone", "model_zoo"):
             for _, recipe in find_recipes(kind):
@@ -220,7 +221,7 @@ def _recipes() -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _import_models(protocol: Protocol, problems: List[str]) -> None:
+def _import_models(protocol: Protocol, problems: list[str]) -> None:
     """Import each entry's ``import:`` modules and check its model is registered."""
     from ..engine.builders import import_modules
     from ..errors import IMDLBenCoError
@@ -241,7 +242,7 @@ def _import_models(protocol: Protocol, problems: List[str]) -> None:
             problems.append(f"{protocol.file}: {entry.key}.model: {err.args[0] if err.args else err}{hint}")
 
 
-def _split(options: Dict[str, Any], script: str) -> Dict[str, Any]:
+def _split(options: dict[str, Any], script: str) -> dict[str, Any]:
     """The options ``script`` takes: its own (option table) and the model's (everything else)."""
     from .. import runoptions
 
@@ -250,14 +251,14 @@ def _split(options: Dict[str, Any], script: str) -> Dict[str, Any]:
     return {k: v for k, v in options.items() if k not in table or k in mine}
 
 
-def _stage_options(protocol: Protocol, entry: ModelEntry, recipe: Optional[Dict[str, Any]], stage: str
-                   ) -> Tuple[Dict[str, Any], List[str]]:
+def _stage_options(protocol: Protocol, entry: ModelEntry, recipe: dict[str, Any] | None, stage: str
+                   ) -> tuple[dict[str, Any], list[str]]:
     """Layered options of ``stage`` (train or test): recipe < protocol input < protocol options <
     the entry's input < the entry's options; returns (options, problems)."""
     from .. import runoptions
 
-    problems: List[str] = []
-    merged: Dict[str, Any] = {}
+    problems: list[str] = []
+    merged: dict[str, Any] = {}
     if recipe:
         if stage == "train":
             base = dict(recipe.get("train") or {})
@@ -283,8 +284,8 @@ def _stage_options(protocol: Protocol, entry: ModelEntry, recipe: Optional[Dict[
     return merged, problems
 
 
-def _weights(protocol: Protocol, entry: ModelEntry, recipe: Optional[Dict[str, Any]], options: Dict[str, Any]
-             ) -> List[str]:
+def _weights(protocol: Protocol, entry: ModelEntry, recipe: dict[str, Any] | None, options: dict[str, Any]
+             ) -> list[str]:
     """Point the recipe's pretrained-weights option at ``weights_dir/<file>`` (unless the protocol set
     it); returns the missing files."""
     weights = (recipe or {}).get("weights") or {}
@@ -305,7 +306,7 @@ def _weights(protocol: Protocol, entry: ModelEntry, recipe: Optional[Dict[str, A
     return []
 
 
-def _parse_check(script: str, model: str, options: Dict[str, Any], key: str, tmp: Path) -> Optional[str]:
+def _parse_check(script: str, model: str, options: dict[str, Any], key: str, tmp: Path) -> str | None:
     """Parse ``options`` as ``script`` would (with the model's own options); the message of the first
     problem, or None."""
     from ..engine.arguments import parse_script_args
@@ -348,17 +349,17 @@ def make_plan(protocol: Protocol, out: Path, only: Sequence[str] = (), nproc: in
     from ..errors import IMDLBenCoError
 
     out = Path(out).resolve()
-    problems: List[str] = []
+    problems: list[str] = []
     _import_models(protocol, problems)
     if problems:
         raise ProtocolError("\n  ".join([f"{len(problems)} problem(s) with the protocol's models:"] + problems))
     recipes = _recipes()
-    cache: Dict[str, Dict[str, Any]] = {}
+    cache: dict[str, dict[str, Any]] = {}
     pending_synth = synth_pending(protocol)
 
     # test sets
     test_sets = dict(protocol.test_sets)
-    set_missing: List[str] = []
+    set_missing: list[str] = []
     if protocol.test_file:
         try:
             test_sets = load_test_datasets(protocol.test_file)
@@ -382,8 +383,8 @@ def make_plan(protocol: Protocol, out: Path, only: Sequence[str] = (), nproc: in
     attacked = None if protocol.robustness is None else protocol.robustness.sets
     attacks = _resolve_attacks(protocol)
     metrics = [{"name": m.name, "params": m.params} for m in protocol.metrics]
-    trainings: Dict[str, Training] = {}
-    cells: List[Cell] = []
+    trainings: dict[str, Training] = {}
+    cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="benco_bench_") as tmp:
         for entry in protocol.models:
             use_recipe = entry.recipe if entry.recipe is not None else entry.model in recipes
@@ -397,8 +398,8 @@ def make_plan(protocol: Protocol, out: Path, only: Sequence[str] = (), nproc: in
             problems += bad
             if bad:
                 continue
-            training: Optional[Training] = None
-            missing_train: List[str] = []
+            training: Training | None = None
+            missing_train: list[str] = []
             if entry.checkpoint is None:
                 train_options, bad = _stage_options(protocol, entry, recipe, "train")
                 problems += bad
@@ -412,7 +413,7 @@ def make_plan(protocol: Protocol, out: Path, only: Sequence[str] = (), nproc: in
                         problems.append(f"{protocol.file}: {message}")
                         continue
                 data = _dataset_info(protocol.train_data, cache) if protocol.train_data else {"missing": "train.data"}
-                val: Dict[str, Any] = {"split": protocol.val_split}
+                val: dict[str, Any] = {"split": protocol.val_split}
                 if protocol.val:
                     vinfo = _dataset_info(protocol.val, cache)
                     val = {"path_hash": vinfo.get("content_hash")}
@@ -433,7 +434,7 @@ def make_plan(protocol: Protocol, out: Path, only: Sequence[str] = (), nproc: in
                 trainings[entry.id] = training
                 checkpoint = str(training.checkpoint)
                 # the checkpoint's sha256 is known only once trained: _cell_status compares it with the records'
-                source: Dict[str, Any] = {"train": provenance}
+                source: dict[str, Any] = {"train": provenance}
             else:
                 checkpoint = entry.checkpoint
                 sha = _file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
@@ -480,11 +481,11 @@ def make_plan(protocol: Protocol, out: Path, only: Sequence[str] = (), nproc: in
     return plan
 
 
-def _attack_json(attack: Attack) -> Dict[str, Any]:
+def _attack_json(attack: Attack) -> dict[str, Any]:
     return {"name": attack.name, "levels": list(attack.levels), "params": attack.params}
 
 
-def _resolve_attacks(protocol: Protocol) -> List[Attack]:
+def _resolve_attacks(protocol: Protocol) -> list[Attack]:
     """The protocol's attacks, or test_robust.py's default grid (IMDL-BenCo's)."""
     if protocol.robustness is None:
         return []
@@ -552,7 +553,7 @@ def _fresh(training: Training) -> bool:
     return isinstance(previous, dict) and previous.get("provenance") != training.provenance
 
 
-def cell_spec(plan: Plan, cell: Cell) -> Dict[str, Any]:
+def cell_spec(plan: Plan, cell: Cell) -> dict[str, Any]:
     """What the cell process needs (written to ``<cell>/cell.json``)."""
     protocol = plan.protocol
     training = cell.training

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from ..errors import UsageError
 
@@ -62,7 +62,7 @@ class InputRule:
     image_size: int
     rule: str  # "padding" or "resizing"
 
-    def options(self) -> Dict[str, Any]:
+    def options(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "if_padding": self.rule == "padding",
                 "if_resizing": self.rule == "resizing"}
 
@@ -70,20 +70,20 @@ class InputRule:
 @dataclass(frozen=True)
 class Metric:
     name: str
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Attack:
     name: str  # GaussianBlur, GaussianNoise, JpegCompression
-    levels: Tuple[Any, ...]
-    params: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of the wrapper
+    levels: tuple[Any, ...]
+    params: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the wrapper
 
 
 @dataclass
 class Robustness:
-    sets: Optional[List[str]]  # None: every test set
-    attacks: Optional[List[Attack]]  # None: IMDL-BenCo's grid (test_robust.py's default)
+    sets: list[str] | None  # None: every test set
+    attacks: list[Attack] | None  # None: IMDL-BenCo's grid (test_robust.py's default)
 
 
 @dataclass
@@ -93,13 +93,13 @@ class ModelEntry:
     index: int
     id: str
     model: str
-    imports: List[str]
-    recipe: Optional[bool]  # None: the zoo recipe when there is one
-    options: Dict[str, Any]
-    train_options: Dict[str, Any]
-    test_options: Dict[str, Any]
-    checkpoint: Optional[str]  # absolute path; None: trained by the protocol
-    input: Optional[InputRule]
+    imports: list[str]
+    recipe: bool | None  # None: the zoo recipe when there is one
+    options: dict[str, Any]
+    train_options: dict[str, Any]
+    test_options: dict[str, Any]
+    checkpoint: str | None  # absolute path; None: trained by the protocol
+    input: InputRule | None
 
     @property
     def key(self) -> str:
@@ -116,25 +116,25 @@ class Protocol:
     sha256: str
     shipped: bool
     data_root: Path
-    synth: Optional[Dict[str, int]]
+    synth: dict[str, int] | None
     weights_dir: Path
-    train_data: Optional[str]
-    val_split: Optional[float]
-    val: Optional[str]
+    train_data: str | None
+    val_split: float | None
+    val: str | None
     augmentation: str
-    options: Dict[str, Any]
-    train_options: Dict[str, Any]
-    test_sets: Dict[str, str]  # name → absolute path (empty when `test` names a test_datasets.json)
-    test_file: Optional[str]  # `test: some/test_datasets.json`
-    robustness: Optional[Robustness]
-    metrics: List[Metric]
-    input: Optional[InputRule]  # None: each model's recipe
-    bootstrap: Optional[int]
-    threads: Optional[int]  # torch CPU threads per cell process (None: PyTorch's default)
-    models: List[ModelEntry]
+    options: dict[str, Any]
+    train_options: dict[str, Any]
+    test_sets: dict[str, str]  # name → absolute path (empty when `test` names a test_datasets.json)
+    test_file: str | None  # `test: some/test_datasets.json`
+    robustness: Robustness | None
+    metrics: list[Metric]
+    input: InputRule | None  # None: each model's recipe
+    bootstrap: int | None
+    threads: int | None  # torch CPU threads per cell process (None: PyTorch's default)
+    models: list[ModelEntry]
     source_dir: Path  # where `import:` modules and relative model paths are looked for
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """``{"name", "file", "sha256"}``: what results.json's ``protocol`` key starts from."""
         return {"name": self.name, "file": str(self.file), "sha256": self.sha256}
 
@@ -142,15 +142,15 @@ class Protocol:
 # --------------------------------------------------------------------------------------------- finding
 
 
-def shipped_protocols() -> Dict[str, Path]:
+def shipped_protocols() -> dict[str, Path]:
     """``{name: file}`` of the protocols shipped with the package (``benco bench --list``)."""
-    out: Dict[str, Path] = {}
+    out: dict[str, Path] = {}
     for path in sorted(SHIPPED_DIR.glob("*.yaml")):
         out[path.stem] = path
     return out
 
 
-def protocol_names(path: Path) -> Tuple[str, str]:
+def protocol_names(path: Path) -> tuple[str, str]:
     """(name, description) of a shipped protocol file, read without checking it."""
     data = _read_yaml(path)
     if not isinstance(data, dict):
@@ -162,7 +162,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def find_protocol(arg: str) -> Tuple[Path, bool]:
+def find_protocol(arg: str) -> tuple[Path, bool]:
     """The protocol file for ``arg`` (a file, or the name of a shipped protocol) and whether it is shipped."""
     path = Path(arg)
     if path.is_file():
@@ -206,19 +206,19 @@ class _Checker:
 
     def __init__(self, file: Path) -> None:
         self.file = file
-        self.problems: List[str] = []
+        self.problems: list[str] = []
 
     def add(self, key: str, message: str) -> None:
         self.problems.append(f"{self.file}: {key}: {message}" if key else f"{self.file}: {message}")
 
-    def keys(self, where: str, data: Dict[str, Any], allowed: Tuple[str, ...]) -> None:
+    def keys(self, where: str, data: dict[str, Any], allowed: tuple[str, ...]) -> None:
         for key in data:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f"; expected one of {', '.join(allowed)}"
                 self.add(f"{where}{key}" if where else str(key), f"unknown key{hint}")
 
-    def mapping(self, key: str, value: Any) -> Dict[str, Any]:
+    def mapping(self, key: str, value: Any) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -226,7 +226,7 @@ class _Checker:
             return {}
         return value
 
-    def text(self, key: str, value: Any, required: bool = False) -> Optional[str]:
+    def text(self, key: str, value: Any, required: bool = False) -> str | None:
         if value is None:
             if required:
                 self.add(key, "is required")
@@ -243,7 +243,7 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def _int(check: _Checker, key: str, value: Any, low: int, high: Optional[int] = None) -> Optional[int]:
+def _int(check: _Checker, key: str, value: Any, low: int, high: int | None = None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         span = f"from {low} to {high}" if high is not None else f"{low} or more"
         check.add(key, f"expected an integer {span}, found {_show(value)}")
@@ -251,7 +251,7 @@ def _int(check: _Checker, key: str, value: Any, low: int, high: Optional[int] = 
     return value
 
 
-def _input_rule(check: _Checker, key: str, value: Any) -> Optional[InputRule]:
+def _input_rule(check: _Checker, key: str, value: Any) -> InputRule | None:
     data = check.mapping(key, value)
     if not data:
         if value is not None and isinstance(value, dict):
@@ -267,13 +267,13 @@ def _input_rule(check: _Checker, key: str, value: Any) -> Optional[InputRule]:
     return InputRule(size, rule) if size is not None else None
 
 
-def _options(check: _Checker, key: str, value: Any, scripts: Tuple[str, ...]) -> Dict[str, Any]:
+def _options(check: _Checker, key: str, value: Any, scripts: tuple[str, ...]) -> dict[str, Any]:
     """A mapping of script options (typed and range-checked by the option table) and model options
     (checked when the plan parses them with the model)."""
     from .. import runoptions
 
     data = check.mapping(key, value)
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     known = runoptions.names(scripts)
     every = runoptions.names()
     for name, val in data.items():
@@ -305,13 +305,13 @@ def _options(check: _Checker, key: str, value: Any, scripts: Tuple[str, ...]) ->
     return out
 
 
-def _metrics(check: _Checker, value: Any) -> List[Metric]:
+def _metrics(check: _Checker, value: Any) -> list[Metric]:
     if value is None:
         return [Metric("PixelF1")]
     if not isinstance(value, list) or not value:
         check.add("metrics", f"expected a list of evaluator names (e.g. [PixelF1, ImageAUC]), found {_show(value)}")
         return []
-    out: List[Metric] = []
+    out: list[Metric] = []
     for i, item in enumerate(value):
         where = f"metrics[{i}]"
         name, params = (item, {}) if isinstance(item, str) else (None, None)
@@ -330,18 +330,18 @@ def _metrics(check: _Checker, value: Any) -> List[Metric]:
     return out
 
 
-def _attacks(check: _Checker, value: Any) -> Optional[List[Attack]]:
+def _attacks(check: _Checker, value: Any) -> list[Attack] | None:
     if value is None or value == "default":
         return None
     data = check.mapping("robustness.attacks", value)
-    out: List[Attack] = []
+    out: list[Attack] = []
     for name, spec in data.items():
         where = f"robustness.attacks.{name}"
         canonical = name[:-len("Wrapper")] if isinstance(name, str) and name.endswith("Wrapper") else name
         if canonical not in ATTACKS:
             check.add(where, f"unknown attack; expected one of {', '.join(ATTACKS)}")
             continue
-        params: Dict[str, Any] = {}
+        params: dict[str, Any] = {}
         levels = spec
         if isinstance(spec, dict):
             params = {k: v for k, v in spec.items() if k != "levels"}
@@ -366,7 +366,7 @@ def _check_name(check: _Checker, key: str, value: str, what: str) -> bool:
 # --------------------------------------------------------------------------------------------- loading
 
 
-def load_protocol(arg: str, data_root: Optional[str] = None, out: Optional[str] = None) -> Protocol:
+def load_protocol(arg: str, data_root: str | None = None, out: str | None = None) -> Protocol:
     """Read and check the protocol ``arg`` (a file or a shipped name).
 
     ``data_root`` (``--data-root``) overrides the file's ``data_root``; ``out`` (``--out``) is
@@ -400,7 +400,7 @@ def load_protocol(arg: str, data_root: Optional[str] = None, out: Optional[str] 
     else:
         root = source_dir.resolve()
 
-    def resolve(text: Optional[str], base: Path = root) -> Optional[str]:
+    def resolve(text: str | None, base: Path = root) -> str | None:
         if text is None:
             return None
         text = os.path.expanduser(text)
@@ -431,8 +431,8 @@ def load_protocol(arg: str, data_root: Optional[str] = None, out: Optional[str] 
     options = _options(check, "options", data.get("options"), ("train", "test", "test_robust"))
 
     # ---------------------------------------------------------------- test sets
-    test_sets: Dict[str, str] = {}
-    test_file: Optional[str] = None
+    test_sets: dict[str, str] = {}
+    test_file: str | None = None
     test = data.get("test")
     if test is None:
         check.add("test", "is required: the test sets as {name: path} (or the path of a test_datasets.json)")
@@ -451,7 +451,7 @@ def load_protocol(arg: str, data_root: Optional[str] = None, out: Optional[str] 
         check.add("test", f"expected {{name: path}} or the path of a test_datasets.json, found {_show(test)}")
 
     # ---------------------------------------------------------------- robustness, metrics, input
-    robustness: Optional[Robustness] = None
+    robustness: Robustness | None = None
     rob = data.get("robustness", "default")
     if rob in ("default", None):
         robustness = Robustness(None, None) if rob == "default" else None
@@ -485,12 +485,12 @@ def load_protocol(arg: str, data_root: Optional[str] = None, out: Optional[str] 
         threads = _int(check, "threads", threads, 1)
 
     # ---------------------------------------------------------------- models
-    models: List[ModelEntry] = []
+    models: list[ModelEntry] = []
     entries = data.get("models")
     if not isinstance(entries, list) or not entries:
         check.add("models", f"expected a list of model entries ({{model: NAME, ...}}), found {_show(entries)}")
         entries = []
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
         where = f"models[{i}]"
         if isinstance(entry, str):

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from ..version import __version__
 
@@ -21,7 +21,7 @@ from ..version import __version__
 COMMAND_MODULES = ["init", "data", "demo", "predict", "cam", "report", "compare", "bench", "leaderboard", "env"]
 
 
-def _load_commands() -> List[object]:
+def _load_commands() -> list[object]:
     modules = []
     for name in COMMAND_MODULES:
         dotted = f"{__name__}.{name}"
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP threads that wait passively: on a shared machine, spinning threads stall PyTorch's many
     # small operations 5-40x (benchmarks/bench_predict.py); set before anything imports torch
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 
 def add_parser(sub) -> None:
@@ -85,7 +85,7 @@ def _metric_summary(folder: str) -> str:
     return ""
 
 
-def _print_plan(plan: Any, estimate: Dict[str, Any]) -> None:
+def _print_plan(plan: Any, estimate: dict[str, Any]) -> None:
     from ..bench.estimate import format_bytes, format_seconds
 
     protocol = plan.protocol
@@ -132,7 +132,7 @@ class _Book:
     def __init__(self, plan: Any) -> None:
         self.plan = plan
         self.path = plan.out / "bench.json"
-        self.extra: Dict[str, Dict[str, Any]] = {}
+        self.extra: dict[str, dict[str, Any]] = {}
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     def update(self, cell: Any = None, **info: Any) -> None:
@@ -239,7 +239,7 @@ def _execute(args: argparse.Namespace, plan: Any, out: Any) -> int:
     book = _Book(plan)
     total = len(plan.cells)
     number = {c.id: i + 1 for i, c in enumerate(plan.cells)}
-    failed: List[str] = []
+    failed: list[str] = []
     print(f"benco bench {plan.protocol.name}: {total} cell(s) in {out}", flush=True)
 
     def settled(cell: Any) -> bool:
@@ -262,7 +262,7 @@ def _execute(args: argparse.Namespace, plan: Any, out: Any) -> int:
             settled(cell)
     book.update()
     timeout_s = args.cell_timeout * 60 if args.cell_timeout else None
-    spec_paths: Dict[str, str] = {}
+    spec_paths: dict[str, str] = {}
     for cell in to_run:
         cell.folder.mkdir(parents=True, exist_ok=True)
         path = cell.folder / CELL_SPEC
@@ -280,7 +280,7 @@ def _execute(args: argparse.Namespace, plan: Any, out: Any) -> int:
         else:
             print(f"[{number[cell.id]}/{total}] {cell.id}: submitted ({what})", flush=True)
 
-    def report(cell: Any, result: Dict[str, Any]) -> None:
+    def report(cell: Any, result: dict[str, Any]) -> None:
         cell.status = result.get("status", "failed")
         if cell.training is not None and result.get("status") == "done":
             cell.training.status = "trained"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 DESCRIPTION = (
     "Class-activation maps (Grad-CAM, Grad-CAM++, XGrad-CAM, Eigen-CAM, Layer-CAM, HiRes-CAM) of a model and "

@@ -168,8 +168,8 @@ def _error(message: str) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from ..datasets.check import check_dataset
-    from ..datasets.utils import write_json_dataset
     from ..datasets.io import DatasetError
+    from ..datasets.utils import write_json_dataset
 
     start = time.perf_counter()
     try:
@@ -194,8 +194,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_json(args: argparse.Namespace) -> int:
     from ..datasets.check import pair_folders
-    from ..datasets.utils import write_json_dataset
     from ..datasets.io import NEGATIVE, list_images
+    from ..datasets.utils import write_json_dataset
 
     for d in (args.image_dir, args.mask_dir, args.authentic):
         if d is not None and not os.path.isdir(d):

@@ -6,7 +6,6 @@ import argparse
 import importlib
 import platform
 import sys
-from typing import List, Tuple
 
 
 def add_parser(sub) -> None:
@@ -24,10 +23,10 @@ def _version_of(module: str) -> str:
     return str(getattr(mod, "__version__", "unknown"))
 
 
-def collect() -> List[Tuple[str, str]]:
+def collect() -> list[tuple[str, str]]:
     from ..version import __version__
 
-    rows: List[Tuple[str, str]] = [
+    rows: list[tuple[str, str]] = [
         ("IMDLBenCo version", __version__),
         ("Platform", platform.platform()),
         ("Python version", sys.version.split()[0]),

@@ -23,7 +23,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from .. import runoptions
 
@@ -72,11 +72,11 @@ def add_parser(sub) -> None:
 class Writer:
     """Writes files into ``root``, asking before it replaces one (y / n / all / none)."""
 
-    def __init__(self, root: Path, overwrite: Optional[bool]) -> None:
+    def __init__(self, root: Path, overwrite: bool | None) -> None:
         self.root = root
         self.decision = {True: "all", False: "none", None: None}[overwrite]
-        self.written: List[str] = []
-        self.skipped: List[str] = []
+        self.written: list[str] = []
+        self.skipped: list[str] = []
 
     def _may_write(self, rel: str) -> bool:
         if self.decision == "all":
@@ -142,7 +142,7 @@ _STAGE_RESULTS = {
 }
 
 
-def failure_epilogue(launcher: str, what: str, results: str = "") -> List[str]:
+def failure_epilogue(launcher: str, what: str, results: str = "") -> list[str]:
     """Shell lines after a launcher's command: on failure say so and show the end of error.log
     (all output goes to log files, so a failed run would otherwise return silently); on success
     say where the results are."""
@@ -162,7 +162,7 @@ def failure_epilogue(launcher: str, what: str, results: str = "") -> List[str]:
     return lines + ["fi", "exit $status"]
 
 
-def process_count_lines(nproc: int) -> List[str]:
+def process_count_lines(nproc: int) -> list[str]:
     """Shell lines setting ``nproc``: one process per GPU present, at most the recipe's ``nproc``,
     one without a GPU; ``NPROC`` in the environment decides instead. (A recipe's count is the
     published setting, one process per GPU: started as it is on a 2-core machine without GPU it
@@ -174,8 +174,8 @@ def process_count_lines(nproc: int) -> List[str]:
 
 
 # ---------------------------------------------------------------------------------- recipes
-def select_recipes(recipes: List[Tuple[Path, Dict[str, Any]]], names: List[str],
-                   kind: str) -> List[Tuple[Path, Dict[str, Any]]]:
+def select_recipes(recipes: list[tuple[Path, dict[str, Any]]], names: list[str],
+                   kind: str) -> list[tuple[Path, dict[str, Any]]]:
     """The recipes of the models named in ``names`` (any case), in the order given; all of them
     when ``names`` is empty. An unknown name is an error that lists the known ones."""
     if not names:
@@ -205,13 +205,13 @@ class InitError(Exception):
     """A mistake in the ``benco init`` command line (one message, exit status 2)."""
 
 
-def find_recipes(kind: str) -> List[Tuple[Path, Dict[str, Any]]]:
+def find_recipes(kind: str) -> list[tuple[Path, dict[str, Any]]]:
     """``[(file, recipe)]`` for ``model_zoo`` or ``backbone``; files that do not parse are reported."""
     if kind == "model_zoo":
         files = sorted((PACKAGE / "model_zoo").glob("*/recipe.json"))
     else:
         files = sorted((PACKAGE / "modules" / "backbones").glob("recipe*.json"))
-    recipes: List[Tuple[Path, Dict[str, Any]]] = []
+    recipes: list[tuple[Path, dict[str, Any]]] = []
     for file in files:
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
@@ -226,7 +226,7 @@ def find_recipes(kind: str) -> List[Tuple[Path, Dict[str, Any]]]:
     return recipes
 
 
-def option_lines(options: Dict[str, Any]) -> List[str]:
+def option_lines(options: dict[str, Any]) -> list[str]:
     """``--name value`` lines for a recipe's options (flags only when true)."""
     lines = []
     for key, value in options.items():
@@ -242,7 +242,7 @@ def option_lines(options: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def run_script(recipe: Dict[str, Any], source: Path, stage: str) -> str:
+def run_script(recipe: dict[str, Any], source: Path, stage: str) -> str:
     """A torchrun launcher for ``stage`` (train, test, test_robust, save_images) of one recipe."""
     model = recipe["model"]
     train = dict(recipe.get("train") or {})

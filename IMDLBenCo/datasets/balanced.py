@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -44,7 +44,7 @@ class BalancedDataset(Dataset):
         self.entries = read_balanced_entries(str(path))
         self.datasets = [DATASETS.get(name)(sub, *args, **kwargs) for name, sub in self.entries]
         self.epoch = 0
-        self._draws: List[np.ndarray] = []
+        self._draws: list[np.ndarray] = []
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -57,7 +57,7 @@ class BalancedDataset(Dataset):
     def __len__(self) -> int:
         return self.sample_number * len(self.datasets)
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         d, j = divmod(int(index), self.sample_number)

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
 from ..errors import UsageError
-from .io import (MASK_THRESHOLD, NEGATIVE, DatasetError, check_hint, decode_mask, list_images, mask_gray,
-                 pair_by_stem, try_open_image)
+from .io import (
+    MASK_THRESHOLD,
+    NEGATIVE,
+    DatasetError,
+    check_hint,
+    decode_mask,
+    list_images,
+    mask_gray,
+    pair_by_stem,
+    try_open_image,
+)
 from .utils import detect_format, read_balanced_entries, read_json_pairs
 
 __all__ = ["Problem", "CheckReport", "check_dataset", "check_pairs", "mani_structure", "json_structure",
@@ -53,28 +62,28 @@ class Problem:
 @dataclass
 class CheckReport:
     path: str
-    pairs: List[Tuple[str, str]] = field(default_factory=list)  # every pair that was read
-    good: List[Tuple[str, str]] = field(default_factory=list)  # pairs without errors
-    problems: List[Problem] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # every pair that was read
+    good: list[tuple[str, str]] = field(default_factory=list)  # pairs without errors
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
-    def errors(self) -> List[Problem]:
+    def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == ERROR]
 
     @property
-    def warnings(self) -> List[Problem]:
+    def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == WARNING]
 
-    def counts(self, severity: str) -> Dict[str, int]:
-        out: Dict[str, int] = {}
+    def counts(self, severity: str) -> dict[str, int]:
+        out: dict[str, int] = {}
         for p in self.problems:
             if p.severity == severity:
                 out[p.kind] = out.get(p.kind, 0) + 1
         return out
 
     def summary(self) -> str:
-        def fmt(c: Dict[str, int]) -> str:
+        def fmt(c: dict[str, int]) -> str:
             return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(c.items())) + ")" if c else ""
 
         n_err, n_warn = len(self.errors), len(self.warnings)
@@ -84,7 +93,7 @@ class CheckReport:
         )
 
 
-def pair_folders(image_dir: str, mask_dir: Optional[str]) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+def pair_folders(image_dir: str, mask_dir: str | None) -> tuple[list[tuple[str, str]], list[Problem]]:
     """Pairs of paths from an image folder and a mask folder, by stem; problems for the rest."""
     images = list_images(image_dir)
     masks = list_images(mask_dir) if mask_dir else []
@@ -105,7 +114,7 @@ def pair_folders(image_dir: str, mask_dir: Optional[str]) -> Tuple[List[Tuple[st
     return [(os.path.join(image_dir, i), os.path.join(mask_dir, m)) for i, m in pairs], problems
 
 
-def mani_structure(path: str, notes: Optional[List[str]] = None) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+def mani_structure(path: str, notes: list[str] | None = None) -> tuple[list[tuple[str, str]], list[Problem]]:
     """The pairs of a ManiDataset folder (``Tp/`` and ``Gt/`` paired by stem) and the structural
     problems (missing masks, masks without an image, duplicate stems). The one implementation
     behind :class:`~IMDLBenCo.datasets.ManiDataset` and ``benco data check``."""
@@ -133,12 +142,12 @@ def mani_structure(path: str, notes: Optional[List[str]] = None) -> Tuple[List[T
     return pairs, problems
 
 
-def json_structure(path: str, check_files: bool = True) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+def json_structure(path: str, check_files: bool = True) -> tuple[list[tuple[str, str]], list[Problem]]:
     """The pairs a JsonDataset file lists (relative paths resolved against its folder) and the
     structural problems (listed files that do not exist, an image listed twice). The one
     implementation behind :class:`~IMDLBenCo.datasets.JsonDataset` and ``benco data check``."""
-    problems: List[Problem] = []
-    seen: Dict[str, int] = {}
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
     usable = []
     for i, (tp, gt) in enumerate(read_json_pairs(path)):
         missing = [p for p in (tp, gt) if check_files and p != NEGATIVE and not os.path.isfile(p)]
@@ -159,7 +168,7 @@ def raise_for_structure(path: str, problems: Sequence[Problem]) -> None:
     errors = [p for p in problems if p.severity == ERROR]
     if not errors:
         return
-    by_kind: Dict[str, List[Problem]] = {}
+    by_kind: dict[str, list[Problem]] = {}
     for p in errors:
         by_kind.setdefault(p.kind, []).append(p)
     parts = []
@@ -180,7 +189,7 @@ _KIND_WORDS = {
 }
 
 
-def _structure(path: str, notes: List[str]) -> Tuple[List[Tuple[str, str]], List[Problem]]:
+def _structure(path: str, notes: list[str]) -> tuple[list[tuple[str, str]], list[Problem]]:
     """All pairs a dataset lists, and the structural problems (missing files, duplicates)."""
     fmt = detect_format(path)
     if fmt == "ManiDataset":
@@ -209,10 +218,10 @@ def _short(path: str) -> str:
     return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
 
 
-def _check_pair(pair: Tuple[str, str]) -> List[Problem]:
+def _check_pair(pair: tuple[str, str]) -> list[Problem]:
     """Read one pair completely and list what is wrong with it."""
     tp, gt = pair
-    problems: List[Problem] = []
+    problems: list[Problem] = []
     image, reason = try_open_image(tp)
     if image is None:
         problems.append(Problem(ERROR, "unreadable image", tp, reason))
@@ -255,7 +264,7 @@ def _check_pair(pair: Tuple[str, str]) -> List[Problem]:
     return problems
 
 
-def _check_pair_headers(pair: Tuple[str, str], max_pixels: Optional[int] = None) -> List[Problem]:
+def _check_pair_headers(pair: tuple[str, str], max_pixels: int | None = None) -> list[Problem]:
     """The cheap part of :func:`_check_pair`: files exist, are images, sizes agree and stay within
     ``max_pixels`` (headers only)."""
     import warnings
@@ -287,8 +296,8 @@ def _check_pair_headers(pair: Tuple[str, str], max_pixels: Optional[int] = None)
     return []
 
 
-def _per_pair(pairs: Sequence[Tuple[str, str]], quick: bool, workers: Optional[int],
-              max_pixels: Optional[int] = None) -> List[List[Problem]]:
+def _per_pair(pairs: Sequence[tuple[str, str]], quick: bool, workers: int | None,
+              max_pixels: int | None = None) -> list[list[Problem]]:
     import functools
 
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
@@ -297,8 +306,8 @@ def _per_pair(pairs: Sequence[Tuple[str, str]], quick: bool, workers: Optional[i
         return list(pool.map(check, pairs))
 
 
-def check_pairs(pairs: Sequence[Tuple[str, str]], quick: bool = False, workers: Optional[int] = None,
-                max_pixels: Optional[int] = None) -> List[Problem]:
+def check_pairs(pairs: Sequence[tuple[str, str]], quick: bool = False, workers: int | None = None,
+                max_pixels: int | None = None) -> list[Problem]:
     """The problems of every pair, read in a thread pool.
 
     ``quick=True`` reads only the file headers (existence, format, image/mask sizes), which is
@@ -317,7 +326,7 @@ def _is_prepare_manifest(path: str) -> bool:
         return False
 
 
-def prepare_status(folder: str) -> Optional[Problem]:
+def prepare_status(folder: str) -> Problem | None:
     """An error when ``folder`` was written by ``benco data prepare`` and that run did not finish.
 
     A prepare output is recognised by its summary, its manifest or a leftover ``.prepare-*``
@@ -356,7 +365,7 @@ def prepare_status(folder: str) -> Optional[Problem]:
     )
 
 
-def check_dataset(path: str, workers: Optional[int] = None, quick: bool = False,
+def check_dataset(path: str, workers: int | None = None, quick: bool = False,
                   prepare_marker: bool = True) -> CheckReport:
     """Read every pair of the dataset at ``path`` and report what is wrong, per file (see
     :func:`check_pairs` for ``quick``).

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-from PIL import Image
-
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
-from ..transforms.geometry import OVERSIZE_CHOICES, check_edge_width, edge_mask, resize_image, resize_mask, shrink_to_fit
+from ..transforms.geometry import (
+    OVERSIZE_CHOICES,
+    check_edge_width,
+    edge_mask,
+    resize_image,
+    resize_mask,
+    shrink_to_fit,
+)
 from .check import json_structure, mani_structure, raise_for_structure
 from .io import NEGATIVE, DatasetError, binarize_gray, check_hint, list_images, load_mask, load_rgb, unique_names
 from .utils import normalize_batch
@@ -33,7 +40,7 @@ __all__ = ["AbstractDataset", "ManiDataset", "JsonDataset"]
 _oversize_logged = False  # "shrink" is said once per process, not once per image
 
 
-def _pad(a, hw: Tuple[int, int]):
+def _pad(a, hw: tuple[int, int]):
     """Zero-pad a H×W(×C) array or tensor at the bottom and right to ``hw``."""
     if isinstance(a, torch.Tensor):
         a = a.numpy()
@@ -42,7 +49,7 @@ def _pad(a, hw: Tuple[int, int]):
     return out
 
 
-def _normalize_post_funcs(post_funcs) -> List[Callable]:
+def _normalize_post_funcs(post_funcs) -> list[Callable]:
     if post_funcs is None:
         return []
     if callable(post_funcs):
@@ -52,7 +59,7 @@ def _normalize_post_funcs(post_funcs) -> List[Callable]:
     raise TypeError(f"post_funcs must be None, a callable or a list of callables, got {post_funcs!r}")
 
 
-def _output_hw(output_size) -> Tuple[int, int]:
+def _output_hw(output_size) -> tuple[int, int]:
     if isinstance(output_size, int):
         hw = (output_size, output_size)
     else:
@@ -96,14 +103,14 @@ class AbstractDataset(Dataset):
         path: str,
         is_padding: bool = False,
         is_resizing: bool = False,
-        output_size: Union[int, Sequence[int]] = (1024, 1024),
-        common_transforms: Optional[Callable] = None,
-        edge_width: Optional[int] = None,
-        post_funcs: Union[None, Callable, Sequence[Callable]] = None,
+        output_size: int | Sequence[int] = (1024, 1024),
+        common_transforms: Callable | None = None,
+        edge_width: int | None = None,
+        post_funcs: None | Callable | Sequence[Callable] = None,
         defer_normalization: bool = False,
         oversize: str = "shrink",
         keep_size: bool = False,
-        max_pixels: Optional[int] = None,
+        max_pixels: int | None = None,
     ) -> None:
         super().__init__()
         if bool(is_padding) + bool(is_resizing) + bool(keep_size) != 1:
@@ -131,9 +138,9 @@ class AbstractDataset(Dataset):
         self.oversize = oversize
         #: images whose header claims more pixels are refused before decoding (io.DEFAULT_MAX_PIXELS)
         self.max_pixels = None if max_pixels is None else int(max_pixels)
-        self.image_paths: List[str] = []
-        self.mask_paths: List[str] = []
-        self.names: List[str] = []
+        self.image_paths: list[str] = []
+        self.mask_paths: list[str] = []
+        self.names: list[str] = []
         self._init_dataset_path(str(path))
         if not self.image_paths:
             raise DatasetError(f"{path}: the dataset holds no images. {check_hint(self.root)}")
@@ -152,7 +159,7 @@ class AbstractDataset(Dataset):
     __repr__ = __str__
 
     # ------------------------------------------------------------------ loading
-    def _load_pair(self, index: int) -> Tuple[Union[Image.Image, np.ndarray], np.ndarray]:
+    def _load_pair(self, index: int) -> tuple[Image.Image | np.ndarray, np.ndarray]:
         """The decoded image (RGB, Pillow or H×W×3 uint8) and its {0,1} uint8 H×W mask."""
         tp, gt = self.image_paths[index], self.mask_paths[index]
         image = load_rgb(tp, self.root, self.max_pixels)
@@ -167,7 +174,7 @@ class AbstractDataset(Dataset):
             )
         return image, mask
 
-    def _apply_transform(self, index: int, image: Image.Image, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _apply_transform(self, index: int, image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tp = self.image_paths[index]
         try:
             out = self.common_transforms(image=np.array(image), mask=mask * np.uint8(255))
@@ -189,7 +196,7 @@ class AbstractDataset(Dataset):
             new_image = np.clip(new_image, 0, 255).astype(np.uint8)
         return new_image, binarize_gray(new_mask)
 
-    def _fit_size(self, index: int, hw: Tuple[int, int]) -> Tuple[int, int]:
+    def _fit_size(self, index: int, hw: tuple[int, int]) -> tuple[int, int]:
         """Content size after resize or pad; an oversize image under padding is shrunk or refused."""
         if self.is_resizing:
             return self.output_size
@@ -214,7 +221,7 @@ class AbstractDataset(Dataset):
                 )
         return fit
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         image, mask = self._load_pair(index)
         if self.common_transforms is not None:
             image, mask = self._apply_transform(index, image, mask)
@@ -244,7 +251,7 @@ class AbstractDataset(Dataset):
             # HWC memory seen as CHW (channels-last strides): no transposing copy, the collate copies anyway
             image_t = torch.from_numpy(pixels).permute(2, 0, 1)
         mask_t = torch.from_numpy(mask)[None]
-        sample: Dict[str, Any] = {
+        sample: dict[str, Any] = {
             "image": image_t,
             "mask": mask_t,
             "label": torch.tensor(int(mask.any()), dtype=torch.int64),
@@ -266,7 +273,7 @@ class AbstractDataset(Dataset):
         self._run_post_funcs(index, sample)
         return sample
 
-    def _run_post_funcs(self, index: int, sample: Dict[str, Any]) -> None:
+    def _run_post_funcs(self, index: int, sample: dict[str, Any]) -> None:
         for func in self.post_funcs:
             func(sample)
 

@@ -24,8 +24,9 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 __all__ = [
     "cache_dir",
@@ -70,13 +71,13 @@ class _FolderCache:
         key = hashlib.sha256(os.fsencode(folder)).hexdigest()[:32]
         self.path = os.path.join(root, "file_sha256", f"{key}.json")
         self.folder = folder
-        self.entries: Dict[str, List[Any]] = {}
-        self.dirty: Dict[str, List[Any]] = {}
+        self.entries: dict[str, list[Any]] = {}
+        self.dirty: dict[str, list[Any]] = {}
         self._load()
 
     def _load(self) -> None:
         try:
-            with open(self.path, "r", encoding="utf-8") as f:
+            with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError):
             return  # absent or corrupt: start empty (never an error)
@@ -85,7 +86,7 @@ class _FolderCache:
             if isinstance(entries, dict):
                 self.entries = entries
 
-    def get(self, name: str, size: int, mtime_ns: int) -> Optional[str]:
+    def get(self, name: str, size: int, mtime_ns: int) -> str | None:
         entry = self.entries.get(name)
         if (isinstance(entry, list) and len(entry) == 3 and entry[0] == size and entry[1] == mtime_ns
                 and isinstance(entry[2], str) and len(entry[2]) == 64):
@@ -129,7 +130,7 @@ class _Cache:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.folders: Dict[str, _FolderCache] = {}
+        self.folders: dict[str, _FolderCache] = {}
         self.lock = threading.Lock()
 
     def folder(self, folder: str) -> _FolderCache:
@@ -144,13 +145,13 @@ class _Cache:
             fc.flush()
 
 
-def _stat_key(path: str) -> Tuple[str, int, int]:
+def _stat_key(path: str) -> tuple[str, int, int]:
     real = os.path.realpath(path)
     st = os.stat(real)
     return real, st.st_size, st.st_mtime_ns
 
 
-def _cached_sha256(path: str, cache: _Cache) -> Tuple[str, int]:
+def _cached_sha256(path: str, cache: _Cache) -> tuple[str, int]:
     """``(sha256, size)`` of ``path`` through ``cache`` (the file is read only on a miss)."""
     real, size, mtime_ns = _stat_key(path)
     fc = cache.folder(os.path.dirname(real))
@@ -174,13 +175,13 @@ def file_sha256(path: str) -> str:
     return sha
 
 
-def files_sha256(paths: Sequence[str], workers: Optional[int] = None) -> Dict[str, Tuple[str, int]]:
+def files_sha256(paths: Sequence[str], workers: int | None = None) -> dict[str, tuple[str, int]]:
     """``{path: (sha256, size)}`` for many files, read in parallel where not cached; the cache is
     written once at the end. Raises ``OSError`` naming the first file that cannot be read."""
     cache = _Cache(cache_dir())
     unique = list(dict.fromkeys(os.fspath(p) for p in paths))
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
-    out: Dict[str, Tuple[str, int]] = {}
+    out: dict[str, tuple[str, int]] = {}
     try:
         if workers <= 1 or len(unique) < 4:
             for p in unique:
@@ -195,7 +196,7 @@ def files_sha256(paths: Sequence[str], workers: Optional[int] = None) -> Dict[st
 
 
 # ------------------------------------------------------------------------------ datasets
-def _leaves(dataset: Any) -> List[Any]:
+def _leaves(dataset: Any) -> list[Any]:
     subs = getattr(dataset, "datasets", None)
     if subs is not None:
         return [leaf for sub in subs for leaf in _leaves(sub)]
@@ -203,7 +204,7 @@ def _leaves(dataset: Any) -> List[Any]:
 
 
 def content_lines(names: Sequence[str], image_paths: Sequence[str], mask_paths: Sequence[str],
-                  hashes: Dict[str, Tuple[str, int]]) -> List[str]:
+                  hashes: dict[str, tuple[str, int]]) -> list[str]:
     """The sorted identity lines of a file dataset (see the module docstring)."""
     lines = []
     for name, image, mask in zip(names, image_paths, mask_paths):
@@ -222,7 +223,7 @@ def _digest(lines: Iterable[str]) -> str:
     return HASH_PREFIX + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _file_dataset_hash(dataset: Any, workers: Optional[int]) -> Dict[str, Any]:
+def _file_dataset_hash(dataset: Any, workers: int | None) -> dict[str, Any]:
     from ..errors import DatasetError
 
     names, images, masks = list(dataset.names), list(dataset.image_paths), list(dataset.mask_paths)
@@ -237,7 +238,7 @@ def _file_dataset_hash(dataset: Any, workers: Optional[int]) -> Dict[str, Any]:
             "files": len(set(files)), "samples": len(names)}
 
 
-def dataset_content_hash(dataset: Any, workers: Optional[int] = None) -> Dict[str, Any]:
+def dataset_content_hash(dataset: Any, workers: int | None = None) -> dict[str, Any]:
     """``{"content_hash": "sha256:<hex>", "files": n, "samples": n}`` of a dataset object
     (ManiDataset, JsonDataset, BalancedDataset, ShardDataset): the same files give the same hash
     wherever they lie. A BalancedDataset's result adds ``"members"``: its members' results."""
@@ -257,7 +258,7 @@ def dataset_content_hash(dataset: Any, workers: Optional[int] = None) -> Dict[st
     return _file_dataset_hash(dataset, workers)
 
 
-def path_content_hash(path: str, workers: Optional[int] = None) -> Dict[str, Any]:
+def path_content_hash(path: str, workers: int | None = None) -> dict[str, Any]:
     """:func:`dataset_content_hash` of the dataset at ``path`` (folder, JSON file or shards),
     built without decoding any image."""
     from .utils import dataset_from_path

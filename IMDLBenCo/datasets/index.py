@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 __all__ = ["DATASET_INDEX", "AIGC_INDEX", "AIGC_NOTE", "find_entry", "format_table", "format_entry", "index_json"]
 
@@ -23,7 +23,7 @@ __all__ = ["DATASET_INDEX", "AIGC_INDEX", "AIGC_NOTE", "find_entry", "format_tab
 INDEX_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dataset_index.json")
 
 
-def _load() -> Dict[str, object]:
+def _load() -> dict[str, object]:
     try:
         with open(INDEX_FILE, encoding="utf-8") as f:
             data = json.load(f)
@@ -38,21 +38,21 @@ _DATA = _load()
 #: one dict per dataset; keys: name, year, authentic, tampered, min_resolution, max_resolution,
 #: manipulation, summary, errata (list), download (list), prepare (``benco data prepare`` name or
 #: None), source
-DATASET_INDEX: List[Dict[str, object]] = list(_DATA["datasets"])  # type: ignore[arg-type]
+DATASET_INDEX: list[dict[str, object]] = list(_DATA["datasets"])  # type: ignore[arg-type]
 
 #: IMDL-BenCo's "AIGC Generated Content Dataset Index" page has a title and no entries (checked in
 #: scu-zjz/IMDLBenCo-doc, English and Chinese pages, last updated 2025-03-30 and 2025-04-03)
 AIGC_NOTE: str = str(_DATA["aigc_note"])
 
 #: the generated-content rows (same keys)
-AIGC_INDEX: List[Dict[str, object]] = list(_DATA["aigc"])  # type: ignore[arg-type]
+AIGC_INDEX: list[dict[str, object]] = list(_DATA["aigc"])  # type: ignore[arg-type]
 
 
 def _norm(name: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum())
 
 
-def find_entry(name: str, aigc: bool = False) -> Optional[Dict[str, object]]:
+def find_entry(name: str, aigc: bool = False) -> dict[str, object] | None:
     """The index row whose name (or prepare name) matches ``name``, ignoring case and punctuation."""
     key = _norm(name)
     for row in AIGC_INDEX if aigc else DATASET_INDEX:
@@ -64,7 +64,7 @@ def find_entry(name: str, aigc: bool = False) -> Optional[Dict[str, object]]:
     return None
 
 
-def format_table(rows: Sequence[Dict[str, object]]) -> str:
+def format_table(rows: Sequence[dict[str, object]]) -> str:
     """A plain-text table: name, year, authentic/tampered, resolution, manipulation, prepare name."""
     header = ("dataset", "year", "authentic/tamp.", "resolution", "manipulation", "prepare")
     lines = []
@@ -84,7 +84,7 @@ def format_table(rows: Sequence[Dict[str, object]]) -> str:
     return "\n".join(out)
 
 
-def format_entry(row: Dict[str, object]) -> str:
+def format_entry(row: dict[str, object]) -> str:
     """Every field of one row, errata and download links included."""
     lines = [
         f"{row['name']} ({row['year']})",
@@ -106,7 +106,7 @@ def format_entry(row: Dict[str, object]) -> str:
 
 def index_json(aigc: bool = False) -> str:
     """The index as JSON: ``{"datasets": [...], "note": ...}``."""
-    payload: Dict[str, object] = {"datasets": AIGC_INDEX if aigc else DATASET_INDEX}
+    payload: dict[str, object] = {"datasets": AIGC_INDEX if aigc else DATASET_INDEX}
     if aigc:
         payload["note"] = AIGC_NOTE
     return json.dumps(payload, indent=1, ensure_ascii=False)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -49,7 +49,7 @@ NEGATIVE = "Negative"
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
-def check_hint(root: Optional[str] = None) -> str:
+def check_hint(root: str | None = None) -> str:
     target = root if root else "PATH"
     return f"Run `benco data check {target}` to list every problem (and --write-clean OUT.json to skip bad pairs)."
 
@@ -60,7 +60,7 @@ def is_image_file(name: str) -> bool:
     return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_images(folder: str) -> List[str]:
+def list_images(folder: str) -> list[str]:
     """Sorted image file names (not paths) directly inside ``folder``."""
     return sorted(n for n in os.listdir(folder) if is_image_file(n) and os.path.isfile(os.path.join(folder, n)))
 
@@ -75,7 +75,7 @@ def mask_key(name: str) -> str:
     return stem
 
 
-def too_large(img: Image.Image, max_pixels: Optional[int]) -> str:
+def too_large(img: Image.Image, max_pixels: int | None) -> str:
     """The reason ``img`` (opened, not decoded) is refused, or "" (its header's size is checked)."""
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     w, h = img.size
@@ -85,7 +85,7 @@ def too_large(img: Image.Image, max_pixels: Optional[int]) -> str:
     return ""
 
 
-def try_open_image(path: str, max_pixels: Optional[int] = None) -> Tuple[Optional[Image.Image], str]:
+def try_open_image(path: str, max_pixels: int | None = None) -> tuple[Image.Image | None, str]:
     """``(image, "")`` with the image fully decoded, or ``(None, reason)`` when that fails or its
     header claims more than ``max_pixels`` pixels (default :data:`DEFAULT_MAX_PIXELS`)."""
     try:
@@ -107,7 +107,7 @@ def try_open_image(path: str, max_pixels: Optional[int] = None) -> Tuple[Optiona
     return img, ""
 
 
-def open_image(path: str, root: Optional[str] = None, max_pixels: Optional[int] = None) -> Image.Image:
+def open_image(path: str, root: str | None = None, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode ``path`` with Pillow; any failure becomes one :class:`DatasetError`."""
     img, reason = try_open_image(path, max_pixels)
     if img is None:
@@ -115,7 +115,7 @@ def open_image(path: str, root: Optional[str] = None, max_pixels: Optional[int] 
     return img
 
 
-def load_rgb(path: str, root: Optional[str] = None, max_pixels: Optional[int] = None) -> Image.Image:
+def load_rgb(path: str, root: str | None = None, max_pixels: int | None = None) -> Image.Image:
     """The image at ``path`` as an RGB Pillow image (no EXIF rotation).
 
     Grey images of more than 8 bits are scaled to 8 bits by their value range, not clipped:
@@ -182,7 +182,7 @@ def _coloured_pixels(rgb: np.ndarray) -> int:
     return int(np.count_nonzero(hi & (rgb.mean(axis=2, dtype=np.float32) <= MASK_THRESHOLD)))
 
 
-def decode_mask(img: Image.Image, path: str = "mask", root: Optional[str] = None) -> np.ndarray:
+def decode_mask(img: Image.Image, path: str = "mask", root: str | None = None) -> np.ndarray:
     """A decoded mask image as a uint8 H×W array in {0,1} (1 = manipulated).
 
     The rule, per mask file:
@@ -226,18 +226,18 @@ def decode_mask(img: Image.Image, path: str = "mask", root: Optional[str] = None
     )
 
 
-def load_mask(path: str, root: Optional[str] = None, max_pixels: Optional[int] = None) -> np.ndarray:
+def load_mask(path: str, root: str | None = None, max_pixels: int | None = None) -> np.ndarray:
     """The mask at ``path`` as a uint8 H×W array in {0,1}; see :func:`decode_mask` for the rule."""
     return decode_mask(open_image(path, root, max_pixels), path, root)
 
 
-def unique_names(paths: Sequence[str]) -> List[str]:
+def unique_names(paths: Sequence[str]) -> list[str]:
     """File names for ``paths``; where two share a file name, parent folders are added (``a/x.png``)."""
     parts = [Path(p).parts for p in paths]
     depth = [1] * len(paths)
     while True:
         names = ["/".join(pp[-d:]) for pp, d in zip(parts, depth)]
-        seen: Dict[str, List[int]] = {}
+        seen: dict[str, list[int]] = {}
         for i, n in enumerate(names):
             seen.setdefault(n, []).append(i)
         clashes = [idx for idx in seen.values() if len(idx) > 1]
@@ -257,16 +257,16 @@ def unique_names(paths: Sequence[str]) -> List[str]:
 
 def pair_by_stem(
     images: Iterable[str], masks: Iterable[str]
-) -> Tuple[List[Tuple[str, str]], List[str], List[str], Dict[str, List[str]]]:
+) -> tuple[list[tuple[str, str]], list[str], list[str], dict[str, list[str]]]:
     """Pair image and mask file names by stem (a mask may add ``_gt``/``_mask``).
 
     Returns ``(pairs, images_without_mask, masks_without_image, duplicates)``, where
     ``duplicates`` maps a stem to the file names (images or masks) that share it.
     """
-    by_stem: Dict[str, List[str]] = {}
+    by_stem: dict[str, list[str]] = {}
     for name in images:
         by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
-    mask_by_stem: Dict[str, List[str]] = {}
+    mask_by_stem: dict[str, list[str]] = {}
     for name in masks:
         mask_by_stem.setdefault(mask_key(name), []).append(name)
     # a mask whose full stem equals an image stem wins over the suffix reading (``a_gt.png``
@@ -279,15 +279,15 @@ def pair_by_stem(
             if not mask_by_stem[key]:
                 del mask_by_stem[key]
             mask_by_stem.setdefault(stem, []).append(name)
-    duplicates: Dict[str, List[str]] = {}
+    duplicates: dict[str, list[str]] = {}
     for stem, names in by_stem.items():
         if len(names) > 1:
             duplicates[stem] = list(names)
     for stem, names in mask_by_stem.items():
         if len(names) > 1:
             duplicates.setdefault(stem, []).extend(names)
-    pairs: List[Tuple[str, str]] = []
-    lonely_images: List[str] = []
+    pairs: list[tuple[str, str]] = []
+    lonely_images: list[str] = []
     for stem in sorted(by_stem):
         if stem in duplicates:
             continue

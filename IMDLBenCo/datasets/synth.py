@@ -26,14 +26,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..transforms.functional import diffusion_fill
-from .utils import write_json_dataset
 from .io import NEGATIVE, list_images
+from .utils import write_json_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ KINDS = ("splice", "copymove", "authentic", "inpaint", "splice")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 
 
-def default_photos() -> List[str]:
+def default_photos() -> list[str]:
     """Photographs shipped inside installed packages (no download)."""
     found = []
     candidates = [("matplotlib", ("mpl-data", "sample_data", "grace_hopper.jpg")),
@@ -65,7 +65,7 @@ def default_photos() -> List[str]:
     return found
 
 
-def _load_photos(photos: Optional[str]) -> Tuple[List[np.ndarray], List[str]]:
+def _load_photos(photos: str | None) -> tuple[list[np.ndarray], list[str]]:
     if photos:
         if not os.path.isdir(photos):
             raise FileNotFoundError(f"--photos {photos}: not a folder of photographs")
@@ -94,7 +94,7 @@ def _crop(rng: np.random.Generator, photos: Sequence[np.ndarray], size: int) -> 
     return arr[:, ::-1].copy() if rng.random() < 0.5 else arr
 
 
-def _shape_mask(rng: np.random.Generator, size: int) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+def _shape_mask(rng: np.random.Generator, size: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A random ellipse, rectangle or polygon covering roughly 4–25 % of the image; and its box."""
     bh, bw = (int(size * rng.uniform(0.25, 0.5)) for _ in range(2))
     y0, x0 = int(rng.integers(0, size - bh)), int(rng.integers(0, size - bw))
@@ -119,14 +119,14 @@ def _shape_mask(rng: np.random.Generator, size: int) -> Tuple[np.ndarray, Tuple[
     return mask, (y0, x0, y0 + bh, x0 + bw)
 
 
-def _trace(rng: np.random.Generator, region: np.ndarray, noise: Tuple[float, float], gain: float) -> np.ndarray:
+def _trace(rng: np.random.Generator, region: np.ndarray, noise: tuple[float, float], gain: float) -> np.ndarray:
     """Slight colour gain and Gaussian noise: the statistical trace a detector can learn."""
     out = region.astype(np.float32) * rng.uniform(1 - gain, 1 + gain, 3).astype(np.float32)
     out += rng.normal(0, rng.uniform(*noise), region.shape).astype(np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def _forge(kind: str, rng: np.random.Generator, photos: Sequence[np.ndarray], size: int) -> Tuple[np.ndarray, np.ndarray]:
+def _forge(kind: str, rng: np.random.Generator, photos: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
     image = _crop(rng, photos, size)
     if kind == "authentic":
         return image, np.zeros((size, size), np.uint8)
@@ -149,14 +149,14 @@ def _forge(kind: str, rng: np.random.Generator, photos: Sequence[np.ndarray], si
     return image, mask.astype(np.uint8) * 255
 
 
-def _split_counts(n: int) -> Dict[str, int]:
+def _split_counts(n: int) -> dict[str, int]:
     val = max(1, int(round(n * SPLITS[1][1])))
     test = max(1, int(round(n * SPLITS[2][1])))
     return {"train": n - val - test, "val": val, "test": test}
 
 
 def make_synthetic_dataset(out: str, n: int = 200, size: int = 128, seed: int = 0,
-                           photos: Optional[str] = None) -> Dict[str, object]:
+                           photos: str | None = None) -> dict[str, object]:
     """Write a synthetic tampering dataset of ``n`` images of ``size``×``size`` into ``out``.
 
     Returns ``{"counts": {...}, "photos": [...], "splits": {split: folder}, "json": {split: file}}``.
@@ -168,14 +168,14 @@ def make_synthetic_dataset(out: str, n: int = 200, size: int = 128, seed: int = 
         raise ValueError(f"--size {size}: at least 32 pixels")
     arrays, paths = _load_photos(photos)
     rng = np.random.default_rng(int(seed))
-    counts: Dict[str, int] = {k: 0 for k in ("splice", "copymove", "inpaint", "authentic")}
-    info: Dict[str, object] = {"photos": paths, "splits": {}, "json": {}}
+    counts: dict[str, int] = {k: 0 for k in ("splice", "copymove", "inpaint", "authentic")}
+    info: dict[str, object] = {"photos": paths, "splits": {}, "json": {}}
     index = 0
     for split, m in _split_counts(n).items():
         folder = os.path.join(out, split)
         for sub in ("Tp", "Gt", "Au"):
             os.makedirs(os.path.join(folder, sub), exist_ok=True)
-        entries: List[Tuple[str, str]] = []
+        entries: list[tuple[str, str]] = []
         for j in range(m):
             kind = KINDS[j % len(KINDS)]
             image, mask = _forge(kind, rng, arrays, size)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 # the ImageNet normalisation lives in transforms/ (models use it too); re-exported here as before
 from ..transforms.normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
@@ -37,7 +38,7 @@ _ONLY_FOR = {
 
 def _load_json(path: str, expected: str):
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found; expected {expected}.") from None
@@ -69,7 +70,7 @@ def _resolve(base: str, p: str) -> str:
     return os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p))
 
 
-def _entry_problem(entry: Any) -> Optional[str]:
+def _entry_problem(entry: Any) -> str | None:
     """Why ``entry`` is not a ``[str, str]`` pair, or None."""
     if not isinstance(entry, (list, tuple)):
         return f"a JSON {type(entry).__name__} ({entry!r}), not a pair"
@@ -82,7 +83,7 @@ def _entry_problem(entry: Any) -> Optional[str]:
     return None
 
 
-def _pair_list(path: str, data, expected: str) -> List[Tuple[str, str]]:
+def _pair_list(path: str, data, expected: str) -> list[tuple[str, str]]:
     if not isinstance(data, list) or not data:
         found = "an empty list: the file lists no entries" if data == [] else f"a JSON {type(data).__name__}"
         hint = " (an object {name: path} is a test_datasets.json, read with load_test_datasets)" if isinstance(data, dict) else ""
@@ -94,7 +95,7 @@ def _pair_list(path: str, data, expected: str) -> List[Tuple[str, str]]:
     return [tuple(e) for e in data]  # type: ignore[misc]
 
 
-def read_json_pairs(path: str) -> List[Tuple[str, str]]:
+def read_json_pairs(path: str) -> list[tuple[str, str]]:
     """Entries of a JsonDataset file, relative paths resolved against the file's folder.
 
     Raises :class:`DatasetError` for a file that is missing, not JSON, or not a non-empty list of
@@ -110,7 +111,7 @@ def read_json_pairs(path: str) -> List[Tuple[str, str]]:
     return [(_resolve(base, tp), _resolve(base, gt)) for tp, gt in entries]
 
 
-def read_balanced_entries(path: str) -> List[Tuple[str, str]]:
+def read_balanced_entries(path: str) -> list[tuple[str, str]]:
     """``[[class_name, path], ...]`` of a BalancedDataset file; relative paths resolve against its folder."""
     from ..registry import DATASETS
 
@@ -125,7 +126,7 @@ def read_balanced_entries(path: str) -> List[Tuple[str, str]]:
     return [(name, _resolve(base, sub)) for name, sub in entries]
 
 
-def write_json_dataset(pairs: Sequence[Tuple[str, str]], out: str, relative: bool = False) -> str:
+def write_json_dataset(pairs: Sequence[tuple[str, str]], out: str, relative: bool = False) -> str:
     """Write ``pairs`` as a JsonDataset file. Absolute paths stay absolute unless ``relative``
     (a dataset folder meant to be moved as a whole); relative ones (relative to the working
     folder) are rewritten relative to the file's folder, which is what JsonDataset resolves them
@@ -200,7 +201,7 @@ def dataset_from_path(path: str, **dataset_kwargs: Any):
     return DATASETS.get(cls_name)(str(path), **kwargs)
 
 
-def load_test_datasets(path: str) -> Dict[str, str]:
+def load_test_datasets(path: str) -> dict[str, str]:
     """``{name: path}`` from a ``test_datasets.json`` object (relative paths resolve against its
     folder); a single ManiDataset folder or JsonDataset file becomes ``{"test_dataset": path}``."""
     from .shards import is_url
@@ -217,7 +218,7 @@ def load_test_datasets(path: str) -> Dict[str, str]:
     if not isinstance(data, dict) or not data:
         raise DatasetError(f"{path}: expected a non-empty JSON object {{name: dataset_path}}, found {type(data).__name__} {data!r:.80}.")
     base = os.path.dirname(os.path.abspath(path))
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     for name, sub in data.items():
         if not isinstance(sub, str):
             raise DatasetError(f"{path}: the value of {name!r} is {sub!r}; expected the path of a ManiDataset folder or JsonDataset file.")
@@ -237,7 +238,7 @@ def load_test_datasets(path: str) -> Dict[str, str]:
 SMALL_CONVERSION = 16 * 2**20
 
 
-def normalize_batch(batch: Dict[str, Any]) -> Dict[str, Any]:
+def normalize_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """Make a deferred (uint8) sample or batch float, in place, on the tensors' own device.
 
     ``image`` → float32 ImageNet-normalised; ``mask``, ``shape_mask``, ``edge_mask`` → float32

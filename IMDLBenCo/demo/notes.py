@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["NOTE_KEY", "demo_model_note", "ROBUSTNESS_NOTE", "add_note_to_checkpoints", "checkpoint_note"]
 
@@ -21,7 +21,7 @@ __all__ = ["NOTE_KEY", "demo_model_note", "ROBUSTNESS_NOTE", "add_note_to_checkp
 NOTE_KEY = "note"
 
 
-def demo_model_note(epochs: int, images: int, size: int, seconds: Optional[float] = None) -> str:
+def demo_model_note(epochs: int, images: int, size: int, seconds: float | None = None) -> str:
     """One sentence for the demo's checkpoints, summary and report."""
     took = f" in about {seconds:.0f} s" if seconds else ""
     return (f"demo model: DemoNet trained{took} for {epochs} epochs on {images} synthetic {size}x{size}-pixel crops "
@@ -42,7 +42,7 @@ ROBUSTNESS_NOTE = (
     "0.97 to 0.56) and stayed at 0.19 under every attack: a model trained for a minute cannot learn through them.")
 
 
-def add_note_to_checkpoints(folder: "str | os.PathLike", note: str) -> int:
+def add_note_to_checkpoints(folder: str | os.PathLike, note: str) -> int:
     """Write ``note`` into every ``checkpoint-<epoch>.pth`` of a training run folder (atomically),
     keeping ``checkpoint-best.pth`` a hard link to its epoch's file; returns how many were written.
     ``checkpoint-resume.pth`` (the full training state) is left as it is."""
@@ -69,7 +69,7 @@ def add_note_to_checkpoints(folder: "str | os.PathLike", note: str) -> int:
     return len(numbered)
 
 
-def checkpoint_note(checkpoint: Any) -> Optional[str]:
+def checkpoint_note(checkpoint: Any) -> str | None:
     """The note a checkpoint carries (a path, or the dict already read), or None."""
     if not isinstance(checkpoint, dict):
         import torch

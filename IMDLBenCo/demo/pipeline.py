@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,14 @@ FULL = DemoSettings(n_images=600, image_size=64, epochs=20, batch_size=8, lr=6e-
 STAGE_FOLDERS = ("data", "untrained", "train", "test", "robust", "pred", "complexity", "report")
 
 
-def evaluators() -> List[Any]:
+def evaluators() -> list[Any]:
     """The demo's metrics: pixel F1/AUC/IoU and image F1/AUC/accuracy."""
     from ..evaluation import ImageAccuracy, ImageAUC, ImageF1, PixelAUC, PixelF1, PixelIOU
 
     return [PixelF1(threshold=0.5), PixelAUC(), PixelIOU(threshold=0.5), ImageF1(threshold=0.5), ImageAUC(), ImageAccuracy(threshold=0.5)]
 
 
-def attacks(settings: DemoSettings) -> List[Any]:
+def attacks(settings: DemoSettings) -> list[Any]:
     from ..transforms import GaussianBlurWrapper, GaussianNoiseWrapper, JpegCompressionWrapper
 
     return [GaussianBlurWrapper(list(settings.blur)), GaussianNoiseWrapper(list(settings.noise)), JpegCompressionWrapper(list(settings.jpeg))]
@@ -67,7 +68,7 @@ def train_transform() -> Any:
     return Compose([HorizontalFlip(p=0.5), VerticalFlip(p=0.5), RandomRotate90(p=0.5)])
 
 
-def _common_args(settings: DemoSettings, seed: int, device: str = "cpu") -> List[str]:
+def _common_args(settings: DemoSettings, seed: int, device: str = "cpu") -> list[str]:
     """Options every script of the demo shares (model, input size, device, seed)."""
     return ["--model", "DemoNet", "--width", str(settings.width),
             "--image_size", str(settings.image_size), "--if_resizing", "--device", device,
@@ -87,14 +88,14 @@ def _stage(number: int, total: int, title: str) -> Callable[[], float]:
     return done
 
 
-def _pixel_f1(metrics: Dict[str, Any]) -> float:
+def _pixel_f1(metrics: dict[str, Any]) -> float:
     for key in ("pixel_f1", "pixel-f1", "PixelF1"):
         if key in metrics:
             return float(metrics[key])
     raise KeyError(f"no pixel_f1 in the test metrics {sorted(metrics)}; the demo's evaluator list must include PixelF1")
 
 
-def _test_metrics(summary: Dict[str, Any], set_name: Optional[str] = None) -> Dict[str, float]:
+def _test_metrics(summary: dict[str, Any], set_name: str | None = None) -> dict[str, float]:
     """The metrics of the newest epoch in a ``test_main`` summary (one test set)."""
     rows = [r for r in summary.get("rows", []) if set_name is None or r.get("set") == set_name]
     if not rows:
@@ -103,8 +104,8 @@ def _test_metrics(summary: Dict[str, Any], set_name: Optional[str] = None) -> Di
     return {k: v for k, v in last.items() if k not in ("epoch", "set") and isinstance(v, (int, float))}
 
 
-def run_demo(out: "str | Path" = "benco_demo", quick: bool = False, seed: int = 42, threads: int = 1,
-             settings: Optional[DemoSettings] = None, device: str = "cpu") -> Dict[str, Any]:
+def run_demo(out: str | Path = "benco_demo", quick: bool = False, seed: int = 42, threads: int = 1,
+             settings: DemoSettings | None = None, device: str = "cpu") -> dict[str, Any]:
     """Run the whole pipeline into ``out`` and return its key results (also ``out/demo_summary.json``).
 
     ``threads``: PyTorch CPU threads. One by default: on a busy 2-core machine two OpenMP threads
@@ -124,7 +125,7 @@ def run_demo(out: "str | Path" = "benco_demo", quick: bool = False, seed: int = 
         torch.set_num_threads(previous_threads)
 
 
-def _run(out: Path, settings: DemoSettings, quick: bool, seed: int, device: str) -> Dict[str, Any]:
+def _run(out: Path, settings: DemoSettings, quick: bool, seed: int, device: str) -> dict[str, Any]:
     import shutil
 
     import torch
@@ -140,7 +141,7 @@ def _run(out: Path, settings: DemoSettings, quick: bool, seed: int, device: str)
         if (out / name).is_dir():
             shutil.rmtree(out / name)
     started, cpu_started = time.perf_counter(), time.process_time()
-    timings: Dict[str, float] = {}
+    timings: dict[str, float] = {}
     total = 8
     common = _common_args(settings, seed, device)
 

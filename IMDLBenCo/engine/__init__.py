@@ -7,14 +7,14 @@ folder described in docs/ARCHITECTURE.md. They run as ``python script.py`` and u
 ``torchrun --nproc_per_node=N`` (CUDA + nccl when present, CPU + gloo otherwise).
 """
 
+from ..errors import ModelOutputError
+from ..outputs import check_model_output
 from .cam import cam_main
 from .checkpoint import find_checkpoints, load_checkpoint, save_checkpoint
 from .complexity import complexity_main
 from .errors import exit_cleanly_on_user_errors
-from ..errors import ModelOutputError
-from ..outputs import check_model_output
-from .robustness import test_robust_main
 from .evaluate_checkpoints import test_main
+from .robustness import test_robust_main
 from .save_images import save_images_main
 from .train import NonFiniteLossError, train_main
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .. import runoptions
 from ..runoptions import SCRIPTS, Option
@@ -41,7 +42,7 @@ def _add(group: argparse._ArgumentGroup, opt: Option, script: str) -> None:
             group.add_argument(f"--{opt.negative}", dest=opt.name, action="store_false",
                                help=f"turn --{opt.name} off")
         return
-    kwargs: Dict[str, Any] = {"default": default, "help": help_text, "type": opt.type}
+    kwargs: dict[str, Any] = {"default": default, "help": help_text, "type": opt.type}
     if opt.choices is not None:
         kwargs["choices"] = opt.choices
     if opt.metavar:
@@ -49,7 +50,7 @@ def _add(group: argparse._ArgumentGroup, opt: Option, script: str) -> None:
     group.add_argument(f"--{opt.name}", **kwargs)
 
 
-def build_script_parser(script: str, prog: Optional[str] = None) -> argparse.ArgumentParser:
+def build_script_parser(script: str, prog: str | None = None) -> argparse.ArgumentParser:
     """The parser of ``script`` (one of ``SCRIPTS``), without ``-h`` (added by the model stage);
     ``prog``: the command's name in messages when another command borrows the options."""
     if script not in SCRIPTS:
@@ -65,9 +66,9 @@ def build_script_parser(script: str, prog: Optional[str] = None) -> argparse.Arg
     return p
 
 
-def parse_script_args(script: str, argv: Optional[Sequence[str]] = None,
-                      base: Optional[Mapping[str, Any]] = None, base_source: str = "",
-                      prog: Optional[str] = None) -> Tuple[argparse.Namespace, Dict[str, Any]]:
+def parse_script_args(script: str, argv: Sequence[str] | None = None,
+                      base: Mapping[str, Any] | None = None, base_source: str = "",
+                      prog: str | None = None) -> tuple[argparse.Namespace, dict[str, Any]]:
     """Parse ``argv`` (default ``sys.argv[1:]``) for ``script``: (args, model kwargs).
 
     ``base``: option values (the script's and the model's) that a ``--config`` file and the

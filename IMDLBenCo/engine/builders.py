@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -22,15 +23,14 @@ logger = logging.getLogger("IMDLBenCo.engine")
 
 
 # ------------------------------------------------------------------------------- model
-def build_model(name: str, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
+def build_model(name: str, model_kwargs: dict[str, Any]) -> torch.nn.Module:
     """The registered model ``name`` built with its parsed constructor options.
 
     Nothing is downloaded while it is built (:mod:`IMDLBenCo.modules.downloads`): a constructor
     that asks for pretrained weights from the network gets one error naming its line and the fix.
     """
-    from ..registry import MODELS
-
     from ..modules.downloads import download_refused, no_downloads
+    from ..registry import MODELS
 
     model_cls = MODELS.get(name)
     try:
@@ -49,7 +49,7 @@ def build_model(name: str, model_kwargs: Dict[str, Any]) -> torch.nn.Module:
     return model
 
 
-def _unknown_timm_model(err: Exception, name: str, model_kwargs: Dict[str, Any]) -> Optional[Exception]:
+def _unknown_timm_model(err: Exception, name: str, model_kwargs: dict[str, Any]) -> Exception | None:
     """One UsageError for timm's "Unknown model (x)": which option named it and how to list names."""
     import re
 
@@ -90,7 +90,7 @@ def import_modules(modules: Sequence[str]) -> None:
                              f"{module}.py") from err
 
 
-def find_post_function(model_name: str, model_kwargs: Optional[Dict[str, Any]] = None) -> Optional[Callable]:
+def find_post_function(model_name: str, model_kwargs: dict[str, Any] | None = None) -> Callable | None:
     """The post-function registered as ``<model name lower-cased>_post_func`` (e.g. CAT-Net's).
 
     Keyword parameters of the post-function that share a name with one of the model's options are
@@ -164,8 +164,8 @@ def evaluation_mode(model: torch.nn.Module, keep_train_mode: bool) -> Iterator[t
 
 
 # ----------------------------------------------------------------------------- datasets
-def dataset_kwargs(data: DataConfig, transform: Any = None, post_func: Optional[Callable] = None,
-                   defer_normalization: bool = True) -> Dict[str, Any]:
+def dataset_kwargs(data: DataConfig, transform: Any = None, post_func: Callable | None = None,
+                   defer_normalization: bool = True) -> dict[str, Any]:
     """The dataset constructor keywords of ARCHITECTURE.md for ``data``."""
     return dict(
         is_padding=data.padding and not data.keep_size,
@@ -202,7 +202,7 @@ def check_before_run(dataset: Dataset, path: str) -> None:
         )
 
 
-def dataset_pairs(dataset: Dataset) -> List[Tuple[str, str]]:
+def dataset_pairs(dataset: Dataset) -> list[tuple[str, str]]:
     """``[(image path, mask path or "Negative")]`` of a dataset (every sub-dataset of a balanced one)."""
     subs = getattr(dataset, "datasets", None)
     if subs is not None:
@@ -212,8 +212,8 @@ def dataset_pairs(dataset: Dataset) -> List[Tuple[str, str]]:
     return list(zip(dataset.image_paths, dataset.mask_paths))
 
 
-def build_dataset(path: str, data: DataConfig, transform: Any = None, post_func: Optional[Callable] = None,
-                  check_files: Optional[bool] = None) -> Dataset:
+def build_dataset(path: str, data: DataConfig, transform: Any = None, post_func: Callable | None = None,
+                  check_files: bool | None = None) -> Dataset:
     """The dataset at ``path`` (Mani folder, Json list, Balanced JSON) with ``data``'s sizing;
     its files are checked (headers) before it is returned when ``check_files`` (default:
     ``data.check_files``; a caller that builds the same dataset again passes False)."""
@@ -226,7 +226,7 @@ def build_dataset(path: str, data: DataConfig, transform: Any = None, post_func:
     return dataset
 
 
-def test_set_paths(path: str) -> Dict[str, str]:
+def test_set_paths(path: str) -> dict[str, str]:
     """``{set name: path}`` from a ``test_datasets.json`` or a single dataset path."""
     from ..datasets import load_test_datasets
 
@@ -299,7 +299,7 @@ def eval_loader(dataset: Dataset, batch_size: int, data: DataConfig, runtime: Ru
 
 
 # ------------------------------------------------------------------------------ batches
-def batch_to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors of ``batch`` moved to ``device`` and normalised (deferred uint8 → float)."""
     from ..datasets import normalize_batch
 
@@ -313,7 +313,7 @@ def autocast(runtime: Runtime, enabled: bool, dtype: str = "float16"):
                           enabled=bool(enabled and runtime.is_cuda))
 
 
-def forward(model: torch.nn.Module, batch: Dict[str, Any], predict_label: bool = False) -> Dict[str, Any]:
+def forward(model: torch.nn.Module, batch: dict[str, Any], predict_label: bool = False) -> dict[str, Any]:
     """Call the model with the batch by keyword (plus ``if_predict_label``), as IMDL-BenCo does.
 
     The flag is also passed under IMDL-BenCo's misspelled keyword ``if_predcit_label``, which
@@ -323,7 +323,7 @@ def forward(model: torch.nn.Module, batch: Dict[str, Any], predict_label: bool =
     return model(**batch, if_predict_label=flag, if_predcit_label=flag)
 
 
-def run_model(model: torch.nn.Module, batch: Dict[str, Any], call: CallConfig) -> Dict[str, Any]:
+def run_model(model: torch.nn.Module, batch: dict[str, Any], call: CallConfig) -> dict[str, Any]:
     """The model's outputs for an evaluation batch under ``call``: one call, or sliding-window
     tiles blended (``call.window``); with ``call.label_from_mask`` the label of a slid image is
     read from its blended mask."""
@@ -347,7 +347,7 @@ def attach_call_hooks(model: torch.nn.Module, call: CallConfig) -> torch.nn.Modu
     return model
 
 
-def log_run_header(runtime: Runtime, script: str, model: str, model_kwargs: Dict[str, Any]) -> None:
+def log_run_header(runtime: Runtime, script: str, model: str, model_kwargs: dict[str, Any]) -> None:
     logger.info("%s: model %s on %s (%d process%s%s)", script, model, runtime.device,
                 runtime.world_size, "es" if runtime.world_size > 1 else "",
                 f", backend {runtime.backend}" if runtime.backend else "")
@@ -355,14 +355,14 @@ def log_run_header(runtime: Runtime, script: str, model: str, model_kwargs: Dict
         logger.info("model options: %s", ", ".join(f"{k}={v!r}" for k, v in model_kwargs.items()))
 
 
-def batch_where(index: int, batch: Dict[str, Any], shown: int = 3) -> str:
+def batch_where(index: int, batch: dict[str, Any], shown: int = 3) -> str:
     """``batch 4 (a.png, b.png, ...)``: where in a loop a problem was met, for messages."""
     names = names_of(batch)
     listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
     return f"batch {index}" + (f" ({listed})" if listed else "")
 
 
-def names_of(batch: Dict[str, Any]) -> List[str]:
+def names_of(batch: dict[str, Any]) -> list[str]:
     names = batch.get("name")
     if names is None:
         return []

@@ -46,8 +46,9 @@ import difflib
 import logging
 import math
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 
@@ -132,7 +133,7 @@ def build_cam_parser(prog: str = "test_cam.py") -> argparse.ArgumentParser:
     return p
 
 
-def parse_cam_options(argv: Sequence[str], prog: str = "test_cam.py") -> Tuple[argparse.Namespace, List[str]]:
+def parse_cam_options(argv: Sequence[str], prog: str = "test_cam.py") -> tuple[argparse.Namespace, list[str]]:
     """``(cam options, the rest of argv for the test_save_images parser)``."""
     return build_cam_parser(prog).parse_known_args(list(argv))
 
@@ -171,8 +172,8 @@ class CamModel(torch.nn.Module):
         self.model = model
         self.target = target
         self.predict_label = predict_label
-        self.batch: Dict[str, Any] = {}
-        self.last_output: Optional[Dict[str, Any]] = None
+        self.batch: dict[str, Any] = {}
+        self.last_output: dict[str, Any] | None = None
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if not image.requires_grad:
@@ -219,7 +220,7 @@ class LabelTarget:
         return output.reshape(())
 
 
-def make_targets(batch: Dict[str, Any], target: str) -> List[Callable[[torch.Tensor], torch.Tensor]]:
+def make_targets(batch: dict[str, Any], target: str) -> list[Callable[[torch.Tensor], torch.Tensor]]:
     n = batch["image"].shape[0]
     if target == "label":
         return [LabelTarget() for _ in range(n)]
@@ -243,7 +244,7 @@ class TokenGrid:
         grid = tokens[:, self.prefix:, :]
         return grid.reshape(grid.shape[0], self.side, self.side, grid.shape[2]).permute(0, 3, 1, 2)
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         return {"prefix_tokens": self.prefix, "grid": [self.side, self.side],
                 "layout": "B,C,N" if self.channels_first else "B,N,C"}
 
@@ -257,7 +258,7 @@ class ChannelsLast:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 3, 1, 2)
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         return {"layout": "B,H,W,C"}
 
     def __repr__(self) -> str:
@@ -268,14 +269,14 @@ _ONE_D = (torch.nn.Conv1d, torch.nn.ConvTranspose1d, torch.nn.BatchNorm1d, torch
           torch.nn.MaxPool1d, torch.nn.AvgPool1d, torch.nn.AdaptiveAvgPool1d, torch.nn.AdaptiveMaxPool1d)
 
 
-def _square_side(n: int) -> Optional[int]:
+def _square_side(n: int) -> int | None:
     if n < 4:
         return None
     side = math.isqrt(n)
     return side if side * side == n else None
 
 
-def token_grid(layer: str, shape: Tuple[int, ...], option: Any, channels_first: bool = False) -> TokenGrid:
+def token_grid(layer: str, shape: tuple[int, ...], option: Any, channels_first: bool = False) -> TokenGrid:
     """The reshape of a (B, N, C) output (``channels_first``: (B, C, N)) under ``--reshape_tokens
     option``, or a UsageError."""
     n = int(shape[2] if channels_first else shape[1])
@@ -324,11 +325,11 @@ def _frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def probe_layers(wrapper: CamModel, batch: Dict[str, Any], target: str) -> Dict[str, Dict[str, Any]]:
+def probe_layers(wrapper: CamModel, batch: dict[str, Any], target: str) -> dict[str, dict[str, Any]]:
     """Run one forward and backward of ``batch`` and describe every named module's output:
     ``{name: {"order": when it returned (last call), "calls", "shape" (a tensor output) or
     "kind" (anything else), "grad": whether the target's gradient reached it}}``."""
-    info: Dict[str, Dict[str, Any]] = {}
+    info: dict[str, dict[str, Any]] = {}
     counter = [0]
     handles = []
 
@@ -368,12 +369,12 @@ def probe_layers(wrapper: CamModel, batch: Dict[str, Any], target: str) -> Dict[
     return info
 
 
-def _valid_names(model: torch.nn.Module) -> List[str]:
+def _valid_names(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
-def choose_target_layer(wrapper: CamModel, batch: Dict[str, Any], target: str, method: str,
-                        layer: Optional[str], reshape_option: Any) -> Tuple[str, Optional[TokenGrid], Dict[str, Any]]:
+def choose_target_layer(wrapper: CamModel, batch: dict[str, Any], target: str, method: str,
+                        layer: str | None, reshape_option: Any) -> tuple[str, TokenGrid | None, dict[str, Any]]:
     """``(layer name, reshape transform or None, {"auto", "shape", ...})`` for ``--target_layer layer``
     (None: automatic), found with one forward and backward pass of ``batch``. Every problem is one
     UsageError line."""
@@ -454,7 +455,7 @@ def choose_target_layer(wrapper: CamModel, batch: Dict[str, Any], target: str, m
 
 
 # ------------------------------------------------------------------------------- output
-def cam_paths(names: Sequence[str]) -> Dict[str, Tuple[str, str]]:
+def cam_paths(names: Sequence[str]) -> dict[str, tuple[str, str]]:
     """``{sample name: ("cam/<stem>.png", "cam/<stem>_overlay.jpg")}``, ``<stem>`` as the saved mask's
     (``pred/<stem>.png``, :func:`~IMDLBenCo.engine.save_images.prediction_paths`)."""
     out = {}
@@ -466,7 +467,7 @@ def cam_paths(names: Sequence[str]) -> Dict[str, Tuple[str, str]]:
     return out
 
 
-def _original_image(batch: Dict[str, Any], j: int, size_hw: Tuple[int, int]):
+def _original_image(batch: dict[str, Any], j: int, size_hw: tuple[int, int]):
     """The sample's image as float RGB in [0, 1] at ``size_hw``: read from its file, or else the
     network input with its padding dropped and its resize undone."""
     import numpy as np
@@ -498,19 +499,19 @@ CAM_KEY = "cam_maps"
 class CamWriter:
     """Sink of the CAM run: each heat map (grey PNG at the original size) and its overlay."""
 
-    def __init__(self, paths: Dict[str, Tuple[str, str]], out_dir: Path, no_ground_truth: bool,
-                 meta: Dict[str, str], show_cam_on_image) -> None:
+    def __init__(self, paths: dict[str, tuple[str, str]], out_dir: Path, no_ground_truth: bool,
+                 meta: dict[str, str], show_cam_on_image) -> None:
         self.paths, self.out_dir, self.no_ground_truth = paths, out_dir, no_ground_truth
         self.meta, self.show_cam_on_image = meta, show_cam_on_image
-        self.records: List[Dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
 
-    def update(self, out: Dict[str, Any], batch: Dict[str, Any]) -> None:
+    def update(self, out: dict[str, Any], batch: dict[str, Any]) -> None:
         self.records += _save_batch(batch, out[CAM_KEY], self.paths, self.out_dir, self.no_ground_truth, self.meta,
                                     self.show_cam_on_image)
 
 
-def _save_batch(batch: Dict[str, Any], grey, paths: Dict[str, Tuple[str, str]], out_dir: Path, no_ground_truth: bool,
-                meta: Dict[str, str], show_cam_on_image) -> List[Dict[str, Any]]:
+def _save_batch(batch: dict[str, Any], grey, paths: dict[str, tuple[str, str]], out_dir: Path, no_ground_truth: bool,
+                meta: dict[str, str], show_cam_on_image) -> list[dict[str, Any]]:
     from PIL import Image
 
     records = []
@@ -542,7 +543,7 @@ def _save_batch(batch: Dict[str, Any], grey, paths: Dict[str, Tuple[str, str]], 
 
 
 # --------------------------------------------------------------------------------- main
-def cam_main(argv: Optional[Sequence[str]] = None, *, prog: str = "test_cam.py") -> Dict[str, Any]:
+def cam_main(argv: Sequence[str] | None = None, *, prog: str = "test_cam.py") -> dict[str, Any]:
     """Run ``test_cam.py`` / ``benco cam`` on ``argv`` (default ``sys.argv[1:]``); returns what
     ``cam.json`` holds: ``{"target_layer", "target_layer_auto", "layer_output_shape",
     "reshape_tokens", "method", "target", ..., "records": [{"name", "cam_path", "overlay_path", ...}]}``.
@@ -594,7 +595,7 @@ def cam_main(argv: Optional[Sequence[str]] = None, *, prog: str = "test_cam.py")
         cam = cam_class(model=wrapper, target_layers=[layer], reshape_transform=reshape)  # sets eval mode
         loader = eval_loader(dataset, args.test_batch_size, s.data, runtime)
 
-        def predict(net: torch.nn.Module, batch: Dict[str, Any]) -> Dict[str, Any]:
+        def predict(net: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
             wrapper.batch = batch
             grey = cam(input_tensor=batch["image"], targets=make_targets(batch, opts.cam_target))
             out = dict(wrapper.last_output or {})

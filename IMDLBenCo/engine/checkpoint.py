@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any
 
 import torch
 
@@ -23,7 +23,7 @@ from .fileio import atomic_write
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def plain(value: Any) -> Any:
@@ -52,7 +52,7 @@ def _state_bytes(state: Any) -> int:
     return 0
 
 
-def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
+def save_checkpoint(path: PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temp file in the same folder, then rename).
 
     A failed write (disk full, ...) raises :class:`~IMDLBenCo.errors.OutputWriteError` saying how
@@ -61,7 +61,7 @@ def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp), needed=_state_bytes(state))
 
 
-def model_checkpoint_state(model: torch.nn.Module) -> Dict[str, Any]:
+def model_checkpoint_state(model: torch.nn.Module) -> dict[str, Any]:
     """What a checkpoint stores of ``model``: ``model.checkpoint_state_dict()`` when the model
     defines it (e.g. only the trainable adapters of a frozen backbone, which is loaded from its own
     file at construction), else its whole ``state_dict()``."""
@@ -86,7 +86,7 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
         model = inner
 
 
-def _model_state(checkpoint: Any, path: PathLike) -> Dict[str, torch.Tensor]:
+def _model_state(checkpoint: Any, path: PathLike) -> dict[str, torch.Tensor]:
     if isinstance(checkpoint, dict):
         for key in ("model", "state_dict", "model_state_dict"):
             if key in checkpoint and isinstance(checkpoint[key], dict):
@@ -121,7 +121,7 @@ _KNOWN_SAFE = {
 }
 
 
-def _known_safe_objects() -> List[Any]:
+def _known_safe_objects() -> list[Any]:
     import numpy as np
 
     dtypes = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
@@ -129,7 +129,7 @@ def _known_safe_objects() -> List[Any]:
     return [argparse.Namespace, _numpy_scalar(), np.dtype, *dtypes]
 
 
-def _globals_in(err: Exception) -> List[str]:
+def _globals_in(err: Exception) -> list[str]:
     """The globals the safe loader refused, as named in its message."""
     text = str(err)
     names = set(re.findall(r"GLOBAL ([\w.]+)", text)) | set(re.findall(r"got <class '([\w.]+)'>", text))
@@ -162,7 +162,7 @@ def _describe_unreadable(path: Path, err: Exception) -> str:
     return f"it is not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:120] if text else '?'})"
 
 
-def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", mmap: bool = False) -> Any:
+def read_checkpoint(path: PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)`` with one :class:`~IMDLBenCo.errors.CheckpointError`
     saying what the file is when that fails. ``mmap=True`` maps the file instead of reading it
     (cheap when only the metadata is needed)."""
@@ -189,8 +189,8 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         raise CheckpointError(f"cannot load checkpoint {path}: {_describe_unreadable(path, err)}") from None
 
 
-def _mismatch_message(path: Path, target: torch.nn.Module, state: Dict[str, Any], checkpoint: Any,
-                      missing: List[str], unexpected: List[str], shapes: List[str]) -> str:
+def _mismatch_message(path: Path, target: torch.nn.Module, state: dict[str, Any], checkpoint: Any,
+                      missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
     name = type(target).__name__
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)):
@@ -211,13 +211,13 @@ def _mismatch_message(path: Path, target: torch.nn.Module, state: Dict[str, Any]
 
 def load_checkpoint(
     path: PathLike,
-    model: Optional[torch.nn.Module] = None,
-    optimizer: Optional[torch.optim.Optimizer] = None,
+    model: torch.nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
     scaler: Any = None,
     scheduler: Any = None,
-    map_location: Union[str, torch.device] = "cpu",
+    map_location: str | torch.device = "cpu",
     strict: bool = True,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Load ``path`` with ``weights_only=True`` into the given objects; returns the checkpoint dict.
 
     Accepts a full training checkpoint, ``{"model": state_dict}`` or a bare state dict. A
@@ -268,12 +268,12 @@ def load_checkpoint(
     return checkpoint
 
 
-def checkpoint_epoch(path: PathLike) -> Optional[int]:
+def checkpoint_epoch(path: PathLike) -> int | None:
     """The epoch in a ``checkpoint-<epoch>.pth`` name, else None."""
     return runfolder.checkpoint_epoch(Path(path).name)
 
 
-def find_checkpoints(folder: PathLike) -> Tuple[List[Tuple[int, Path]], List[Path]]:
+def find_checkpoints(folder: PathLike) -> tuple[list[tuple[int, Path]], list[Path]]:
     """``([(epoch, path)] sorted by epoch, [other .pth files])`` in ``folder``."""
     folder = Path(folder)
     numbered, others = [], []
@@ -289,7 +289,7 @@ def find_checkpoints(folder: PathLike) -> Tuple[List[Tuple[int, Path]], List[Pat
     return numbered, others
 
 
-def latest_checkpoint(folder: PathLike) -> Optional[Path]:
+def latest_checkpoint(folder: PathLike) -> Path | None:
     """The ``checkpoint-<epoch>.pth`` with the highest epoch in ``folder`` (None if none)."""
     folder = Path(folder)
     if not folder.is_dir():

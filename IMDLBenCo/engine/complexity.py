@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -15,12 +16,12 @@ from .session import eval_session
 logger = logging.getLogger("IMDLBenCo.engine")
 
 
-def synthetic_sample(data: DataConfig, post_func: Optional[Callable] = None) -> Dict[str, Any]:
+def synthetic_sample(data: DataConfig, post_func: Callable | None = None) -> dict[str, Any]:
     """One sample dict of the size ``data`` asks for (deferred uint8 form), with random content."""
     s = data.image_size
     gen = torch.Generator().manual_seed(data.seed)
     mask = (torch.rand(1, s, s, generator=gen) > 0.5).to(torch.uint8)
-    sample: Dict[str, Any] = {
+    sample: dict[str, Any] = {
         "image": torch.randint(0, 256, (3, s, s), generator=gen, dtype=torch.uint8),
         "mask": mask,
         "label": torch.tensor(1, dtype=torch.int64),
@@ -42,7 +43,7 @@ def synthetic_sample(data: DataConfig, post_func: Optional[Callable] = None) -> 
     return sample
 
 
-def count_complexity(model: torch.nn.Module, batch: Dict[str, Any], call: Optional[CallConfig] = None) -> Dict[str, int]:
+def count_complexity(model: torch.nn.Module, batch: dict[str, Any], call: CallConfig | None = None) -> dict[str, int]:
     """Parameters and forward FLOPs of ``model`` on ``batch`` (MACs = FLOPs / 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -56,7 +57,7 @@ def count_complexity(model: torch.nn.Module, batch: Dict[str, Any], call: Option
     return {"params": params, "trainable_params": trainable, "flops": flops, "macs": flops // 2}
 
 
-def complexity_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def complexity_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run ``test_complexity.py``; returns the content of ``complexity.json``.
 
     Counts the forward pass on ``--test_batch_size`` copies of one sample: the first of

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
-from typing import Optional
 
 __all__ = ["DataConfig", "CallConfig", "TrainConfig"]
 
@@ -36,15 +35,15 @@ class DataConfig:
     image_size: int = 512
     padding: bool = False
     keep_size: bool = False
-    edge_mask_width: Optional[int] = None
+    edge_mask_width: int | None = None
     num_workers: int = 0
     pin_memory: bool = True
     seed: int = 42
     check_files: bool = True
-    max_pixels: Optional[int] = None
+    max_pixels: int | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "DataConfig":
+    def from_args(cls, args: argparse.Namespace) -> DataConfig:
         return cls(image_size=args.image_size, padding=bool(args.if_padding),
                    keep_size=bool(getattr(args, "sliding_window", False)), edge_mask_width=args.edge_mask_width,
                    num_workers=args.num_workers, pin_memory=bool(args.pin_mem), seed=args.seed,
@@ -72,13 +71,13 @@ class CallConfig:
     use_amp: bool = True
     amp_dtype: str = "float16"
     keep_train_mode: bool = False
-    label_from_mask: Optional[str] = None
+    label_from_mask: str | None = None
     label_topk: int = 100
-    window: Optional[int] = None
+    window: int | None = None
     window_overlap: float = 0.25
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "CallConfig":
+    def from_args(cls, args: argparse.Namespace) -> CallConfig:
         return cls(predict_label=bool(args.if_predict_label), use_amp=not args.if_not_amp,
                    amp_dtype=args.amp_dtype,
                    keep_train_mode=bool(args.no_model_eval), label_from_mask=args.label_from_mask,
@@ -94,24 +93,24 @@ class TrainConfig:
 
     model: str
     data_path: str
-    test_data_path: Optional[str]
-    val_data_path: Optional[str]
-    val_split: Optional[float]
+    test_data_path: str | None
+    val_data_path: str | None
+    val_split: float | None
     output_dir: str
     epochs: int
     start_epoch: int
     batch_size: int
     test_batch_size: int
-    lr: Optional[float]
+    lr: float | None
     blr: float
     min_lr: float
     weight_decay: float
     warmup_epochs: float
     accum_iter: int
-    clip_grad: Optional[float]
+    clip_grad: float | None
     test_period: int
     save_period: int
-    best_metric: Optional[str]
+    best_metric: str | None
     best_metric_mode: str
     log_per_epoch_count: int
     resume: str
@@ -121,5 +120,5 @@ class TrainConfig:
     seed: int
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "TrainConfig":
+    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})

@@ -19,8 +19,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Tuple, Type
+from typing import Any
 
 #: the exit status of every user error, in every script and ``benco`` command (argparse's own)
 USER_ERROR_EXIT = 2
@@ -30,7 +31,7 @@ __all__ = ["USER_ERROR_EXIT", "user_error_types", "exit_cleanly_on_user_errors",
 _WORKER_PREFIX = "Original Traceback (most recent call last):"
 
 
-def user_error_types() -> Tuple[Type[BaseException], ...]:
+def user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that describe a problem with the user's data, options, files or model output."""
     from ..errors import IMDLBenCoError
 
@@ -66,7 +67,7 @@ def peer_failed(err: BaseException) -> bool:
     return isinstance(err, DistError) or (isinstance(err, RuntimeError) and any(s in text for s in _PEER_GONE))
 
 
-def _launch_id() -> Optional[str]:
+def _launch_id() -> str | None:
     """What the ranks of one torchrun launch on this machine share and the next launch does not:
     the run id, the restart count and the launching agent (parent process id and start time)."""
     if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
@@ -85,7 +86,7 @@ def _launch_id() -> Optional[str]:
 _MARKER_AGE_S = 24 * 3600
 
 
-def first_to_report(message: str, folder: Optional[Path] = None) -> bool:
+def first_to_report(message: str, folder: Path | None = None) -> bool:
     """True for the first rank of this launch (on this machine) that reports ``message``; False
     for the others, which then say nothing. Always True outside torchrun or when the marker
     cannot be written (a message shown twice is better than none)."""
@@ -125,7 +126,7 @@ def exit_cleanly_on_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """
 
     @functools.wraps(main)
-    def wrapper(argv: Optional[Sequence[str]] = None, **kwargs: Any) -> Any:
+    def wrapper(argv: Sequence[str] | None = None, **kwargs: Any) -> Any:
         if argv is not None or os.environ.get("IMDLBENCO_DEBUG"):
             return main(argv, **kwargs)
         rank = os.environ.get("RANK")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,17 +21,17 @@ from .writers import RunWriter
 logger = logging.getLogger("IMDLBenCo.engine")
 
 
-def default_evaluators() -> List[Any]:
+def default_evaluators() -> list[Any]:
     """IMDL-BenCo's default metric list: pixel-level F1 at threshold 0.5."""
     from ..evaluation import PixelF1
 
     return [PixelF1(threshold=0.5, mode="origin")]
 
 
-def metric_definitions(evaluators: Sequence[Any]) -> Dict[str, str]:
+def metric_definitions(evaluators: Sequence[Any]) -> dict[str, str]:
     """``{result key: definition}`` of the evaluators (an object without ``definitions()`` is
     described by its name and docstring)."""
-    definitions: Dict[str, str] = {}
+    definitions: dict[str, str] = {}
     for ev in evaluators:
         if callable(getattr(ev, "definitions", None)):
             definitions.update(ev.definitions())
@@ -39,7 +40,7 @@ def metric_definitions(evaluators: Sequence[Any]) -> Dict[str, str]:
     return definitions
 
 
-def progress(iterable, runtime: Runtime, desc: str, total: Optional[int] = None, every: Optional[int] = None):
+def progress(iterable, runtime: Runtime, desc: str, total: int | None = None, every: int | None = None):
     """Progress on rank 0: a tqdm bar with ETA on a terminal; log lines with ETA otherwise
     (a launcher that sends output to logs.log / error.log gets readable lines, not bar redraws)."""
     if not runtime.is_main:
@@ -54,12 +55,12 @@ def progress(iterable, runtime: Runtime, desc: str, total: Optional[int] = None,
 class LoggedProgress:
     """Iterates ``iterable`` and logs ``desc [i/total] eta ... s/it`` every ``every`` items."""
 
-    def __init__(self, iterable, desc: str, total: Optional[int] = None, every: Optional[int] = None) -> None:
+    def __init__(self, iterable, desc: str, total: int | None = None, every: int | None = None) -> None:
         self.iterable = iterable
         self.desc = desc
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.every = every or max((self.total or 50) // 5, 1)
-        self.postfix: Dict[str, Any] = {}
+        self.postfix: dict[str, Any] = {}
 
     def set_postfix(self, values: Mapping[str, Any]) -> None:
         self.postfix = dict(values)
@@ -83,12 +84,12 @@ def evaluate(
     loader: DataLoader,
     evaluators: Sequence[Any],
     runtime: Runtime,
-    call: Optional[CallConfig] = None,
+    call: CallConfig | None = None,
     desc: str = "test",
-    writer: Optional[RunWriter] = None,
-    image_tag: Optional[str] = None,
+    writer: RunWriter | None = None,
+    image_tag: str | None = None,
     step: int = 0,
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Run ``model`` over this rank's shard of ``loader`` and return the reduced metrics.
 
     Every rank must call this (the evaluators reduce across processes in ``compute()``).
@@ -102,19 +103,19 @@ def evaluate(
 class Measurement:
     """The metrics of one test pass and their evidence (docs/results.md)."""
 
-    metrics: Dict[str, float]
-    intervals: Dict[str, Tuple[Optional[float], Optional[float]]] = field(default_factory=dict)
-    rows: List[Dict[str, Any]] = field(default_factory=list)
-    calibration: Dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float]
+    intervals: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
     images: int = 0
     manipulated: int = 0
     authentic: int = 0
-    warning: Optional[str] = None
+    warning: str | None = None
 
 
 def measure(model: torch.nn.Module, loader: DataLoader, evaluators: Sequence[Any], runtime: Runtime,
-            call: Optional[CallConfig] = None, *, desc: str = "test", writer: Optional[RunWriter] = None,
-            image_tag: Optional[str] = None, step: int = 0, bootstrap: int = 0, seed: int = 0,
+            call: CallConfig | None = None, *, desc: str = "test", writer: RunWriter | None = None,
+            image_tag: str | None = None, step: int = 0, bootstrap: int = 0, seed: int = 0,
             per_image: bool = True) -> Measurement:
     """One test pass: the evaluators' values and, with ``per_image``, the per-image rows, the
     calibration and ``bootstrap`` resamples' 95 % intervals (seeded by ``seed``; computed on rank
@@ -128,12 +129,12 @@ def measure(model: torch.nn.Module, loader: DataLoader, evaluators: Sequence[Any
         ev.reset()
     share_batch_cache([*evaluators, recorder])  # one validation and preparation of each batch for all of them
 
-    def pictures(out: Dict[str, Any], batch: Dict[str, Any]) -> None:
+    def pictures(out: dict[str, Any], batch: dict[str, Any]) -> None:
         if writer is not None and image_tag:
             writer.images(image_tag, batch, out, step)
 
     run_inference(model, loader, runtime, call, [*evaluators, recorder], desc=desc, on_first_batch=pictures)
-    results: Dict[str, float] = {}
+    results: dict[str, float] = {}
     evaluated = []
     for ev in evaluators:
         if hasattr(ev, "compute_with_states"):
@@ -158,16 +159,16 @@ def measure(model: torch.nn.Module, loader: DataLoader, evaluators: Sequence[Any
     return m
 
 
-def mean_over_sets(per_set: Mapping[str, Mapping[str, float]]) -> Dict[str, float]:
+def mean_over_sets(per_set: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Each metric averaged over the test sets that report it."""
-    sums: Dict[str, List[float]] = {}
+    sums: dict[str, list[float]] = {}
     for metrics in per_set.values():
         for key, value in metrics.items():
             sums.setdefault(key, []).append(float(value))
     return {key: sum(values) / len(values) for key, values in sums.items()}
 
 
-def flat_test_record(per_set: Mapping[str, Mapping[str, float]], prefix: str = "test") -> Dict[str, float]:
+def flat_test_record(per_set: Mapping[str, Mapping[str, float]], prefix: str = "test") -> dict[str, float]:
     """``test_<metric>`` (mean over sets, IMDL-BenCo's key, also under IMDL-BenCo's metric names
     such as ``test_pixel-level F1``) and ``test_<set>/<metric>`` entries; ``prefix`` ``val``
     for the validation set."""

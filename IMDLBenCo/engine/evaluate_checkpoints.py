@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .. import runfolder
 from .builders import build_dataset, eval_loader, test_set_paths
@@ -18,7 +19,7 @@ from .writers import write_text
 logger = logging.getLogger("IMDLBenCo.engine")
 
 
-def checkpoints_to_test(path: str) -> List[Tuple[int, Path]]:
+def checkpoints_to_test(path: str) -> list[tuple[int, Path]]:
     """``[(epoch, file)]`` sorted by epoch for a folder; a single file is used as it is."""
     p = Path(path)
     if p.is_file():
@@ -37,7 +38,7 @@ def checkpoints_to_test(path: str) -> List[Tuple[int, Path]]:
     return numbered
 
 
-def test_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
+def test_main(argv: Sequence[str] | None = None, *, evaluators: Sequence[Any] | None = None) -> dict[str, Any]:
     """Run ``test.py``; returns ``{"rows": [{"epoch", "set", metric: value}]}`` (also summary.json),
     and writes ``results.json`` + ``per_image.csv`` (docs/results.md)."""
     import time
@@ -58,7 +59,7 @@ def test_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequ
         logger.info("testing %d checkpoint(s) on %d set(s): %s", len(checkpoints), len(loaders), ", ".join(loaders))
         results = ResultsWriter(runtime, args.output_dir, "test", args, s.model_kwargs, definitions, s.call,
                                 started=started)
-        rows: List[Dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
         for epoch, path in checkpoints:
             meta = load_checkpoint(path, s.model, map_location=runtime.device)
             checkpoint = checkpoint_provenance(str(path), meta) if runtime.is_main else {}
@@ -89,8 +90,8 @@ def test_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequ
         return summary
 
 
-def _csv(rows: List[Dict[str, Any]]) -> str:
-    columns: List[str] = []
+def _csv(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
     buffer = io.StringIO()

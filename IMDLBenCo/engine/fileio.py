@@ -16,14 +16,14 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional, Union
 
 from ..errors import OutputWriteError
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 _TMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")
 
 __all__ = ["temporary_name", "atomic_write", "write_error", "remove_stale_temporaries", "link_or_copy"]
@@ -43,7 +43,7 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-def write_error(path: PathLike, err: OSError, needed: Optional[int] = None) -> OutputWriteError:
+def write_error(path: PathLike, err: OSError, needed: int | None = None) -> OutputWriteError:
     """One :class:`OutputWriteError` for a failed write of ``path``."""
     path = Path(path)
     reason = err.strerror or str(err)
@@ -66,7 +66,7 @@ def write_error(path: PathLike, err: OSError, needed: Optional[int] = None) -> O
     return OutputWriteError(err.errno, f"cannot write {path}: {reason}{detail}; nothing was left half-written. {hint}")
 
 
-def atomic_write(path: PathLike, write: Callable[[Path], None], needed: Optional[int] = None) -> Path:
+def atomic_write(path: PathLike, write: Callable[[Path], None], needed: int | None = None) -> Path:
     """Call ``write(tmp)`` to fill a temporary file, then rename it to ``path``.
 
     ``needed``: the expected size in bytes, quoted when the disk is full. Any ``OSError`` becomes
@@ -96,7 +96,7 @@ def atomic_write(path: PathLike, write: Callable[[Path], None], needed: Optional
     return path
 
 
-def _file_size_limit() -> Optional[int]:
+def _file_size_limit() -> int | None:
     """The process's file-size limit in bytes (``ulimit -f``), or None when there is none."""
     try:
         import resource
@@ -112,7 +112,7 @@ _WRITE_FAILED = ("No space left", "file write failed", "basic_ios::clear", "iost
                  "unexpected pos", "File too large")
 
 
-def _os_error_in(err: RuntimeError, path: Optional[Path] = None, needed: Optional[int] = None) -> Optional[OSError]:
+def _os_error_in(err: RuntimeError, path: Path | None = None, needed: int | None = None) -> OSError | None:
     """The OSError behind a RuntimeError from torch's file writer, if it is one. The C++ stream
     error does not say why: a file-size limit below the size needed or a full disk is found out
     here, else the write is reported as an I/O error."""
@@ -135,11 +135,11 @@ def _os_error_in(err: RuntimeError, path: Optional[Path] = None, needed: Optiona
     return OSError(errno.EIO, f"{os.strerror(errno.EIO)} ({text.strip().splitlines()[0][:80]})")
 
 
-def remove_stale_temporaries(folder: PathLike) -> List[Path]:
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
     """Remove ``.<name>.tmp-<pid>`` files in ``folder`` whose process is gone (a killed write);
     returns what was removed."""
     folder = Path(folder)
-    removed: List[Path] = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():

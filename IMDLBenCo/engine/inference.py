@@ -12,8 +12,9 @@ every batch's outputs against the contract.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,7 +29,7 @@ logger = logging.getLogger("IMDLBenCo.engine")
 __all__ = ["run_inference", "MaskWriter", "float_outputs"]
 
 
-def float_outputs(out: Mapping[str, Any]) -> Dict[str, Any]:
+def float_outputs(out: Mapping[str, Any]) -> dict[str, Any]:
     """Predictions made under autocast (float16/bfloat16) as float32, so metrics see full precision."""
     out = dict(out)
     for key in ("pred_mask", "pred_label"):
@@ -38,10 +39,10 @@ def float_outputs(out: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def run_inference(model: torch.nn.Module, loader: DataLoader, runtime: Runtime, call: Optional[CallConfig],
+def run_inference(model: torch.nn.Module, loader: DataLoader, runtime: Runtime, call: CallConfig | None,
                   sinks: Iterable[Any], *, desc: str = "test",
-                  predict: Optional[Callable[[torch.nn.Module, Dict[str, Any]], Dict[str, Any]]] = None,
-                  grad: bool = False, on_first_batch: Optional[Callable[[Dict[str, Any], Dict[str, Any]], None]] = None
+                  predict: Callable[[torch.nn.Module, dict[str, Any]], dict[str, Any]] | None = None,
+                  grad: bool = False, on_first_batch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
                   ) -> int:
     """Run ``model`` over this rank's shard of ``loader``; give every sink each batch's outputs.
 
@@ -83,7 +84,7 @@ class MaskWriter:
         self.out_dir = Path(out_dir)
         self.pred_paths = pred_paths
         self.no_ground_truth = no_ground_truth
-        self.records: List[Dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
 
     def update(self, out: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         from PIL import Image
@@ -112,7 +113,7 @@ class MaskWriter:
             })
 
 
-def gather_records(runtime: Runtime, records: Sequence[Dict[str, Any]], order: Mapping[str, int]) -> List[Dict[str, Any]]:
+def gather_records(runtime: Runtime, records: Sequence[dict[str, Any]], order: Mapping[str, int]) -> list[dict[str, Any]]:
     """Every rank's records, on every rank, in dataset order (``order``: name → index)."""
     gathered = [r for part in runtime.all_gather_object(list(records)) for r in part]
     gathered.sort(key=lambda r: order.get(r["name"], 0))

@@ -25,8 +25,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .. import runfolder
 
@@ -50,13 +51,13 @@ Every option of test_save_images.py (below) is accepted.
 """
 
 
-def _parse(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
+def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="benco predict", add_help=False)
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
     own, rest = p.parse_known_args(list(argv))
-    inputs: List[str] = []
-    passthrough: List[str] = []
+    inputs: list[str] = []
+    passthrough: list[str] = []
     i = 0
     while i < len(rest):  # positional inputs come before or between the options
         token = rest[i]
@@ -80,7 +81,7 @@ def _takes_value(option: str) -> bool:
     return option not in switches()
 
 
-def list_inputs(inputs: Sequence[str], exclude: Sequence[os.PathLike] = ()) -> List[str]:
+def list_inputs(inputs: Sequence[str], exclude: Sequence[os.PathLike] = ()) -> list[str]:
     """Absolute paths of the images named by ``inputs`` (files, or folders searched recursively),
     in the order given, each once. Folders under ``exclude`` (the output folder: predicting into
     a folder inside the input must not read its own earlier masks) and folders holding a run of
@@ -99,7 +100,7 @@ def list_inputs(inputs: Sequence[str], exclude: Sequence[os.PathLike] = ()) -> L
             return True
         return any(os.path.isfile(os.path.join(folder, marker)) for marker in (runfolder.SCORES, runfolder.PREDICTIONS))
 
-    found: List[str] = []
+    found: list[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -132,7 +133,7 @@ def _given(options: Sequence[str], *names: str) -> bool:
     return any(o == n or o.startswith(n + "=") for o in options for n in names)
 
 
-def config_from_checkpoint(path: str, options: Sequence[str] = ()) -> Dict[str, Any]:
+def config_from_checkpoint(path: str, options: Sequence[str] = ()) -> dict[str, Any]:
     """The model, its options and the input size recorded in a train.py checkpoint (empty for a
     bare state dict or when ``options`` name another model). An option naming a file that is not
     here (a pretrained start used in training) is left out: the checkpoint holds the trained
@@ -147,7 +148,7 @@ def config_from_checkpoint(path: str, options: Sequence[str] = ()) -> Dict[str, 
     if _given(options, "--model") and args.get("model") not in (None, *_values(options, "--model")):
         return {}  # another model: its options would not fit
     _import_model_module(args.get("model"), ckpt.get("model_module"))
-    config: Dict[str, Any] = {}
+    config: dict[str, Any] = {}
     for key in ("model", "image_size", "if_predict_label", "edge_mask_width", "no_model_eval"):
         if args.get(key) not in (None, False):
             config[key] = args[key]
@@ -159,7 +160,7 @@ def config_from_checkpoint(path: str, options: Sequence[str] = ()) -> Dict[str, 
     return config
 
 
-def _import_model_module(model: Optional[str], module: Optional[str]) -> None:
+def _import_model_module(model: str | None, module: str | None) -> None:
     import importlib
 
     from ..errors import UsageError
@@ -180,7 +181,7 @@ def _import_model_module(model: Optional[str], module: Optional[str]) -> None:
                      f"{hint} (run from the folder that holds it)")
 
 
-def _values(options: Sequence[str], name: str) -> List[str]:
+def _values(options: Sequence[str], name: str) -> list[str]:
     out = []
     for i, o in enumerate(options):
         if o == name and i + 1 < len(options):
@@ -194,7 +195,7 @@ def _looks_like_file(value: str) -> bool:
     return os.sep in value or value.endswith((".pth", ".pt", ".tar", ".bin", ".safetensors", ".yaml", ".json"))
 
 
-def predict_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def predict_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run ``benco predict``; returns ``{"scores": {...}, "output_dir": ...}``."""
     from ..errors import UsageError
     from .builders import import_modules
@@ -226,7 +227,7 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     return {"scores": scores, "output_dir": str(output_dir), "skipped": result.get("skipped", {})}
 
 
-def _note(checkpoint: str) -> Optional[str]:
+def _note(checkpoint: str) -> str | None:
     """The note a checkpoint carries (the demo's says what its model is), if it can be read."""
     from ..demo.notes import checkpoint_note
     from ..errors import IMDLBenCoError
@@ -238,7 +239,7 @@ def _note(checkpoint: str) -> Optional[str]:
         return None  # the checkpoint's own load says what is wrong with it
 
 
-def _log_tile_plan(images: Sequence[str], options: Sequence[str], base: Dict[str, Any]) -> None:
+def _log_tile_plan(images: Sequence[str], options: Sequence[str], base: dict[str, Any]) -> None:
     """How many sliding-window tiles the run will take, before a long run starts."""
     from PIL import Image
 
@@ -257,7 +258,7 @@ def _log_tile_plan(images: Sequence[str], options: Sequence[str], base: Dict[str
         logger.info("%s", tile_plan(sizes, window, overlap))
 
 
-def _finish(result: Dict[str, Any], output_dir: Path, note: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+def _finish(result: dict[str, Any], output_dir: Path, note: str | None = None) -> dict[str, dict[str, Any]]:
     """Overlays and ``scores.json`` from the saved masks (rank 0)."""
     import numpy as np
     from PIL import Image
@@ -268,9 +269,9 @@ def _finish(result: Dict[str, Any], output_dir: Path, note: Optional[str] = None
 
     args = result["args"]
     source = args.label_from_mask or ("model" if args.if_predict_label else None)
-    scores: Dict[str, Dict[str, Any]] = {}
+    scores: dict[str, dict[str, Any]] = {}
     for rec in result["predictions"]:
-        entry: Dict[str, Any] = {"image": rec["image_path"], "mask": rec["pred_path"], "overlay": None,
+        entry: dict[str, Any] = {"image": rec["image_path"], "mask": rec["pred_path"], "overlay": None,
                                  "pred_label": rec["pred_label"],
                                  "label_source": source if rec["pred_label"] is not None else None}
         if rec["pred_path"] is not None:
@@ -298,7 +299,7 @@ def _finish(result: Dict[str, Any], output_dir: Path, note: Optional[str] = None
     return scores
 
 
-def overlay(image: "Any", mask: "Any", colour: Tuple[int, int, int] = (255, 0, 0), opacity: float = 0.6) -> "Any":
+def overlay(image: Any, mask: Any, colour: tuple[int, int, int] = (255, 0, 0), opacity: float = 0.6) -> Any:
     """``image`` (H,W,3 uint8) with ``mask`` (H,W uint8 probability × 255) drawn in ``colour``,
     opacity proportional to the probability (at most ``opacity``)."""
     import numpy as np
@@ -308,7 +309,7 @@ def overlay(image: "Any", mask: "Any", colour: Tuple[int, int, int] = (255, 0, 0
     return (image.astype(np.float32) * (1 - alpha) + tint * alpha + 0.5).clip(0, 255).astype(np.uint8)
 
 
-def _summary(scores: Dict[str, Dict[str, Any]], output_dir: Path) -> None:
+def _summary(scores: dict[str, dict[str, Any]], output_dir: Path) -> None:
     shown = list(scores.items())
     lines = [f"{len(scores)} image(s) -> {output_dir} (pred/, {runfolder.OVERLAY_DIR}/, {runfolder.SCORES})"]
     for name, e in shown[:20]:

@@ -16,8 +16,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 from .. import runfolder
 from ..evaluation.per_image import PER_IMAGE_COLUMNS
@@ -37,10 +38,10 @@ SELECTION_LABELS = runfolder.SELECTION_LABELS
 #: the columns of per_image.csv that say which record a row belongs to
 RECORD_COLUMNS = ("set", "epoch", "attack", "param")
 
-_GIT_CACHE: Dict[str, Any] = {}
+_GIT_CACHE: dict[str, Any] = {}
 
 
-def software_provenance() -> Dict[str, Any]:
+def software_provenance() -> dict[str, Any]:
     """Versions, and the git commit of the IMDLBenCo checkout when the package runs from one."""
     import torch
 
@@ -62,7 +63,7 @@ def software_provenance() -> Dict[str, Any]:
             "torch": torch.__version__, "platform": platform.platform()}
 
 
-def checkpoint_provenance(path: str, checkpoint: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def checkpoint_provenance(path: str, checkpoint: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint part of a record: path, sha256 (equals ``sha256sum``), epoch and how the
     file was chosen, read from the metadata train.py writes into it (docs/results.md)."""
     from ..datasets.identity import file_sha256
@@ -80,7 +81,7 @@ def checkpoint_provenance(path: str, checkpoint: Optional[Mapping[str, Any]] = N
         rule = "last_epoch"
     else:
         rule = "fixed_epoch"
-    out: Dict[str, Any] = {"path": str(p.resolve()), "sha256": file_sha256(str(p)),
+    out: dict[str, Any] = {"path": str(p.resolve()), "sha256": file_sha256(str(p)),
                            "epoch": None if epoch is None else int(epoch), "rule": rule,
                            "metric": rule_info.get("metric") if rule in ("validation", "test_sets") else None,
                            "mode": rule_info.get("mode") if rule in ("validation", "test_sets") else None,
@@ -89,7 +90,7 @@ def checkpoint_provenance(path: str, checkpoint: Optional[Mapping[str, Any]] = N
     return out
 
 
-def dataset_provenance(name: str, path: str, dataset: Any, counts: Mapping[str, int]) -> Dict[str, Any]:
+def dataset_provenance(name: str, path: str, dataset: Any, counts: Mapping[str, int]) -> dict[str, Any]:
     """The dataset part of a record: name, path, content hash (cached file hashes) and counts."""
     from ..datasets.identity import dataset_content_hash
 
@@ -103,7 +104,7 @@ def dataset_provenance(name: str, path: str, dataset: Any, counts: Mapping[str, 
             "manipulated": int(counts.get("manipulated", 0)), "authentic": int(counts.get("authentic", 0))}
 
 
-def _preprocessing(args: Any) -> Dict[str, Any]:
+def _preprocessing(args: Any) -> dict[str, Any]:
     sliding = bool(getattr(args, "sliding_window", False))
     mode = "sliding_window" if sliding else ("padding" if args.if_padding else "resizing")
     return {"mode": mode, "image_size": args.image_size, "edge_mask_width": args.edge_mask_width,
@@ -114,16 +115,16 @@ class ResultsWriter:
     """Collects the records of one run folder and writes ``results.json`` + ``per_image.csv``."""
 
     def __init__(self, runtime: Runtime, output_dir: str, script: str, args: Any, model_kwargs: Mapping[str, Any],
-                 definitions: Mapping[str, str], call: Any = None, protocol: Optional[Mapping[str, Any]] = None,
-                 started: Optional[float] = None) -> None:
+                 definitions: Mapping[str, str], call: Any = None, protocol: Mapping[str, Any] | None = None,
+                 started: float | None = None) -> None:
         self.active = runtime.is_main
         self.output_dir = Path(output_dir)
         self.started = started if started is not None else time.time()
-        self.records: List[Dict[str, Any]] = []
-        self.rows: List[Dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
         bootstrap = int(getattr(args, "bootstrap", 0) or 0)
         amp = bool(call is not None and call.use_amp and runtime.is_cuda)
-        self.head: Dict[str, Any] = {
+        self.head: dict[str, Any] = {
             "schema": SCHEMA,
             "created": None,
             "script": script,
@@ -143,7 +144,7 @@ class ResultsWriter:
         }
 
     def add(self, measurement: Any, *, checkpoint: Mapping[str, Any], dataset: Mapping[str, Any],
-            attack: Optional[Mapping[str, Any]] = None, epoch: Optional[int] = None) -> Dict[str, Any]:
+            attack: Mapping[str, Any] | None = None, epoch: int | None = None) -> dict[str, Any]:
         """Add one record (and its per-image rows) and rewrite both files; returns the record."""
         keys = {"set": dataset["name"], "epoch": "" if epoch is None else epoch,
                 "attack": "" if not attack else attack["name"], "param": "" if not attack else attack["param"]}
@@ -185,7 +186,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def per_image_csv(rows: List[Mapping[str, Any]]) -> str:
+def per_image_csv(rows: list[Mapping[str, Any]]) -> str:
     columns = [*RECORD_COLUMNS, *PER_IMAGE_COLUMNS]
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
@@ -195,7 +196,7 @@ def per_image_csv(rows: List[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def read_results(run_dir: str) -> Dict[str, Any]:
+def read_results(run_dir: str) -> dict[str, Any]:
     """A run folder's ``results.json``, checked for its schema (RunFolderError naming the file)."""
     import json
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .. import runfolder
 from .builders import build_dataset, eval_loader, test_set_paths
@@ -15,7 +16,7 @@ from .session import eval_session
 logger = logging.getLogger("IMDLBenCo.engine")
 
 
-def default_attacks() -> List[Any]:
+def default_attacks() -> list[Any]:
     """The published robustness grid (IMDL-BenCo's ``test_robust.py``)."""
     from ..transforms import GaussianBlurWrapper, GaussianNoiseWrapper, JpegCompressionWrapper
 
@@ -31,8 +32,8 @@ def attack_name(wrapper: Any) -> str:
     return name[: -len("Wrapper")] if name.endswith("Wrapper") else name
 
 
-def test_robust_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequence[Any]] = None,
-                     attacks: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
+def test_robust_main(argv: Sequence[str] | None = None, *, evaluators: Sequence[Any] | None = None,
+                     attacks: Sequence[Any] | None = None) -> dict[str, Any]:
     """Run ``test_robust.py``; returns the content of ``robustness.json``.
 
     ``attacks``: wrappers iterating ``(strength, transform)`` pairs (``transform`` None for no
@@ -56,7 +57,7 @@ def test_robust_main(argv: Optional[Sequence[str]] = None, *, evaluators: Option
         results_file = ResultsWriter(runtime, args.output_dir, "test_robust", args, s.model_kwargs, definitions, s.call,
                                      started=started)
         sets = test_set_paths(args.test_data_path)
-        results: List[Dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
         for set_name, path in sets.items():
             checked = False  # the files of a set are checked once, not once per attack strength
             identity = None

@@ -17,8 +17,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 from .. import runfolder, runoptions
 from ..errors import UsageError
@@ -32,7 +33,7 @@ _RUN_PATTERNS = ("checkpoint-*.pth", "events.out.tfevents.*", "*.tmp")
 _RUN_DIRS = (runfolder.PRED_DIR, runfolder.CAM_DIR, runfolder.OVERLAY_DIR)
 
 
-def run_files(folder: Path) -> List[Path]:
+def run_files(folder: Path) -> list[Path]:
     """The files (and result folders) a run of ours writes that are present in ``folder``."""
     found = [folder / name for name in (*runfolder.KNOWN_FILES, runfolder.SUMMARY_CSV, runfolder.PER_IMAGE,
                                         runfolder.VAL_SPLIT, runfolder.SCORES, runfolder.INPUT_IMAGES,
@@ -48,7 +49,7 @@ def _describe(config: Mapping[str, Any]) -> str:
     return (f"{config.get('script', '?')}.py, model {args.get('model', '?')}, started {config.get('started', '?')}")
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     keys = sorted((set(old) | set(new)) - runoptions.volatile())
     return [k for k in keys if old.get(k) != new.get(k) and not k.startswith("_")]
 
@@ -56,7 +57,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
 class RunFolder:
     """The claimed run folder: holds the lock until :meth:`release` (or the ``with`` block ends)."""
 
-    def __init__(self, folder: Path, handle: Optional[Any]) -> None:
+    def __init__(self, folder: Path, handle: Any | None) -> None:
         self.folder = folder
         self._handle = handle
 
@@ -71,7 +72,7 @@ class RunFolder:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -91,7 +92,7 @@ def make_folder(folder: Path, option: str) -> None:
                          f"write to") from None
 
 
-def _lock(folder: Path, script: str) -> Optional[Any]:
+def _lock(folder: Path, script: str) -> Any | None:
     path = folder / runfolder.LOCK_FILE
     try:
         import fcntl
@@ -139,7 +140,7 @@ def _check_owner(path: Path, script: str, args: Mapping[str, Any], resume: bool,
     present = [p for p in run_files(path) if p.name != runfolder.LOCK_FILE]
     if not present:
         return
-    config: Dict[str, Any] = {}
+    config: dict[str, Any] = {}
     config_file = path / runfolder.CONFIG
     if config_file.is_file():
         try:
@@ -175,7 +176,7 @@ def _check_owner(path: Path, script: str, args: Mapping[str, Any], resume: bool,
                      f"(results of two runs in one folder could not be told apart)")
 
 
-def _remove(paths: List[Path], folder: Path) -> None:
+def _remove(paths: list[Path], folder: Path) -> None:
     import shutil
 
     for p in paths:

@@ -18,8 +18,9 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -38,9 +39,9 @@ class Runtime:
     world_size: int = 1
     local_rank: int = 0
     distributed: bool = False
-    backend: Optional[str] = None
+    backend: str | None = None
     #: warnings about this machine's resources, logged once by rank 0 (see :func:`resource_notes`)
-    notes: List[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def is_main(self) -> bool:
@@ -57,11 +58,11 @@ class Runtime:
             else:
                 dist.barrier()
 
-    def all_gather_object(self, obj: Any) -> List[Any]:
+    def all_gather_object(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
         if not self.distributed:
             return [obj]
-        out: List[Any] = [None] * self.world_size
+        out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
 
@@ -167,8 +168,8 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def resource_notes(device: torch.device, local_processes: int, cores: Optional[int] = None,
-                   threads: Optional[int] = None, load: Optional[float] = None) -> List[str]:
+def resource_notes(device: torch.device, local_processes: int, cores: int | None = None,
+                   threads: int | None = None, load: float | None = None) -> list[str]:
     """Warnings, one sentence each, when this machine's resources will slow the run down:
 
     * more processes on this machine (``--nproc_per_node``) than GPUs, or, on the CPU, than cores;
@@ -180,7 +181,7 @@ def resource_notes(device: torch.device, local_processes: int, cores: Optional[i
 
     ``cores``, ``threads`` and ``load`` default to this machine's values (tests pass their own).
     """
-    notes: List[str] = []
+    notes: list[str] = []
     local_processes = max(1, int(local_processes))
     if device.type == "cuda":
         gpus = torch.cuda.device_count()

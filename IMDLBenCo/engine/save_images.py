@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,11 +43,11 @@ def image_folder_as_json(folder: str, out_json: Path) -> Path:
     return out_json
 
 
-def prediction_paths(names: Sequence[str]) -> Dict[str, str]:
+def prediction_paths(names: Sequence[str]) -> dict[str, str]:
     """``{sample name: "pred/<name>.png"}``, unique: ``a.jpg`` → ``pred/a.png`` unless another
     sample maps there too (``a.png``), then the full name is kept (``pred/a.jpg.png``)."""
     stems = [os.path.splitext(n)[0] + ".png" for n in names]
-    count: Dict[str, int] = {}
+    count: dict[str, int] = {}
     for s in stems:
         count[s] = count.get(s, 0) + 1
     return {n: "pred/" + (s if count[s] == 1 else n + ".png") for n, s in zip(names, stems)}
@@ -62,12 +63,12 @@ def restore_size(pred: torch.Tensor, shape: Sequence[int], original: Sequence[in
     return pred
 
 
-def to_uint8(pred: torch.Tensor) -> "Any":
+def to_uint8(pred: torch.Tensor) -> Any:
     """Probabilities → 8-bit grey levels, ``round(p × 255)``."""
     return pred.clamp(0, 1).mul(255).add_(0.5).floor_().to(torch.uint8).squeeze(0).cpu().numpy()
 
 
-def prediction_dataset(s, without_ground_truth: bool = False) -> Tuple[Any, bool]:
+def prediction_dataset(s, without_ground_truth: bool = False) -> tuple[Any, bool]:
     """The dataset of a saving run (``test_save_images.py``, ``benco cam``) and whether it has
     ground truth: ``--test_data_path`` as a dataset, or a plain image folder listed (by rank 0)
     into ``input_images.json`` as masks-free samples."""
@@ -83,7 +84,7 @@ def prediction_dataset(s, without_ground_truth: bool = False) -> Tuple[Any, bool
     return build_dataset(data_path, s.data, None, s.post_func), no_ground_truth
 
 
-def readable_images(paths: Sequence[str], max_pixels: Optional[int] = None) -> Tuple[List[str], Dict[str, str]]:
+def readable_images(paths: Sequence[str], max_pixels: int | None = None) -> tuple[list[str], dict[str, str]]:
     """``(readable, {path: reason})``: every image decoded once in a thread pool (truncated files,
     non-images and images above ``max_pixels`` are found before the run, not in a loader worker)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -102,9 +103,9 @@ def readable_images(paths: Sequence[str], max_pixels: Optional[int] = None) -> T
     return [p for p in paths if p not in bad], bad
 
 
-def save_images_main(argv: Optional[Sequence[str]] = None, without_ground_truth: bool = False,
-                     images: Optional[Sequence[str]] = None, base: Optional[Dict[str, Any]] = None,
-                     base_source: str = "") -> Dict[str, Any]:
+def save_images_main(argv: Sequence[str] | None = None, without_ground_truth: bool = False,
+                     images: Sequence[str] | None = None, base: dict[str, Any] | None = None,
+                     base_source: str = "") -> dict[str, Any]:
     """Run ``test_save_images.py``; returns ``{"predictions": [...], "pred_label": {...}, "args": ...,
     "skipped": {path: reason}, "is_main": bool}``.
 
@@ -118,9 +119,9 @@ def save_images_main(argv: Optional[Sequence[str]] = None, without_ground_truth:
     with eval_session("test_save_images", argv, tensorboard=False, base=base, base_source=base_source) as s:
         args, runtime = s.args, s.runtime
         out_dir = Path(args.output_dir)
-        skipped: Dict[str, str] = {}
+        skipped: dict[str, str] = {}
         if images is not None:
-            good: Optional[List[str]] = None
+            good: list[str] | None = None
             if runtime.is_main:
                 good, skipped = readable_images(list(images), args.max_pixels)
                 if not good:

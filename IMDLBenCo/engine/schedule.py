@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 
 logger = logging.getLogger("IMDLBenCo.engine")
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two AdamW groups: weight decay on weights, none on norms, biases and other 1-D params.
 
     Names listed by a model's ``no_weight_decay()`` (timm convention, e.g. position embeddings)
@@ -71,17 +71,17 @@ class WarmupCosineSchedule:
         self.last_epoch_float = float(epoch_float)
         return lr
 
-    def state_dict(self) -> Dict[str, float]:
+    def state_dict(self) -> dict[str, float]:
         return {"lr": self.lr, "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
                 "epochs": self.epochs, "last_epoch_float": self.last_epoch_float}
 
-    def load_state_dict(self, state: Dict[str, float]) -> None:
+    def load_state_dict(self, state: dict[str, float]) -> None:
         # lr/min_lr/epochs come from the command line of the resumed run (they may be changed
         # on purpose, e.g. more epochs); only the position is restored.
         self.last_epoch_float = float(state.get("last_epoch_float", 0.0))
 
 
-def resolve_lr(lr: Optional[float], blr: float, batch_size: int, accum_iter: int, world_size: int) -> float:
+def resolve_lr(lr: float | None, blr: float, batch_size: int, accum_iter: int, world_size: int) -> float:
     """``lr`` if given, else ``blr × effective batch / 256`` (effective = batch × accum × ranks)."""
     if lr is not None:
         return float(lr)

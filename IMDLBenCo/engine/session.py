@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -33,22 +34,22 @@ class Session:
 
     script: str
     args: argparse.Namespace
-    model_kwargs: Dict[str, Any]
+    model_kwargs: dict[str, Any]
     runtime: Runtime
     model: torch.nn.Module
-    post_func: Optional[Callable]
+    post_func: Callable | None
     writer: RunWriter
     data: DataConfig
     call: CallConfig
-    from_base: Dict[str, Any] = field(default_factory=dict)
+    from_base: dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def open_session(script: str, argv: Optional[Sequence[str]], *, train: bool = False, tensorboard: bool = True,
-                 write_config: bool = True, name: Optional[str] = None, shared_folder: bool = False,
-                 base: Optional[Mapping[str, Any]] = None, base_source: str = "",
-                 args: Optional[argparse.Namespace] = None,
-                 model_kwargs: Optional[Dict[str, Any]] = None, prog: Optional[str] = None) -> Iterator[Session]:
+def open_session(script: str, argv: Sequence[str] | None, *, train: bool = False, tensorboard: bool = True,
+                 write_config: bool = True, name: str | None = None, shared_folder: bool = False,
+                 base: Mapping[str, Any] | None = None, base_source: str = "",
+                 args: argparse.Namespace | None = None,
+                 model_kwargs: dict[str, Any] | None = None, prog: str | None = None) -> Iterator[Session]:
     """Start ``script`` (see the module docstring) and yield its :class:`Session`.
 
     ``train``: the same initial weights on every rank and a DDP-wrapped model; ``write_config``

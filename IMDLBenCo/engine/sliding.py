@@ -25,7 +25,8 @@ part); ``backward_loss`` is the tiles' mean. Every tensor of the batch laid out 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ GRID = 8
 PIXELS_PER_CALL = 64 * 64 * 64
 
 
-def tile_starts(length: int, window: int, overlap: float) -> List[int]:
+def tile_starts(length: int, window: int, overlap: float) -> list[int]:
     """Starts of the tiles covering ``length`` pixels with tiles of ``window`` (the last may
     extend past the end; it is padded)."""
     if length <= window:
@@ -63,7 +64,7 @@ def _ramp(size: int, ramp: int, device: torch.device) -> torch.Tensor:
     return torch.minimum(torch.ones(size, device=device), torch.minimum(x, size - x) / ramp)
 
 
-def _cut(value: torch.Tensor, y: int, x: int, window: int, fill: Optional[torch.Tensor]) -> torch.Tensor:
+def _cut(value: torch.Tensor, y: int, x: int, window: int, fill: torch.Tensor | None) -> torch.Tensor:
     """The window×window tile at (y, x) of the last two dims of ``value``, padded with ``fill``
     (per channel, for the image) or zeros."""
     part = value[..., y:y + window, x:x + window]
@@ -79,9 +80,9 @@ def _cut(value: torch.Tensor, y: int, x: int, window: int, fill: Optional[torch.
     return out
 
 
-def sliding_window_forward(call: Callable[[Dict[str, Any]], Dict[str, Any]], batch: Dict[str, Any], window: int,
-                           overlap: float = 0.25, image_fill: Optional[torch.Tensor] = None,
-                           tiles_per_call: Optional[int] = None) -> Dict[str, Any]:
+def sliding_window_forward(call: Callable[[dict[str, Any]], dict[str, Any]], batch: dict[str, Any], window: int,
+                           overlap: float = 0.25, image_fill: torch.Tensor | None = None,
+                           tiles_per_call: int | None = None) -> dict[str, Any]:
     """Run ``call(tile_batch) -> output dict`` on the tiles of ``batch`` and blend.
 
     Args:
@@ -108,10 +109,10 @@ def sliding_window_forward(call: Callable[[Dict[str, Any]], Dict[str, Any]], bat
     wy = _ramp(window, window - stride_y, image.device)
     wx = _ramp(window, window - stride_x, image.device)
     weight_tile = wy[:, None] * wx[None, :]
-    acc: Optional[torch.Tensor] = None
+    acc: torch.Tensor | None = None
     weights = torch.zeros(h, w, device=image.device)
-    labels: List[torch.Tensor] = []
-    loss_sum: Optional[torch.Tensor] = None
+    labels: list[torch.Tensor] = []
+    loss_sum: torch.Tensor | None = None
     loss_tiles = 0
     has_mask = False
     positions = [(y, x) for y in ys for x in xs]
@@ -145,7 +146,7 @@ def sliding_window_forward(call: Callable[[Dict[str, Any]], Dict[str, Any]], bat
             part = loss.detach().float() * k
             loss_sum = part if loss_sum is None else loss_sum + part
             loss_tiles += k
-    result: Dict[str, Any] = {}
+    result: dict[str, Any] = {}
     if has_mask:
         result["pred_mask"] = acc / weights
     result["pred_label"] = torch.cat(labels).max(dim=0).values if labels else None
@@ -154,9 +155,9 @@ def sliding_window_forward(call: Callable[[Dict[str, Any]], Dict[str, Any]], bat
     return result
 
 
-def _tile_batch(batch: Dict[str, Any], y: int, x: int, window: int, h: int, w: int, th: int, tw: int,
-                image_fill: Optional[torch.Tensor]) -> Dict[str, Any]:
-    tile: Dict[str, Any] = {}
+def _tile_batch(batch: dict[str, Any], y: int, x: int, window: int, h: int, w: int, th: int, tw: int,
+                image_fill: torch.Tensor | None) -> dict[str, Any]:
+    tile: dict[str, Any] = {}
     image = batch["image"]
     for key, value in batch.items():
         if isinstance(value, torch.Tensor) and value.ndim >= 3 and tuple(value.shape[-2:]) == (h, w):
@@ -171,11 +172,11 @@ def _tile_batch(batch: Dict[str, Any], y: int, x: int, window: int, h: int, w: i
     return tile
 
 
-def _stack_tiles(tiles: Sequence[Dict[str, Any]], b: int) -> Dict[str, Any]:
+def _stack_tiles(tiles: Sequence[dict[str, Any]], b: int) -> dict[str, Any]:
     """One batch of k tile batches of B images each, tile-major: per-image tensors (first
     dimension B) and per-image string lists (``name``, ``image_path``) are concatenated; anything
     else (a shared object the caller passed) is passed as it is."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, value in tiles[0].items():
         if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == b:
             out[key] = torch.cat([t[key] for t in tiles], dim=0)
@@ -193,12 +194,12 @@ def black_pixel(device: torch.device) -> torch.Tensor:
     return normalize_batch({"image": torch.zeros(1, 3, 1, 1, dtype=torch.uint8)})["image"].reshape(3).to(device)
 
 
-def sliding_shape(h: int, w: int, window: int, overlap: float) -> Tuple[int, int]:
+def sliding_shape(h: int, w: int, window: int, overlap: float) -> tuple[int, int]:
     """Number of tiles (rows, columns) for an H×W image."""
     return len(tile_starts(h, window, overlap)), len(tile_starts(w, window, overlap))
 
 
-def count_tiles(sizes: Iterable[Tuple[int, int]], window: int, overlap: float = 0.25) -> int:
+def count_tiles(sizes: Iterable[tuple[int, int]], window: int, overlap: float = 0.25) -> int:
     """Model inputs a sliding-window run makes for images of ``sizes`` ((H, W) pairs): the sum of
     each image's rows × columns of tiles (an image no larger than S is one tile)."""
     total = 0
@@ -208,8 +209,8 @@ def count_tiles(sizes: Iterable[Tuple[int, int]], window: int, overlap: float = 
     return total
 
 
-def tile_plan(sizes: Sequence[Tuple[int, int]], window: int, overlap: float = 0.25,
-              seconds_per_tile: Optional[float] = None) -> str:
+def tile_plan(sizes: Sequence[tuple[int, int]], window: int, overlap: float = 0.25,
+              seconds_per_tile: float | None = None) -> str:
     """One line for the log before a sliding-window run: how many tiles, how many per image at
     most, and (given ``seconds_per_tile``) roughly how long. Also says when a window far smaller
     than the images makes the run long (hundreds of tiles per image)."""

@@ -37,20 +37,45 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 
 from .. import runfolder, runoptions
 from ..errors import NonFiniteLossError, UsageError
 from ..outputs import check_model_output
-from .builders import (autocast, batch_to_device, build_dataset, eval_loader, forward, start_epoch, test_set_paths,
-                       train_loader)
-from .checkpoint import (checkpoint_epoch, latest_checkpoint, load_checkpoint, model_checkpoint_state, plain,
-                         read_checkpoint, save_checkpoint, unwrap_model)
+from .builders import (
+    autocast,
+    batch_to_device,
+    build_dataset,
+    eval_loader,
+    forward,
+    start_epoch,
+    test_set_paths,
+    train_loader,
+)
+from .checkpoint import (
+    checkpoint_epoch,
+    latest_checkpoint,
+    load_checkpoint,
+    model_checkpoint_state,
+    plain,
+    read_checkpoint,
+    save_checkpoint,
+    unwrap_model,
+)
 from .config import TrainConfig
-from .evaluate import default_evaluators, evaluate, flat_test_record, mean_over_sets, measure, metric_definitions, progress
+from .evaluate import (
+    default_evaluators,
+    evaluate,
+    flat_test_record,
+    mean_over_sets,
+    measure,
+    metric_definitions,
+    progress,
+)
 from .fileio import link_or_copy, remove_stale_temporaries
 from .runtime import seed_everything
 from .schedule import WarmupCosineSchedule, param_groups, resolve_lr
@@ -64,8 +89,8 @@ RESUME_NAME = runfolder.RESUME_CHECKPOINT
 BEST_NAME = runfolder.BEST_CHECKPOINT
 
 
-def train_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Sequence[Any]] = None,
-               train_transform: Any = None) -> Dict[str, Any]:
+def train_main(argv: Sequence[str] | None = None, *, evaluators: Sequence[Any] | None = None,
+               train_transform: Any = None) -> dict[str, Any]:
     """Run ``train.py`` with ``argv`` (default: the command line); return the final metrics.
 
     ``evaluators``: metric objects for the test sets (default ``[PixelF1()]``).
@@ -78,7 +103,7 @@ def train_main(argv: Optional[Sequence[str]] = None, *, evaluators: Optional[Seq
         return Trainer(session, evaluators, train_transform).run()
 
 
-def _metric_name(metric: Optional[str]) -> Optional[str]:
+def _metric_name(metric: str | None) -> str | None:
     """``--best_metric`` in our key form (IMDL-BenCo's ``pixel-level F1`` is ``pixel_f1``)."""
     from ..evaluation.reference_names import our_name
 
@@ -98,7 +123,7 @@ def _default_transform(train_transform: Any) -> Any:
 class Trainer:
     """State of one training run; :meth:`run` does the epochs."""
 
-    def __init__(self, session: Session, evaluators: Optional[Sequence[Any]], train_transform: Any) -> None:
+    def __init__(self, session: Session, evaluators: Sequence[Any] | None, train_transform: Any) -> None:
         s = self.session = session
         self.args, self.model_kwargs, self.runtime = s.args, s.model_kwargs, s.runtime
         self.cfg = cfg = TrainConfig.from_args(s.args)
@@ -114,7 +139,7 @@ class Trainer:
         self._check_batch_size()
         #: the sets tested during training (the validation set when there is one) and at the end
         self.test_paths = dict(test_set_paths(cfg.test_data_path)) if cfg.test_data_path else {}
-        self.val_loaders: Dict[str, Any] = {}
+        self.val_loaders: dict[str, Any] = {}
         if val_path is not None:
             self.val_set = build_dataset(val_path, self.data, None, s.post_func)
             self.val_loaders["validation"] = eval_loader(self.val_set, cfg.test_batch_size, self.data, runtime)
@@ -140,16 +165,16 @@ class Trainer:
         # float16 needs loss scaling against underflow; bfloat16 has float32's range
         self.scaler = torch.amp.GradScaler(runtime.device.type,
                                            enabled=self.use_amp and self.call.amp_dtype == "float16")
-        self.best: Dict[str, Any] = {"metric": _metric_name(cfg.best_metric), "mode": cfg.best_metric_mode,
+        self.best: dict[str, Any] = {"metric": _metric_name(cfg.best_metric), "mode": cfg.best_metric_mode,
                                      "value": None, "epoch": None}
         self.start_epoch = cfg.start_epoch
-        self.pending_test: Optional[Dict[str, Any]] = None  # an epoch whose test a kill interrupted
+        self.pending_test: dict[str, Any] | None = None  # an epoch whose test a kill interrupted
         self.resumed_here = False  # resumed from this output folder's own checkpoint
         if cfg.resume:
             self._resume(cfg.resume)
 
     # ------------------------------------------------------------------ validation
-    def _validation_split(self) -> Tuple[str, Optional[str], Optional[Dict[str, Any]]]:
+    def _validation_split(self) -> tuple[str, str | None, dict[str, Any] | None]:
         """``(training data path, validation path, what results.json records about it)``.
 
         ``--val_split F`` holds out a seeded fraction of the training pairs (every member of a
@@ -329,12 +354,12 @@ class Trainer:
         """``val`` when the checkpoint is chosen on validation (log keys ``val_<metric>``), else ``test``."""
         return "val" if self.select_on == "validation" else "test"
 
-    def selection_rule(self) -> Dict[str, Any]:
+    def selection_rule(self) -> dict[str, Any]:
         """How checkpoint-best.pth is chosen, as results.json records it (docs/results.md)."""
         return {"on": self.select_on, "metric": self.best["metric"], "mode": self.best["mode"],
                 "validation": self.validation}
 
-    def run(self) -> Dict[str, Any]:
+    def run(self) -> dict[str, Any]:
         cfg, runtime = self.cfg, self.runtime
         definitions = metric_definitions(self.evaluators)
         self._check_best_metric(definitions)
@@ -362,7 +387,7 @@ class Trainer:
         logger.info("%d training samples, %d steps per epoch, lr %.3g, AMP %s", len(self.train_set),
                     len(self.loader), self.lr, self.call.amp_dtype if self.use_amp else "off")
         started = time.time()
-        record: Dict[str, Any] = {}
+        record: dict[str, Any] = {}
         for epoch in range(self.start_epoch, cfg.epochs):
             train_stats = self.train_one_epoch(epoch)
             stop = self._stop_requested(epoch)
@@ -383,7 +408,7 @@ class Trainer:
         self.writer.close()
         return result
 
-    def test_chosen_checkpoint(self, definitions: Dict[str, str]) -> Optional[str]:
+    def test_chosen_checkpoint(self, definitions: dict[str, str]) -> str | None:
         """Test every test set once, on the checkpoint validation chose; results.json + per_image.csv."""
         from .results import ResultsWriter, checkpoint_provenance, dataset_provenance
 
@@ -410,10 +435,10 @@ class Trainer:
                         "  ".join(f"{k} {v:.4f}" for k, v in m.metrics.items()))
         return str(Path(cfg.output_dir) / runfolder.RESULTS)
 
-    def _close_epoch(self, epoch: int, train_stats: Dict[str, float], tested: bool,
-                     saved: Optional[Path]) -> Dict[str, Any]:
+    def _close_epoch(self, epoch: int, train_stats: dict[str, float], tested: bool,
+                     saved: Path | None) -> dict[str, Any]:
         """Test (when due), write the epoch's log line, update the best checkpoint."""
-        record: Dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
+        record: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
         improved = False
         if tested:
             per_set = self.test(epoch)
@@ -444,7 +469,7 @@ class Trainer:
                     logger.info("found %s: stopping after epoch %d (resume with --resume auto)", flag, epoch)
         return bool(self.runtime.all_gather_object(stop)[0])
 
-    def _check_best_metric(self, definitions: Dict[str, str]) -> None:
+    def _check_best_metric(self, definitions: dict[str, str]) -> None:
         """``--best_metric`` must name a metric of the evaluators; checked before the first epoch."""
         if not self.select_on:
             return
@@ -457,14 +482,14 @@ class Trainer:
             raise UsageError(f"--best_metric {self.best['metric']!r} is not a metric of the evaluators; "
                              f"choose one of {sorted(definitions)}")
 
-    def train_one_epoch(self, epoch: int) -> Dict[str, float]:
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
         cfg, runtime, model = self.cfg, self.runtime, self.model
         model.train()
         start_epoch(self.loader, epoch, cfg.seed, runtime.rank)
         seed_everything(cfg.seed + 1_000 * epoch + runtime.rank)  # model randomness (dropout, ...)
         steps = len(self.loader)
         log_every = max(steps // max(cfg.log_per_epoch_count, 1), 1)
-        sums: Dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         lr = self.scheduler.lr_at(epoch)
         batch = out = None
@@ -510,7 +535,7 @@ class Trainer:
         logger.info("epoch %d: %s", epoch, "  ".join(f"{k} {v:.5g}" for k, v in stats.items()))
         return stats
 
-    def _loss_is_finite(self, loss: torch.Tensor, out: Dict[str, Any], epoch: int, step: int) -> bool:
+    def _loss_is_finite(self, loss: torch.Tensor, out: dict[str, Any], epoch: int, step: int) -> bool:
         finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
         self.runtime.all_reduce_(finite, op="min")  # every rank stops or skips together
         if bool(finite.item()):
@@ -527,7 +552,7 @@ class Trainer:
             "--clip_grad, check the data with `benco data check`, or pass --skip_nonfinite_loss to skip such steps"
         )
 
-    def _log_step(self, epoch: int, step: int, steps: int, lr: float, terms: Dict[str, Any], bar) -> None:
+    def _log_step(self, epoch: int, step: int, steps: int, lr: float, terms: dict[str, Any], bar) -> None:
         if not self.runtime.is_main:
             return
         values = {k: float(torch.as_tensor(v).detach().float()) for k, v in terms.items()}
@@ -539,7 +564,7 @@ class Trainer:
         if hasattr(bar, "set_postfix"):
             bar.set_postfix({"lr": f"{lr:.2e}", **{k: f"{v:.4f}" for k, v in list(values.items())[:3]}})
 
-    def _reduce_means(self, sums: Dict[str, torch.Tensor], count: int) -> Dict[str, float]:
+    def _reduce_means(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
         keys = sorted(sums)
         if not keys:
             return {}
@@ -550,7 +575,7 @@ class Trainer:
         return {k: float(packed[i]) / total for i, k in enumerate(keys)}
 
     # ------------------------------------------------------------------ testing
-    def test(self, epoch: int) -> Dict[str, Dict[str, float]]:
+    def test(self, epoch: int) -> dict[str, dict[str, float]]:
         """The epoch's test: the validation set when there is one, else the test sets."""
         from ..evaluation.reference_names import with_reference_names
 
@@ -572,7 +597,7 @@ class Trainer:
                 self.writer.scalar(f"{self._prefix}_{key}", value, epoch)
         return per_set
 
-    def _update_best(self, means: Dict[str, float], epoch: int) -> bool:
+    def _update_best(self, means: dict[str, float], epoch: int) -> bool:
         if not means:
             return False
         if self.best["metric"] is None:
@@ -590,7 +615,7 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------ checkpoints
-    def _model_state(self, epoch: int) -> Dict[str, Any]:
+    def _model_state(self, epoch: int) -> dict[str, Any]:
         """What testing needs: the weights and the run's metadata."""
         return {
             "model": model_checkpoint_state(self.model),
@@ -602,7 +627,7 @@ class Trainer:
             "selection_rule": plain(self.selection_rule()),
         }
 
-    def _full_state(self, epoch: int, train_stats: Dict[str, float], test_pending: bool) -> Dict[str, Any]:
+    def _full_state(self, epoch: int, train_stats: dict[str, float], test_pending: bool) -> dict[str, Any]:
         """What resuming needs (``checkpoint-resume.pth``)."""
         state = {
             **self._model_state(epoch),
@@ -616,7 +641,7 @@ class Trainer:
             del state["optimizer"]
         return state
 
-    def _save(self, state: Dict[str, Any], name: str) -> Optional[Path]:
+    def _save(self, state: dict[str, Any], name: str) -> Path | None:
         if not self.runtime.is_main:
             return None
         path = save_checkpoint(Path(self.cfg.output_dir) / name, state)

@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any
 
 from .. import runfolder
 from ..errors import UsageError
@@ -27,7 +28,7 @@ __all__ = ["split_training_data", "hold_out"]
 SPLIT_DIR = "val_split"
 
 
-def hold_out(pairs: Sequence[Tuple[str, str]], fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+def hold_out(pairs: Sequence[tuple[str, str]], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """``(training indices, validation indices)`` of ``pairs``: ``round(fraction × n)`` (at least 1,
     at most n − 1) drawn by ``random.Random(seed)`` over the pairs sorted by image path, so the
     split depends on the files, not on their listing order."""
@@ -41,12 +42,12 @@ def hold_out(pairs: Sequence[Tuple[str, str]], fraction: float, seed: int) -> Tu
     return [i for i in order if i not in chosen], [i for i in order if i in chosen]
 
 
-def _members(dataset: Any) -> List[Any]:
+def _members(dataset: Any) -> list[Any]:
     subs = getattr(dataset, "datasets", None)
     return list(subs) if subs is not None else [dataset]
 
 
-def _pairs(dataset: Any, data_path: str) -> List[Tuple[str, str]]:
+def _pairs(dataset: Any, data_path: str) -> list[tuple[str, str]]:
     images, masks = getattr(dataset, "image_paths", None), getattr(dataset, "mask_paths", None)
     if images is None or masks is None:
         raise UsageError(f"--val_split: {data_path} is not a dataset of image files (e.g. packed shards); hold out "
@@ -54,7 +55,7 @@ def _pairs(dataset: Any, data_path: str) -> List[Tuple[str, str]]:
     return [(os.path.abspath(i), m if m == "Negative" else os.path.abspath(m)) for i, m in zip(images, masks)]
 
 
-def split_training_data(data_path: str, fraction: float, seed: int, out_dir: Path, reuse: bool = False) -> Dict[str, Any]:
+def split_training_data(data_path: str, fraction: float, seed: int, out_dir: Path, reuse: bool = False) -> dict[str, Any]:
     """Split ``data_path`` (rank 0); returns ``{"training": path, "validation": path, "count": n}``.
 
     ``reuse``: a resumed run; an existing ``val_split.json`` of the same fraction and seed is
@@ -73,8 +74,8 @@ def split_training_data(data_path: str, fraction: float, seed: int, out_dir: Pat
     dataset = dataset_from_path(data_path, is_resizing=True, output_size=(8, 8))
     folder = out_dir / SPLIT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    validation: List[List[str]] = []
-    training_files: List[Tuple[str, str]] = []
+    validation: list[list[str]] = []
+    training_files: list[tuple[str, str]] = []
     for i, member in enumerate(_members(dataset)):
         pairs = _pairs(member, data_path)
         keep, held = hold_out(pairs, fraction, seed + i)

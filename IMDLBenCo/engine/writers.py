@@ -13,8 +13,9 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any
 
 import torch
 
@@ -61,14 +62,14 @@ def _displayable(tensor: torch.Tensor) -> torch.Tensor:
 class RunWriter:
     """Writes the files of one run folder; every method is a no-op on ranks other than 0."""
 
-    def __init__(self, runtime: Runtime, output_dir: str, log_dir: Optional[str] = None,
+    def __init__(self, runtime: Runtime, output_dir: str, log_dir: str | None = None,
                  tensorboard: bool = True) -> None:
         self.active = runtime.is_main
         self.output_dir = Path(output_dir)
         self.log_dir = Path(log_dir or output_dir)
         self._tb = None
         self._want_tb = tensorboard
-        self._handles: Dict[str, Any] = {}
+        self._handles: dict[str, Any] = {}
         if self.active:
             from .runlock import make_folder
 
@@ -77,7 +78,7 @@ class RunWriter:
 
     # ------------------------------------------------------------------ files
     def write_config(self, script: str, args: argparse.Namespace, model_kwargs: Mapping[str, Any],
-                     runtime: Runtime, extra: Optional[Dict[str, Any]] = None) -> None:
+                     runtime: Runtime, extra: dict[str, Any] | None = None) -> None:
         if not self.active:
             return
         env = {
@@ -189,7 +190,7 @@ class RunWriter:
         if self._tb is not None:
             self._tb.flush()
 
-    def __enter__(self) -> "RunWriter":
+    def __enter__(self) -> RunWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:

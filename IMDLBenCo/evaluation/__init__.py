@@ -19,8 +19,8 @@ between them (the engine does it for a script's list).
 
 from ._prepare import BatchCache, InputError, share_batch_cache
 from .base import Evaluator
-from .image import ImageAP, ImageAUC, ImageAccuracy, ImageBalancedAccuracy, ImageF1, ImageMCC, ImageTNR, ImageTPR
-from .pixel import PixelAUC, PixelAUPRC, PixelAccuracy, PixelF1, PixelF1Best, PixelFPR, PixelIOU
+from .image import ImageAccuracy, ImageAP, ImageAUC, ImageBalancedAccuracy, ImageF1, ImageMCC, ImageTNR, ImageTPR
+from .pixel import PixelAccuracy, PixelAUC, PixelAUPRC, PixelF1, PixelF1Best, PixelFPR, PixelIOU
 from .sampler import EvalSampler
 
 __all__ = [

@@ -22,7 +22,8 @@ which is what scikit-learn's tie-aware ``roc_auc_score`` computes.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -59,7 +60,7 @@ def check_probabilities(t: torch.Tensor, metric: str, where: str) -> None:
         raise InputError(f"{metric}: {where} {problem}.")
 
 
-def get_pred_label(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric: str) -> Tuple[torch.Tensor, torch.Tensor]:
+def get_pred_label(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked ``(scores (B,) float, labels (B,) bool)`` for the image-level metrics."""
     if not isinstance(outputs, Mapping):
         raise InputError(f"{metric}: outputs must be the model output dict, got {type(outputs).__name__}.")
@@ -84,8 +85,8 @@ class BatchCache:
     __slots__ = ("refs", "batch")
 
     def __init__(self) -> None:
-        self.refs: Optional[tuple] = None
-        self.batch: Optional["PixelBatch"] = None
+        self.refs: tuple | None = None
+        self.batch: PixelBatch | None = None
 
     def clear(self) -> None:
         """Forget the last prepared batch (frees its memory once the loop is done)."""
@@ -103,7 +104,7 @@ def share_batch_cache(evaluators: Any) -> BatchCache:
     return cache
 
 
-def _version(t: torch.Tensor) -> Optional[int]:
+def _version(t: torch.Tensor) -> int | None:
     """In-place modification counter; None for inference-mode tensors, which have none."""
     try:
         return t._version
@@ -111,7 +112,7 @@ def _version(t: torch.Tensor) -> Optional[int]:
         return None
 
 
-def _same(refs: Optional[tuple], tensors: tuple) -> bool:
+def _same(refs: tuple | None, tensors: tuple) -> bool:
     if refs is None or len(refs) != len(tensors):
         return False
     for entry, t in zip(refs, tensors):
@@ -126,7 +127,7 @@ def _same(refs: Optional[tuple], tensors: tuple) -> bool:
 
 
 def prepare_pixels(outputs: Mapping[str, Any], batch: Mapping[str, Any], metric: str,
-                   cache: Optional[BatchCache] = None) -> "PixelBatch":
+                   cache: BatchCache | None = None) -> PixelBatch:
     """Checked inputs of a pixel metric, shared through ``cache`` with the other evaluators of
     the same batch."""
     if not isinstance(outputs, Mapping):
@@ -192,12 +193,12 @@ class PixelBatch:
         self.n_pos = self._count_rows(self.pos)
         self.n_valid = (torch.full((b,), self.pred.shape[1], dtype=torch.int64, device=self.device)
                         if self.valid is None else self._count_rows(self.valid))
-        self._counts: Dict[float, torch.Tensor] = {}
+        self._counts: dict[float, torch.Tensor] = {}
         self._sorted: Any = None
-        self._auc: Optional[torch.Tensor] = None
-        self._f1_best: Optional[torch.Tensor] = None
-        self._ap: Optional[torch.Tensor] = None
-        self._hist: Optional[torch.Tensor] = None
+        self._auc: torch.Tensor | None = None
+        self._f1_best: torch.Tensor | None = None
+        self._ap: torch.Tensor | None = None
+        self._hist: torch.Tensor | None = None
 
     def _count_rows(self, x: Any) -> torch.Tensor:
         """(B,) int64 number of True per row."""
@@ -246,7 +247,7 @@ class PixelBatch:
             self._per_image(None)
         return self._sorted
 
-    def _per_image(self, fn: Any) -> Optional[torch.Tensor]:
+    def _per_image(self, fn: Any) -> torch.Tensor | None:
         """``fn(ops, sorted valid keys, n_pos)`` per image as a (B,) float64 tensor; sorts first if needed.
 
         On CPU the image's sort and ``fn`` run back to back, while its keys are still in cache.
@@ -257,7 +258,7 @@ class PixelBatch:
             if need_sort:
                 self._sorted = _np().empty(self.pred.shape, _np().int32)
 
-            def task(i: int) -> Optional[float]:
+            def task(i: int) -> float | None:
                 if need_sort:
                     self._pack_and_sort_row(i)
                 return None if fn is None else fn(_NUMPY, self._sorted[i, : nv[i]], npos[i])
@@ -397,7 +398,7 @@ def _edge_keys() -> Any:
     return _EDGE_KEYS[HIST_BINS]
 
 
-_EDGE_KEYS: Dict[int, Any] = {}
+_EDGE_KEYS: dict[int, Any] = {}
 
 
 # ------------------------------------------------------------------ sorting int32 keys on CPU
@@ -412,7 +413,7 @@ _EDGE_KEYS: Dict[int, Any] = {}
 #           argsort of 16-bit integers is a radix sort): O(n), no SIMD needed, ~3 ms.
 # IMDLBENCO_KEY_SORT=numpy|opencv|radix forces one (tests run each).
 KEY_SORTS = ("numpy", "opencv", "radix")
-_KEY_SORT: Dict[str, Any] = {}
+_KEY_SORT: dict[str, Any] = {}
 
 
 def _sort_numpy(row: Any) -> None:

@@ -17,7 +17,8 @@ what we need without a dependency.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -42,14 +43,14 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def reduce_sums(tensors: List[torch.Tensor]) -> List[torch.Tensor]:
+def reduce_sums(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Element-wise sums over all processes (one all-reduce per dtype); inputs are not changed."""
     import torch.distributed as dist
 
     if not is_distributed() or not tensors:
         return [t.clone() for t in tensors]
     dev = _comm_device()
-    out: List[Optional[torch.Tensor]] = [None] * len(tensors)
+    out: list[torch.Tensor | None] = [None] * len(tensors)
     for dtype in sorted({t.dtype for t in tensors}, key=str):
         idx = [i for i, t in enumerate(tensors) if t.dtype == dtype]
         flat = torch.cat([tensors[i].reshape(-1).to(dev) for i in idx])
@@ -103,11 +104,11 @@ class Evaluator:
     name: str = "evaluator"
 
     def __init__(self) -> None:
-        self._sum_defaults: Dict[str, torch.Tensor] = {}
-        self._cat_dtypes: Dict[str, torch.dtype] = {}
-        self._cat_widths: Dict[str, Optional[int]] = {}
-        self._sums: Dict[str, torch.Tensor] = {}
-        self._cats: Dict[str, List[torch.Tensor]] = {}
+        self._sum_defaults: dict[str, torch.Tensor] = {}
+        self._cat_dtypes: dict[str, torch.dtype] = {}
+        self._cat_widths: dict[str, int | None] = {}
+        self._sums: dict[str, torch.Tensor] = {}
+        self._cats: dict[str, list[torch.Tensor]] = {}
         #: the prepared-batch cache, own or shared with other evaluators (``share_batch_cache``)
         self._batch_cache = BatchCache()
 
@@ -117,7 +118,7 @@ class Evaluator:
         self._sum_defaults[key] = default.detach().clone()
         self._sums[key] = default.detach().clone()
 
-    def add_cat_state(self, key: str, dtype: torch.dtype, width: Optional[int] = None) -> None:
+    def add_cat_state(self, key: str, dtype: torch.dtype, width: int | None = None) -> None:
         """A state concatenated over batches and processes (e.g. per-image values): 1-D, or rows
         of ``width`` values (e.g. per-image confusion counts, ``width=4``)."""
         self._cat_dtypes[key] = dtype
@@ -151,7 +152,7 @@ class Evaluator:
         dev = parts[0].device
         return torch.cat([p.to(dev) for p in parts])
 
-    def synced_states(self, sync: bool = True) -> Dict[str, torch.Tensor]:
+    def synced_states(self, sync: bool = True) -> dict[str, torch.Tensor]:
         """All states, reduced over processes when ``sync`` (local states are left as they are)."""
         keys = list(self._sums)
         summed = reduce_sums([self._sums[k] for k in keys]) if sync else [self._sums[k] for k in keys]
@@ -166,7 +167,7 @@ class Evaluator:
         """Add one batch: ``outputs`` is the model output dict, ``batch`` the batch dict."""
         raise NotImplementedError
 
-    def compute(self, sync: bool = True) -> Dict[str, float]:
+    def compute(self, sync: bool = True) -> dict[str, float]:
         """Result keys → values over everything seen by every process (same on every rank).
 
         Under ``torch.distributed`` every process must call it (it runs collectives), unless
@@ -174,17 +175,17 @@ class Evaluator:
         """
         return self.compute_with_states(sync)[0]
 
-    def compute_with_states(self, sync: bool = True) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+    def compute_with_states(self, sync: bool = True) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         """:meth:`compute`'s values and the reduced states they came from (what :meth:`resample`
         takes), with one round of communication."""
         self._batch_cache.clear()
         states = self.synced_states(sync)
         return {k: float(v) for k, v in self._compute(states).items()}, states
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         raise NotImplementedError
 
-    def resample(self, states: Dict[str, torch.Tensor], weights: "Any") -> Dict[str, "Any"]:
+    def resample(self, states: dict[str, torch.Tensor], weights: Any) -> dict[str, Any]:
         """Each result key's value under bootstrap resamples of the images.
 
         ``states``: what :meth:`compute_with_states` returned; ``weights``: an (R, N) integer
@@ -194,7 +195,7 @@ class Evaluator:
         """
         return {}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         """Result key → one-line definition (aggregation, threshold, which images count).
 
         The default names the evaluator and its docstring's first line; built-in evaluators

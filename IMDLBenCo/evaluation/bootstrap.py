@@ -14,7 +14,8 @@ histograms. Each takes (R, N) weights and returns (R,) float64 values.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def weight_chunks(n: int, resamples: int, seed: int, chunk: int = CHUNK) -> Iter
         yield resample_weights(indices, n)
 
 
-def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> Tuple[Optional[float], Optional[float]]:
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
     """The percentile interval of ``values`` (NaN left out); (None, None) when nothing is left."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -83,7 +84,7 @@ def weighted_sums(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return weights.astype(np.float64) @ np.asarray(rows, dtype=np.float64)
 
 
-def _groups_desc(scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _groups_desc(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Order of ``scores`` descending and the start of each run of equal scores in it."""
     order = np.argsort(-scores, kind="stable")
     s = scores[order]
@@ -91,7 +92,7 @@ def _groups_desc(scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return order, starts
 
 
-def _weighted_groups(weights: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _weighted_groups(weights: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(R, G) drawn positives and negatives per group of equal scores, highest score first."""
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
     order, starts = _groups_desc(scores)
@@ -149,8 +150,8 @@ def histogram_ap_rows(hist: np.ndarray) -> np.ndarray:
         return np.where(n_pos > 0, (pos * precision).sum(axis=1) / np.where(n_pos > 0, n_pos, 1), np.nan)
 
 
-def bootstrap_intervals(evaluated: Sequence[Tuple[Any, Mapping[str, Any]]], n_images: int, resamples: int,
-                        seed: int, confidence: float = CONFIDENCE) -> Dict[str, Tuple[Optional[float], Optional[float]]]:
+def bootstrap_intervals(evaluated: Sequence[tuple[Any, Mapping[str, Any]]], n_images: int, resamples: int,
+                        seed: int, confidence: float = CONFIDENCE) -> dict[str, tuple[float | None, float | None]]:
     """``{result key: (low, high)}`` for every key the evaluators can resample.
 
     ``evaluated``: ``(evaluator, states)`` pairs from ``compute_with_states``; ``n_images``: the
@@ -159,7 +160,7 @@ def bootstrap_intervals(evaluated: Sequence[Tuple[Any, Mapping[str, Any]]], n_im
     """
     if resamples <= 0 or n_images <= 0:
         return {}
-    collected: Dict[str, list] = {}
+    collected: dict[str, list] = {}
     for weights in weight_chunks(n_images, resamples, seed):
         for ev, states in evaluated:
             for key, values in ev.resample(states, weights).items():

@@ -9,7 +9,8 @@ and manipulated images both count. Thresholded metrics predict "manipulated" whe
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -20,7 +21,7 @@ __all__ = ["ImageF1", "ImageAUC", "ImageAccuracy", "ImageAP", "ImageBalancedAccu
            "ImageTNR", "binary_auc", "average_precision"]
 
 
-def _groups(scores: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _groups(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Positives and negatives per distinct score, scores descending (int64 each)."""
     order = torch.argsort(scores, descending=True, stable=True)
     s, y = scores[order], labels[order].to(torch.int64)
@@ -82,7 +83,7 @@ class _ImageMetric(Evaluator):
         self.append("scores", scores)
         self.append("labels", labels.to(scores.device))
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         return {self.name: self._value(states["scores"], states["labels"].bool())}
 
     def _value(self, scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -99,7 +100,7 @@ class _ImageMetric(Evaluator):
         """The metric of the confusion counts (ints; floats with integral values when resampled)."""
         raise NotImplementedError
 
-    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+    def resample(self, states: dict[str, torch.Tensor], weights: Any) -> dict[str, Any]:
 
         scores = states["scores"].cpu().numpy()
         labels = states["labels"].cpu().numpy().astype(bool)
@@ -117,7 +118,7 @@ class _ImageMetric(Evaluator):
             values = np.array([self._from_counts(*row) for row in c.tolist()], dtype=np.float64)
         return np.where(c.sum(axis=1) > 0, values, np.nan)
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         thr = f"pred_label > {self.threshold:g}; " if self.uses_threshold else "no threshold; "
         return {self.name: f"image-level {self.description}; {thr}all images of the dataset (authentic and "
                            f"manipulated), computed once over the dataset"}

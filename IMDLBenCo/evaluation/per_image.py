@@ -12,7 +12,8 @@ returns no metric of its own: :meth:`PerImageRecorder.table` gives the rows of
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -46,7 +47,7 @@ class PerImageRecorder(Evaluator):
         self.add_cat_state("pred_range", torch.float64, width=2)  # lowest and highest pixel probability
         # per image, so their sum runs in dataset order: the same bits under any number of processes
         self.add_cat_state("pixel_bins", torch.float64, width=3 * CALIBRATION_BINS)
-        self._names: List[str] = []
+        self._names: list[str] = []
 
     def reset(self) -> None:
         super().reset()
@@ -83,13 +84,13 @@ class PerImageRecorder(Evaluator):
         self.append("pixel_bins", torch.stack([pb.image_calibration_bins(i, CALIBRATION_BINS).reshape(-1)
                                                for i in range(b)]))
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         return {}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         return {}
 
-    def gather(self, runtime: Any = None) -> Dict[str, Any]:
+    def gather(self, runtime: Any = None) -> dict[str, Any]:
         """Every process's rows, in dataset order, on every process: the reduced states plus
         ``names``. ``runtime`` (the engine's) gathers the names; without one, this process's."""
         _, states = self.compute_with_states(sync=runtime is not None and runtime.world_size > 1)
@@ -99,7 +100,7 @@ class PerImageRecorder(Evaluator):
         return {**{k: v.cpu() for k, v in states.items()}, "names": names}
 
     @staticmethod
-    def table(gathered: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    def table(gathered: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The rows of ``per_image.csv`` (columns :data:`PER_IMAGE_COLUMNS`; None = empty)."""
         rows = []
         labels = gathered["label"].tolist()
@@ -109,7 +110,7 @@ class PerImageRecorder(Evaluator):
         auc_ap = gathered["auc_ap"].tolist()
         for i, name in enumerate(gathered["names"]):
             tp, fp, fn, tn = counts[i]
-            row: Dict[str, Any] = {"name": name, "label": int(labels[i]),
+            row: dict[str, Any] = {"name": name, "label": int(labels[i]),
                                    "pred_label": None if math.isnan(scores[i]) else scores[i]}
             if tp < 0:  # no pred_mask
                 row.update({k: None for k in PER_IMAGE_COLUMNS[3:]})
@@ -129,7 +130,7 @@ class PerImageRecorder(Evaluator):
         return rows
 
     @staticmethod
-    def constant_prediction(gathered: Mapping[str, Any]) -> Optional[str]:
+    def constant_prediction(gathered: Mapping[str, Any]) -> str | None:
         """A warning when every pixel of every image got the same probability (a model that has
         not learned: all metrics and pictures then say nothing), else None."""
         rng = gathered["pred_range"]
@@ -144,7 +145,7 @@ class PerImageRecorder(Evaluator):
         return None
 
 
-def reliability_bins(count: Any, positives: Any, total: Any) -> List[Dict[str, Any]]:
+def reliability_bins(count: Any, positives: Any, total: Any) -> list[dict[str, Any]]:
     """``[{"lower", "upper", "count", "mean_confidence", "fraction_positive"}]`` per bin."""
     n = len(count)
     out = []
@@ -156,20 +157,20 @@ def reliability_bins(count: Any, positives: Any, total: Any) -> List[Dict[str, A
     return out
 
 
-def _ece(count: Any, positives: Any, total: Any) -> Optional[float]:
+def _ece(count: Any, positives: Any, total: Any) -> float | None:
     n = float(sum(float(c) for c in count))
     if n == 0:
         return None
     return math.fsum(abs(float(total[b]) - float(positives[b])) for b in range(len(count))) / n
 
 
-def calibration(gathered: Mapping[str, Any], n_bins: int = CALIBRATION_BINS) -> Dict[str, Any]:
+def calibration(gathered: Mapping[str, Any], n_bins: int = CALIBRATION_BINS) -> dict[str, Any]:
     """``{"image": {"ece", "brier", "bins"} | None, "pixel": {"ece", "bins"} | None}``.
 
     ECE = Σ_b (n_b / N) |mean confidence_b − fraction positive_b| = Σ_b |Σ p − Σ y| / N over
     equal-width bins; image: over images with a score; pixel: over valid pixels (exact sums).
     """
-    result: Dict[str, Any] = {"image": None, "pixel": None}
+    result: dict[str, Any] = {"image": None, "pixel": None}
     scores, labels = gathered["pred_label"], gathered["label"]
     keep = ~torch.isnan(scores)
     if bool(keep.any()):

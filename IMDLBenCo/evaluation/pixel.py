@@ -28,7 +28,8 @@ scores as 1/2 instead of depending on the sort order.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -99,7 +100,7 @@ class _ThresholdMetric(Evaluator):
         self.accumulate("counts", c.sum(0))
         self.append("image_counts", c)
 
-    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+    def resample(self, states: dict[str, torch.Tensor], weights: Any) -> dict[str, Any]:
         import numpy as np
 
         from .bootstrap import weighted_mean, weighted_sums
@@ -112,11 +113,11 @@ class _ThresholdMetric(Evaluator):
         pooled = self._moded(torch.from_numpy(weighted_sums(weights, counts.numpy()))).numpy()
         return {self.name: weighted_mean(weights, values), f"{self.name}_pooled": pooled}
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         return {self.name: mean_or_nan(states["per_image"]),
                 f"{self.name}_pooled": float(self._moded(states["counts"]))}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         s = _scope(self.threshold, self.mode)
         return {
             self.name: f"pixel {self.title} = {self.formula} per manipulated image, mean over manipulated "
@@ -226,7 +227,7 @@ class PixelAUC(Evaluator):
         self.append("image_value", self._moded(auc))
         self.append("image_hist", pb.histograms())
 
-    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+    def resample(self, states: dict[str, torch.Tensor], weights: Any) -> dict[str, Any]:
         from .bootstrap import histogram_auc_rows, weighted_mean
 
         values = states["image_value"].cpu().numpy()
@@ -236,13 +237,13 @@ class PixelAUC(Evaluator):
         pooled = self._moded(torch.from_numpy(pooled)).numpy()
         return {self.name: weighted_mean(weights, values), f"{self.name}_pooled": pooled}
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         auc, bound = histogram_auc(states["hist"])
         return {self.name: mean_or_nan(states["per_image"]),
                 f"{self.name}_pooled": float(self._moded(torch.tensor(auc, dtype=torch.float64))),
                 f"{self.name}_pooled_error_bound": bound}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         inv = {"origin": "", "reverse": " of the inverted score (1-AUC)", "double": " max(AUC, 1-AUC)"}[self.mode]
         return {
             self.name: f"pixel ROC AUC{inv}, exact (ties count 1/2, as scikit-learn), per manipulated image "
@@ -283,7 +284,7 @@ class PixelAUPRC(Evaluator):
         self.append("image_value", torch.where(pb.n_pos > 0, ap, torch.full_like(ap, float("nan"))))
         self.append("image_hist", pb.histograms())
 
-    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+    def resample(self, states: dict[str, torch.Tensor], weights: Any) -> dict[str, Any]:
         from .bootstrap import histogram_ap_rows, weighted_mean
 
         values = states["image_value"].cpu().numpy()
@@ -292,11 +293,11 @@ class PixelAUPRC(Evaluator):
         pooled = histogram_ap_rows(_resampled_histograms(states["image_hist"], weights))
         return {self.name: weighted_mean(weights, values), f"{self.name}_pooled": pooled}
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         return {self.name: mean_or_nan(states["per_image"]),
                 f"{self.name}_pooled": histogram_ap(states["hist"])}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         return {
             self.name: "pixel average precision (area under the precision-recall curve, scikit-learn's "
                        "average_precision_score, exact) per manipulated image, mean over manipulated images; "
@@ -377,16 +378,16 @@ class PixelF1Best(Evaluator):
         self.append("per_image", f1[pb.n_pos > 0])
         self.append("image_value", torch.where(pb.n_pos > 0, f1, torch.full_like(f1, float("nan"))))
 
-    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+    def resample(self, states: dict[str, torch.Tensor], weights: Any) -> dict[str, Any]:
         from .bootstrap import weighted_mean
 
         values = states["image_value"].cpu().numpy()
         return {self.name: weighted_mean(weights, values)} if values.shape[0] == weights.shape[1] else {}
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         return {self.name: mean_or_nan(states["per_image"])}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         return {self.name: "pixel F1 at the best threshold of each manipulated image (pred_mask >= v over all "
                            "distinct scores v), mean over manipulated images; padding excluded"}
 
@@ -430,7 +431,7 @@ class PixelFPR(Evaluator):
         rows[auth] = torch.stack([fp, fp_inv, nv], dim=1).to(torch.int64)
         self.append("image_counts", rows)
 
-    def resample(self, states: Dict[str, torch.Tensor], weights: Any) -> Dict[str, Any]:
+    def resample(self, states: dict[str, torch.Tensor], weights: Any) -> dict[str, Any]:
         import numpy as np
 
         from .bootstrap import weighted_mean, weighted_sums
@@ -449,12 +450,12 @@ class PixelFPR(Evaluator):
 
         return {"origin": fp, "reverse": fp_inv, "double": np.minimum(fp, fp_inv)}[self.mode]
 
-    def _compute(self, states: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         fp, fp_inv, nv = states["counts"].tolist()
         pooled = float(self._moded(torch.tensor(float(fp)), torch.tensor(float(fp_inv)))) / nv if nv else float("nan")
         return {self.name: mean_or_nan(states["per_image"]), f"{self.name}_pooled": pooled}
 
-    def definitions(self) -> Dict[str, str]:
+    def definitions(self) -> dict[str, str]:
         inv = {"origin": f"pred_mask > {self.threshold:g}",
                "reverse": f"inverted prediction, pred_mask <= {self.threshold:g} (mode=reverse)",
                "double": f"the lower of pred_mask > {self.threshold:g} and its inversion (mode=double)"}[self.mode]

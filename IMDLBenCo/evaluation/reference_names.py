@@ -7,11 +7,11 @@ Scripts that parse IMDL-BenCo's ``log.txt`` look for these keys; ours write them
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from collections.abc import Mapping
 
 __all__ = ["REFERENCE_NAMES", "with_reference_names", "our_name"]
 
-REFERENCE_NAMES: Dict[str, str] = {
+REFERENCE_NAMES: dict[str, str] = {
     "pixel_f1": "pixel-level F1",
     "pixel_auc": "pixel-level AUC",
     "pixel_iou": "pixel-level IOU",
@@ -23,7 +23,7 @@ REFERENCE_NAMES: Dict[str, str] = {
 _OURS = {v.lower(): k for k, v in REFERENCE_NAMES.items()}
 
 
-def with_reference_names(metrics: Mapping[str, float]) -> Dict[str, float]:
+def with_reference_names(metrics: Mapping[str, float]) -> dict[str, float]:
     """``metrics`` plus an IMDL-BenCo-named copy of each value the reference also computes."""
     out = dict(metrics)
     out.update({REFERENCE_NAMES[k]: v for k, v in metrics.items() if k in REFERENCE_NAMES})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sized
+from collections.abc import Iterator, Sized
 
 from torch.utils.data import Sampler
 
@@ -32,7 +32,7 @@ class EvalSampler(Sampler[int]):
         rank: this process's rank; default: the process group's rank, else 0.
     """
 
-    def __init__(self, dataset: Sized, num_replicas: Optional[int] = None, rank: Optional[int] = None) -> None:
+    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None) -> None:
         if num_replicas is None or rank is None:
             import torch.distributed as dist
 

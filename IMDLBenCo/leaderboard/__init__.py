@@ -11,8 +11,8 @@ Importing this package is cheap (standard library); numpy is imported for the av
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from ..errors import UsageError
 from .published import Names, ReportedTable, load_names, load_published
@@ -29,20 +29,20 @@ DEFAULT_TITLE = "IMDLBenCo leaderboard"
 class Leaderboard:
     """What every output shows: the tables, the published tables and the name mapping."""
 
-    def __init__(self, files: List[ResultsFile], records: List[Record], tables: List[Table],
-                 published: List[ReportedTable], names: Names, metric: str) -> None:
+    def __init__(self, files: list[ResultsFile], records: list[Record], tables: list[Table],
+                 published: list[ReportedTable], names: Names, metric: str) -> None:
         self.files, self.records, self.tables = files, records, tables
         self.published, self.names, self.metric = published, names, metric
 
     @property
-    def unmatched(self) -> List[ReportedTable]:
+    def unmatched(self) -> list[ReportedTable]:
         """Published tables whose protocol no table here reproduces."""
         used = {id(t) for table in self.tables for t in table.reported}
         return [t for t in self.published if id(t) not in used]
 
 
 def load_leaderboard(run_dirs: Sequence[os.PathLike], metric: str = DEFAULT_METRIC,
-                     reported: Sequence[os.PathLike] = (), exclude: Optional[os.PathLike] = None) -> Leaderboard:
+                     reported: Sequence[os.PathLike] = (), exclude: os.PathLike | None = None) -> Leaderboard:
     files, records = load_records(run_dirs, exclude=exclude)
     names = load_names()
     published = load_published(names, [Path(p) for p in reported])
@@ -54,7 +54,7 @@ def load_leaderboard(run_dirs: Sequence[os.PathLike], metric: str = DEFAULT_METR
 
 
 def build_leaderboard(run_dirs: Sequence[os.PathLike], out: os.PathLike = "benco_leaderboard",
-                      metric: str = DEFAULT_METRIC, include_reported: bool = False, title: Optional[str] = None,
+                      metric: str = DEFAULT_METRIC, include_reported: bool = False, title: str | None = None,
                       reported: Sequence[os.PathLike] = (), digits: int = 3) -> Path:
     """Write the static site into ``out`` (a folder); return the path of its ``index.html``."""
     from .site import check_out_folder, write_site

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from .results import Record
 
@@ -30,9 +30,9 @@ def supported(metric: str) -> bool:
 
 class _CsvCache:
     def __init__(self) -> None:
-        self._rows: Dict[Path, List[Dict[str, str]]] = {}
+        self._rows: dict[Path, list[dict[str, str]]] = {}
 
-    def rows(self, path: Path) -> List[Dict[str, str]]:
+    def rows(self, path: Path) -> list[dict[str, str]]:
         key = path.resolve()
         if key not in self._rows:
             with open(path, newline="", encoding="utf-8") as f:
@@ -43,14 +43,14 @@ class _CsvCache:
 CACHE = _CsvCache()
 
 
-def _float(text: Optional[str]) -> float:
+def _float(text: str | None) -> float:
     try:
         return float(text) if text not in (None, "") else math.nan
     except ValueError:
         return math.nan
 
 
-def record_rows(record: Record) -> Optional[List[Dict[str, str]]]:
+def record_rows(record: Record) -> list[dict[str, str]] | None:
     """The rows of per_image.csv that belong to ``record`` (None when the file is absent or unreadable)."""
     path = record.per_image_path()
     selector = record.per_image_selector()
@@ -63,7 +63,7 @@ def record_rows(record: Record) -> Optional[List[Dict[str, str]]]:
     return [r for r in rows if all((r.get(k) or "") == v for k, v in selector.items())]
 
 
-def _columns(rows: List[Dict[str, str]], metric: str):
+def _columns(rows: list[dict[str, str]], metric: str):
     import numpy as np
 
     if metric in PER_IMAGE_METRICS:
@@ -93,7 +93,7 @@ def _stat(data, idx, metric: str):
 
 
 def average_interval(records: Sequence[Record], metric: str, resamples: int, seed: int,
-                     confidence: float = 0.95) -> Tuple[Optional[Tuple[float, float]], str]:
+                     confidence: float = 0.95) -> tuple[tuple[float, float] | None, str]:
     """((low, high), "") for the average of ``metric`` over ``records`` (one per set), or (None, why)."""
     if not supported(metric):
         return None, f"{metric} is not recomputable from per_image.csv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from .tables import REPORTED_METRIC, Cell, Table, ViewRow, differences, reported_view, sort_key, table_view
 
@@ -15,11 +15,11 @@ GROUP_TEXT = {
 }
 
 
-def _num(value: Optional[float], digits: int) -> str:
+def _num(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _apart(table: Table, metric: str, include_reported: bool) -> List[ViewRow]:
+def _apart(table: Table, metric: str, include_reported: bool) -> list[ViewRow]:
     """Reported rows aligned with the table's columns, when they are not ranked with the others."""
     if include_reported and metric == REPORTED_METRIC:
         return []
@@ -56,7 +56,7 @@ def _md_row(cells: Sequence[str]) -> str:
 
 
 def to_markdown(tables: Sequence[Table], metric: str, include_reported: bool = False, digits: int = 3) -> str:
-    out: List[str] = []
+    out: list[str] = []
     for table in tables:
         view = table_view(table, metric, include_reported)
         sets = [c.label for c in table.columns]
@@ -164,7 +164,7 @@ def _tex_cell(cell: Cell, digits: int) -> str:
 
 def to_latex(tables: Sequence[Table], metric: str, include_reported: bool = False, digits: int = 3) -> str:
     """One booktabs ``table`` per leaderboard table (needs ``\\usepackage{booktabs}``)."""
-    out: List[str] = []
+    out: list[str] = []
     for table in tables:
         view = table_view(table, metric, include_reported)
         apart = _apart(table, metric, include_reported)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any
 
 from ..errors import RunFolderError
 
@@ -39,9 +40,9 @@ def norm_set(name: Any) -> str:
 @dataclass
 class ReportedRow:
     method: str
-    values: Dict[str, Optional[float]]  # canonical set name → value
-    avg: Optional[float] = None
-    worst: Dict[str, Optional[float]] = field(default_factory=dict)
+    values: dict[str, float | None]  # canonical set name → value
+    avg: float | None = None
+    worst: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,25 +54,25 @@ class ReportedTable:
     metric: str
     source: str
     note: str
-    sets: List[str]  # canonical set names, in the source's column order
-    rows: List[ReportedRow]
-    protocols: List[str]  # normalised protocol names this table belongs to
-    robustness: Optional[Dict[str, Any]] = None  # names.json "robustness" entry
+    sets: list[str]  # canonical set names, in the source's column order
+    rows: list[ReportedRow]
+    protocols: list[str]  # normalised protocol names this table belongs to
+    robustness: dict[str, Any] | None = None  # names.json "robustness" entry
 
     @property
     def is_robustness(self) -> bool:
         return self.robustness is not None
 
-    def row(self, method: str) -> Optional[ReportedRow]:
+    def row(self, method: str) -> ReportedRow | None:
         return next((r for r in self.rows if norm(r.method) == norm(method)), None)
 
 
 class Names:
     """The name mapping of ``names.json``."""
 
-    def __init__(self, data: Dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
-        self._set_alias: Dict[str, str] = {}
+        self._set_alias: dict[str, str] = {}
         for canonical, aliases in data.get("sets", {}).items():
             for alias in [canonical, *aliases]:
                 self._set_alias[norm_set(alias)] = canonical
@@ -80,11 +81,11 @@ class Names:
         """The published name of a test set (``COVERAGE`` → ``Coverage``); unknown names stay as they are."""
         return self._set_alias.get(norm_set(name), name)
 
-    def methods(self, model: str, options: Optional[Dict[str, Any]] = None) -> List[str]:
+    def methods(self, model: str, options: dict[str, Any] | None = None) -> list[str]:
         """Published method names a registered model (with its options) may appear under."""
         options = options or {}
         defaults = self.data.get("model_defaults", {}).get(model, {})
-        found: List[str] = []
+        found: list[str] = []
         for entry in self.data.get("models", []):
             if entry.get("model") != model:
                 continue
@@ -99,7 +100,7 @@ class Names:
         """Whether a larger parameter of ``attack`` is a milder attack (JPEG quality): its axis runs high to low."""
         return norm(attack) in {norm(a) for a in self.data.get("larger_is_milder", [])}
 
-    def attack_key(self, robustness: Dict[str, Any], attack: str) -> Optional[str]:
+    def attack_key(self, robustness: dict[str, Any], attack: str) -> str | None:
         for key, spec in robustness.get("attacks", {}).items():
             if norm(attack) in {norm(key), *(norm(n) for n in spec.get("names", []))}:
                 return key
@@ -110,7 +111,7 @@ def load_names() -> Names:
     return Names(json.loads(NAMES_FILE.read_text(encoding="utf-8")))
 
 
-def _read_table(path: Path, names: Names, protocols: Optional[Iterable[str]] = None) -> ReportedTable:
+def _read_table(path: Path, names: Names, protocols: Iterable[str] | None = None) -> ReportedTable:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         sets = [names.canonical_set(s) for s in data["sets"]]
@@ -138,7 +139,7 @@ def _read_table(path: Path, names: Names, protocols: Optional[Iterable[str]] = N
     )
 
 
-def load_published(names: Names, extra: Sequence[Path] = ()) -> List[ReportedTable]:
+def load_published(names: Names, extra: Sequence[Path] = ()) -> list[ReportedTable]:
     """The shipped tables, then any extra files of the same format (``--reported FILE``)."""
     tables = [_read_table(p, names) for p in sorted(PUBLISHED_DIR.glob("*.json"))]
     for path in extra:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .. import runfolder
 from ..errors import RunFolderError
@@ -29,7 +30,7 @@ class ResultsFile:
     """One ``results.json``: its path, its parsed content and a short label for pages."""
 
     path: Path
-    data: Dict[str, Any]
+    data: dict[str, Any]
     label: str
 
     @property
@@ -37,7 +38,7 @@ class ResultsFile:
         return self.path.parent
 
     @property
-    def protocol(self) -> Optional[Dict[str, Any]]:
+    def protocol(self) -> dict[str, Any] | None:
         proto = self.data.get("protocol")
         return proto if isinstance(proto, dict) and proto.get("name") else None
 
@@ -54,7 +55,7 @@ class ResultsFile:
         return self.label
 
     @property
-    def bootstrap(self) -> Optional[Dict[str, Any]]:
+    def bootstrap(self) -> dict[str, Any] | None:
         boot = self.data.get("bootstrap")
         return boot if isinstance(boot, dict) else None
 
@@ -65,55 +66,55 @@ class Record:
 
     file: ResultsFile
     index: int
-    raw: Dict[str, Any]
+    raw: dict[str, Any]
     model: str
-    model_options: Dict[str, Any]
+    model_options: dict[str, Any]
     dataset_name: str
     dataset_hash: str
-    attack: Optional[str]
+    attack: str | None
     param: Any
     rule: str
     selection: str
-    metrics: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def optimistic(self) -> bool:
         return self.rule == OPTIMISTIC_RULE
 
     @property
-    def checkpoint(self) -> Dict[str, Any]:
+    def checkpoint(self) -> dict[str, Any]:
         ckpt = self.raw.get("checkpoint")
         return ckpt if isinstance(ckpt, dict) else {}
 
     @property
-    def dataset(self) -> Dict[str, Any]:
+    def dataset(self) -> dict[str, Any]:
         return self.raw.get("dataset") or {}
 
     @property
     def created(self) -> str:
         return str(self.file.data.get("created") or "")
 
-    def value(self, metric: str) -> Tuple[Optional[float], Optional[float], Optional[float]]:
+    def value(self, metric: str) -> tuple[float | None, float | None, float | None]:
         """(value, ci_low, ci_high) of ``metric``; None where absent or not a finite number."""
         entry = self.metrics.get(metric)
         if not isinstance(entry, dict):
             return None, None, None
         return _finite(entry.get("value")), _finite(entry.get("ci_low")), _finite(entry.get("ci_high"))
 
-    def per_image_path(self) -> Optional[Path]:
+    def per_image_path(self) -> Path | None:
         info = self.raw.get("per_image")
         if not isinstance(info, dict) or not info.get("file"):
             return None
         path = self.file.folder / str(info["file"])
         return path if path.is_file() else None
 
-    def per_image_selector(self) -> Dict[str, str]:
+    def per_image_selector(self) -> dict[str, str]:
         info = self.raw.get("per_image")
         rows = info.get("rows") if isinstance(info, dict) else None
         return {k: csv_text(v) for k, v in rows.items()} if isinstance(rows, dict) else {}
 
 
-def _finite(value: Any) -> Optional[float]:
+def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
@@ -129,12 +130,12 @@ def csv_text(value: Any) -> str:
     return str(value)
 
 
-def discover(paths: Sequence[os.PathLike], exclude: Optional[os.PathLike] = None) -> List[Path]:
+def discover(paths: Sequence[os.PathLike], exclude: os.PathLike | None = None) -> list[Path]:
     """Every ``results.json`` under ``paths`` (a results file, a run folder, or a folder of run
     folders such as a ``benco bench --out`` folder), sorted, without duplicates; nothing under
     ``exclude`` (the site being written)."""
     skip = Path(exclude).resolve() if exclude else None
-    found: List[Path] = []
+    found: list[Path] = []
     seen = set()
     for given in paths:
         path = Path(given)
@@ -162,7 +163,7 @@ def discover(paths: Sequence[os.PathLike], exclude: Optional[os.PathLike] = None
     return found
 
 
-def _labels(paths: Sequence[Path]) -> List[str]:
+def _labels(paths: Sequence[Path]) -> list[str]:
     """Short names for result folders: their path relative to the deepest common folder."""
     folders = [p.resolve().parent for p in paths]
     if len(folders) == 1:
@@ -229,15 +230,15 @@ def _record(file: ResultsFile, index: int, raw: Any) -> Record:
     )
 
 
-def load_records(paths: Sequence[os.PathLike], exclude: Optional[os.PathLike] = None
-                 ) -> Tuple[List[ResultsFile], List[Record]]:
+def load_records(paths: Sequence[os.PathLike], exclude: os.PathLike | None = None
+                 ) -> tuple[list[ResultsFile], list[Record]]:
     """Discover, read and flatten every results file under ``paths``.
 
     Files of an unknown schema are refused together, in one message."""
     found = discover(paths, exclude)
     labels = _labels(found)
-    files: List[ResultsFile] = []
-    refused: List[str] = []
+    files: list[ResultsFile] = []
+    refused: list[str] = []
     for path, label in zip(found, labels):
         try:
             files.append(read_results(path, label))

@@ -14,15 +14,28 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ..errors import UsageError
 from ..version import __version__
 from .published import ReportedTable
 from .results import Record, ResultsFile
-from .tables import (REPORTED_METRIC, Cell, Row, Table, ViewRow, curve_points, differences, finite,
-                     param_text, robustness_comparisons, strength_key, table_view)
+from .tables import (
+    REPORTED_METRIC,
+    Cell,
+    Row,
+    Table,
+    ViewRow,
+    curve_points,
+    differences,
+    finite,
+    param_text,
+    robustness_comparisons,
+    strength_key,
+    table_view,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SITE_SCHEMA = "imdlbenco.leaderboard/1"
@@ -32,11 +45,11 @@ esc = html.escape
 
 
 # ----------------------------------------------------------------------------------- formatting
-def fmt(value: Optional[float], digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def fmt_diff(value: Optional[float], digits: int = 3) -> str:
+def fmt_diff(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:+.{digits}f}"
 
 
@@ -54,7 +67,7 @@ def num_td(cell: Cell, digits: int, cls: str = "num") -> str:
             f'</span>{ci}</td>')
 
 
-def diff_td(value: Optional[float], digits: int) -> str:
+def diff_td(value: float | None, digits: int) -> str:
     if value is None:
         return '<td class="num" data-v="">—</td>'
     cls = "pos" if value > 0 else "neg" if value < 0 else ""
@@ -79,7 +92,7 @@ def _table_html(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str =
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _kv(items: Sequence[Tuple[str, Any]]) -> str:
+def _kv(items: Sequence[tuple[str, Any]]) -> str:
     out = []
     for key, value in items:
         if value is None or value == "" or value == {}:
@@ -104,7 +117,7 @@ def page(title: str, body: str, root: str = "") -> str:
 
 
 # ----------------------------------------------------------------------------------- charts
-def _ticks(lo: float, hi: float) -> Tuple[float, float, List[float]]:
+def _ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
     """Round axis limits and at most 7 ticks at a 1, 2 or 5 step."""
     span = hi - lo
     step = 10 ** math.floor(math.log10(span / 5)) if span > 0 else 0.1
@@ -117,7 +130,7 @@ def _ticks(lo: float, hi: float) -> Tuple[float, float, List[float]]:
     return lo, hi, [lo + i * step for i in range(n + 1)]
 
 
-def svg_chart(series: Sequence[Tuple[str, Sequence[Tuple[str, Optional[float], Optional[float], Optional[float]]]]],
+def svg_chart(series: Sequence[tuple[str, Sequence[tuple[str, float | None, float | None, float | None]]]],
               title: str, metric: str, descending: bool = False, width: int = 600, height: int = 300) -> str:
     """A line chart over attack strengths (categorical x, clean first, then mild to harsh), one line per
     series, with interval bars."""
@@ -186,7 +199,7 @@ GROUP_HEADS = {
 }
 
 
-def _main_table(table: Table, view: List[ViewRow], metric: str, digits: int) -> str:
+def _main_table(table: Table, view: list[ViewRow], metric: str, digits: int) -> str:
     head = ['<th data-key="rank" data-dir="asc">Rank</th>', '<th data-key="model" data-dir="asc">Model</th>',
             '<th data-key="entry" data-dir="asc">Entry</th>', '<th data-key="selection" data-dir="asc">Selection</th>']
     for c in table.columns:
@@ -245,7 +258,7 @@ def published_table_html(source: ReportedTable, digits: int) -> str:
             f'{esc(source.note)} (file <code>published/{esc(source.file)}</code>)</p>{table}</div>')
 
 
-def _differences_html(table: Table, digits: int, row: Optional[Row] = None, link: str = "models/") -> str:
+def _differences_html(table: Table, digits: int, row: Row | None = None, link: str = "models/") -> str:
     diffs = [d for d in differences(table) if row is None or d.row is row]
     if not diffs:
         return ""
@@ -331,8 +344,8 @@ def _controls(selections: Sequence[str]) -> str:
             '<span id="status" class="muted small"></span></div>')
 
 
-def _definitions(records: Sequence[Record]) -> Dict[str, str]:
-    out: Dict[str, str] = {}
+def _definitions(records: Sequence[Record]) -> dict[str, str]:
+    out: dict[str, str] = {}
     for r in records:
         defs = r.file.data.get("metric_definitions")
         if isinstance(defs, dict):
@@ -342,8 +355,8 @@ def _definitions(records: Sequence[Record]) -> Dict[str, str]:
 
 
 def index_html(tables: Sequence[Table], unmatched: Sequence[ReportedTable], metric: str, names, digits: int,
-               include_reported: bool, title: str, n_files: int, n_records: int) -> Tuple[str, Dict[str, Any]]:
-    summary: Dict[str, Any] = {"schema": SITE_SCHEMA, "metric": metric, "include_reported": include_reported,
+               include_reported: bool, title: str, n_files: int, n_records: int) -> tuple[str, dict[str, Any]]:
+    summary: dict[str, Any] = {"schema": SITE_SCHEMA, "metric": metric, "include_reported": include_reported,
                                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                "IMDLBenCo": __version__, "tables": []}
     records = [r for t in tables for row in t.rows for r in row.records]
@@ -391,7 +404,7 @@ def index_html(tables: Sequence[Table], unmatched: Sequence[ReportedTable], metr
     return page(title, "".join(body)), summary
 
 
-def _table_summary(table: Table, view: List[ViewRow]) -> Dict[str, Any]:
+def _table_summary(table: Table, view: list[ViewRow]) -> dict[str, Any]:
     def cell(c: Cell):
         return {"value": c.value, "ci_low": c.low, "ci_high": c.high}
     return {"title": table.title, "kind": table.kind, "slug": table.slug,
@@ -404,17 +417,17 @@ def _table_summary(table: Table, view: List[ViewRow]) -> Dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- model page
-def _files_of(row: Row) -> List[ResultsFile]:
-    out: List[ResultsFile] = []
+def _files_of(row: Row) -> list[ResultsFile]:
+    out: list[ResultsFile] = []
     for r in row.records:
         if r.file not in out:
             out.append(r.file)
     return out
 
 
-def _copy_evidence(row: Row, folder: Path) -> Dict[int, Dict[str, str]]:
+def _copy_evidence(row: Row, folder: Path) -> dict[int, dict[str, str]]:
     """Copy each results file of ``row`` and its per_image.csv files under ``folder``; return links."""
-    links: Dict[int, Dict[str, str]] = {}
+    links: dict[int, dict[str, str]] = {}
     for i, f in enumerate(_files_of(row), 1):
         dest = folder / str(i)
         dest.mkdir(parents=True, exist_ok=True)
@@ -434,7 +447,7 @@ def _copy_evidence(row: Row, folder: Path) -> Dict[int, Dict[str, str]]:
     return links
 
 
-def _card(f: ResultsFile, row: Row, links: Dict[str, str]) -> str:
+def _card(f: ResultsFile, row: Row, links: dict[str, str]) -> str:
     d = f.data
     recs = [r for r in row.records if r.file is f]
     ckpt = recs[0].checkpoint if recs else {}
@@ -447,13 +460,13 @@ def _card(f: ResultsFile, row: Row, links: Dict[str, str]) -> str:
         evidence.append(f'<a href="{esc(links["per_image"])}">per_image.csv</a> (one row per image per record)')
     if links.get("missing"):
         evidence.append(f"per_image file <code>{esc(links['missing'])}</code> was not found next to results.json")
-    sets: Dict[Tuple[str, str, str], List[Record]] = {}
+    sets: dict[tuple[str, str, str], list[Record]] = {}
     for r in recs:
         sets.setdefault((r.dataset_name, str(r.dataset.get("path", "")), r.dataset_hash), []).append(r)
     lines = []
     for (name, path, content), group in sets.items():
         ds = group[0].dataset
-        attacked: Dict[str, List[str]] = {}
+        attacked: dict[str, list[str]] = {}
         for r in group:
             if r.attack:
                 attacked.setdefault(r.attack, []).append(param_text(r.param))
@@ -464,7 +477,7 @@ def _card(f: ResultsFile, row: Row, links: Dict[str, str]) -> str:
                      + (f"; {'clean and ' if any(r.attack is None for r in group) else ''}attacked: {esc(attacks)}"
                         if attacks else "") + "</li>")
     datasets = "".join(lines)
-    items: List[Tuple[str, Any]] = [
+    items: list[tuple[str, Any]] = [
         ("folder", str(f.folder)), ("script", d.get("script")), ("created", d.get("created")),
         ("wall time", f"{d['wall_time_s']:.1f} s" if finite(d.get("wall_time_s")) else d.get("wall_time_s")),
         ("IMDLBenCo", software.get("IMDLBenCo")), ("git commit", commit),
@@ -486,7 +499,7 @@ def _card(f: ResultsFile, row: Row, links: Dict[str, str]) -> str:
     return f"<h3>Result card: <code>{esc(f.label)}</code></h3>" + _kv(items) + args_html
 
 
-def model_html(table: Table, row: Row, metric: str, names, digits: int, links: Dict[int, Dict[str, str]]) -> str:
+def model_html(table: Table, row: Row, metric: str, names, digits: int, links: dict[int, dict[str, str]]) -> str:
     body = [f'<p><a href="../index.html#{esc(table.slug)}">← {esc(table.title)}</a></p>',
             f"<h1>{esc(row.title())}</h1>",
             f"<p>{esc(table.title)} · entry <b>{esc(row.entry)}</b> · selection "

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ..report.build import lower_is_better
 from .bootstrap import average_interval
@@ -23,7 +24,7 @@ from .results import Record
 
 #: the metric of the published tables, used for the reproduced − reported differences
 REPORTED_METRIC = "pixel_f1"
-ColumnKey = Tuple[str, str]
+ColumnKey = tuple[str, str]
 
 
 def slugify(text: str) -> str:
@@ -35,16 +36,16 @@ class Column:
     key: ColumnKey  # (set name as published when known, content hash)
     name: str
     content_hash: str
-    raw_names: List[str] = field(default_factory=list)
+    raw_names: list[str] = field(default_factory=list)
     label: str = ""
     slug: str = ""
 
 
 @dataclass
 class Cell:
-    value: Optional[float] = None
-    low: Optional[float] = None
-    high: Optional[float] = None
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
     note: str = ""
 
     @property
@@ -56,21 +57,21 @@ class Cell:
 class Row:
     """A model entry and everything measured on it."""
 
-    key: Tuple[Any, ...]
+    key: tuple[Any, ...]
     model: str
-    options: Dict[str, Any]
-    records: List[Record] = field(default_factory=list)
-    clean: Dict[ColumnKey, Record] = field(default_factory=dict)
-    attacked: Dict[Tuple[ColumnKey, str], Dict[str, Record]] = field(default_factory=dict)
-    superseded: List[Record] = field(default_factory=list)
+    options: dict[str, Any]
+    records: list[Record] = field(default_factory=list)
+    clean: dict[ColumnKey, Record] = field(default_factory=dict)
+    attacked: dict[tuple[ColumnKey, str], dict[str, Record]] = field(default_factory=dict)
+    superseded: list[Record] = field(default_factory=list)
     slug: str = ""
-    methods: List[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
     suffix: str = ""  # the checkpoint, when another row of the table has the same entry (epochs of one run)
 
     @property
-    def entries(self) -> List[str]:
+    def entries(self) -> list[str]:
         """Model entry ids (protocol runs) or run-folder labels, in order of appearance."""
-        out: List[str] = []
+        out: list[str] = []
         for r in self.records:
             if r.file.entry not in out:
                 out.append(r.file.entry)
@@ -81,7 +82,7 @@ class Row:
         return ", ".join(self.entries) + (f" · {self.suffix}" if self.suffix else "")
 
     @property
-    def selections(self) -> List[str]:
+    def selections(self) -> list[str]:
         return sorted({r.selection for r in self.records})
 
     @property
@@ -93,7 +94,7 @@ class Row:
         return any(r.optimistic for r in self.records)
 
     @property
-    def checkpoint(self) -> Dict[str, Any]:
+    def checkpoint(self) -> dict[str, Any]:
         return self.records[0].checkpoint
 
     def title(self) -> str:
@@ -112,14 +113,14 @@ class ViewRow:
     label: str
     entry: str
     selection: str
-    cells: List[Cell]
+    cells: list[Cell]
     avg: Cell
     complete: bool
     optimistic: bool = False
-    rank: Optional[int] = None
-    row: Optional[Row] = None
-    source: Optional[ReportedTable] = None
-    reported: Optional[ReportedRow] = None
+    rank: int | None = None
+    row: Row | None = None
+    source: ReportedTable | None = None
+    reported: ReportedRow | None = None
 
     @property
     def group(self) -> str:
@@ -135,8 +136,8 @@ class Difference:
     row: Row
     table: ReportedTable
     reported: ReportedRow
-    cells: Dict[ColumnKey, Optional[float]]
-    avg: Optional[float]
+    cells: dict[ColumnKey, float | None]
+    avg: float | None
     avg_sets: int
 
 
@@ -144,9 +145,9 @@ class Difference:
 class RobustnessComparison:
     row: Row
     table: ReportedTable
-    reported: Optional[ReportedRow]
+    reported: ReportedRow | None
     # attack key → (reproduced avg over the published levels, reproduced worst, levels found, levels wanted)
-    values: Dict[str, Tuple[Optional[float], Optional[float], List[str], List[str]]]
+    values: dict[str, tuple[float | None, float | None, list[str], list[str]]]
 
 
 @dataclass
@@ -154,32 +155,32 @@ class Table:
     key: str
     title: str
     kind: str  # "protocol" | "adhoc"
-    columns: List[Column]
-    rows: List[Row]
-    reported: List[ReportedTable] = field(default_factory=list)
-    protocol_files: List[Dict[str, Any]] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
+    columns: list[Column]
+    rows: list[Row]
+    reported: list[ReportedTable] = field(default_factory=list)
+    protocol_files: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     slug: str = ""
 
     @property
-    def score_tables(self) -> List[ReportedTable]:
+    def score_tables(self) -> list[ReportedTable]:
         return [t for t in self.reported if not t.is_robustness]
 
     @property
-    def robustness_tables(self) -> List[ReportedTable]:
+    def robustness_tables(self) -> list[ReportedTable]:
         return [t for t in self.reported if t.is_robustness]
 
-    def attacks(self) -> List[Tuple[ColumnKey, str]]:
+    def attacks(self) -> list[tuple[ColumnKey, str]]:
         """(test set, attack) pairs any row was attacked on, sorted."""
         found = {k for row in self.rows for k in row.attacked}
         return sorted(found, key=lambda k: (k[0][0].lower(), k[0][1], k[1].lower()))
 
-    def column(self, key: ColumnKey) -> Optional[Column]:
+    def column(self, key: ColumnKey) -> Column | None:
         return next((c for c in self.columns if c.key == key), None)
 
 
 # ----------------------------------------------------------------------------------- grouping
-def _row_key(record: Record, scope: str) -> Tuple[Any, ...]:
+def _row_key(record: Record, scope: str) -> tuple[Any, ...]:
     ckpt = record.checkpoint
     ident = ckpt.get("sha256") or ckpt.get("path") or str(record.file.path)
     data = record.file.data
@@ -220,8 +221,8 @@ def _add(row: Row, record: Record, names: Names) -> None:
         row.superseded.append(record)
 
 
-def _columns(rows: Sequence[Row], order: Sequence[str]) -> List[Column]:
-    raw: Dict[ColumnKey, set] = {}
+def _columns(rows: Sequence[Row], order: Sequence[str]) -> list[Column]:
+    raw: dict[ColumnKey, set] = {}
     for row in rows:
         for k, rec in row.clean.items():
             raw.setdefault(k, set()).add(rec.dataset_name)
@@ -229,7 +230,7 @@ def _columns(rows: Sequence[Row], order: Sequence[str]) -> List[Column]:
     rank = {norm(n): i for i, n in enumerate(order)}
     columns = [Column(key=k, name=k[0], content_hash=k[1], raw_names=sorted(raw.get(k, [])))
                for k in sorted(keys, key=lambda k: (rank.get(norm(k[0]), len(rank)), k[0].lower(), k[1]))]
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for c in columns:
         counts[c.name] = counts.get(c.name, 0) + 1
     for c in columns:
@@ -239,10 +240,10 @@ def _columns(rows: Sequence[Row], order: Sequence[str]) -> List[Column]:
     return columns
 
 
-def build_tables(records: Sequence[Record], names: Names, published: Sequence[ReportedTable]) -> List[Table]:
+def build_tables(records: Sequence[Record], names: Names, published: Sequence[ReportedTable]) -> list[Table]:
     """Protocol tables (in name order), then ad hoc tables."""
-    rows: Dict[Tuple[Any, ...], Row] = {}
-    protocol_names: Dict[str, str] = {}
+    rows: dict[tuple[Any, ...], Row] = {}
+    protocol_names: dict[str, str] = {}
     for record in records:
         proto = record.file.protocol
         scope = "protocol:" + norm_protocol(proto["name"]) if proto else "adhoc"
@@ -255,7 +256,7 @@ def build_tables(records: Sequence[Record], names: Names, published: Sequence[Re
                                   methods=names.methods(record.model, record.model_options))
         _add(row, record, names)
 
-    grouped: Dict[str, List[Row]] = {}
+    grouped: dict[str, list[Row]] = {}
     for row in rows.values():
         scope = row.key[0]
         if scope == "adhoc":
@@ -263,7 +264,7 @@ def build_tables(records: Sequence[Record], names: Names, published: Sequence[Re
             scope = "adhoc:" + json.dumps(sets)
         grouped.setdefault(scope, []).append(row)
 
-    tables: List[Table] = []
+    tables: list[Table] = []
     for scope in sorted(grouped, key=lambda s: (s.startswith("adhoc"), s)):
         table_rows = grouped[scope]
         table_records = [r for row in table_rows for r in row.records]
@@ -287,7 +288,7 @@ def build_tables(records: Sequence[Record], names: Names, published: Sequence[Re
             columns = _columns(table_rows, [])
             sets = " + ".join(c.label for c in columns) or "attacked sets only"
             table = Table(key=scope, title=f"Ad hoc runs: {sets}", kind="adhoc", columns=columns, rows=table_rows)
-        names_seen: Dict[str, int] = {}
+        names_seen: dict[str, int] = {}
         for c in table.columns:
             names_seen[c.name] = names_seen.get(c.name, 0) + 1
         for name, n in names_seen.items():
@@ -303,7 +304,7 @@ def build_tables(records: Sequence[Record], names: Names, published: Sequence[Re
 
 def _disambiguate(table: Table) -> None:
     """Rows sharing an entry name (test.py over a folder: one row per epoch) are told apart by checkpoint."""
-    seen: Dict[str, List[Row]] = {}
+    seen: dict[str, list[Row]] = {}
     for row in table.rows:
         seen.setdefault(row.entry, []).append(row)
     for rows in seen.values():
@@ -315,7 +316,7 @@ def _disambiguate(table: Table) -> None:
 
 
 def _assign_slugs(tables: Sequence[Table]) -> None:
-    used: Dict[str, int] = {}
+    used: dict[str, int] = {}
     for table in tables:
         if table.slug in used:
             used[table.slug] += 1
@@ -335,17 +336,17 @@ def _assign_slugs(tables: Sequence[Table]) -> None:
 
 
 # ----------------------------------------------------------------------------------- values
-def metrics_in(tables: Sequence[Table]) -> List[str]:
+def metrics_in(tables: Sequence[Table]) -> list[str]:
     found = {m for t in tables for row in t.rows for r in row.records for m in r.metrics}
     return sorted(found)
 
 
-def _mean(values: Sequence[float]) -> Optional[float]:
+def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
 def reproduced_view(table: Table, row: Row, metric: str) -> ViewRow:
-    cells: List[Cell] = []
+    cells: list[Cell] = []
     for column in table.columns:
         record = row.clean.get(column.key)
         if record is None:
@@ -391,7 +392,7 @@ def reported_view(table: Table, source: ReportedTable, rep: ReportedRow) -> View
                    cells=cells, avg=avg, complete=complete, source=source, reported=rep)
 
 
-def _rank(rows: List[ViewRow], metric: str) -> None:
+def _rank(rows: list[ViewRow], metric: str) -> None:
     sign = 1 if lower_is_better(metric) else -1
     ranked = sorted((r for r in rows if r.group == "ranked" and r.avg.value is not None),
                     key=lambda r: sign * r.avg.value)
@@ -416,7 +417,7 @@ def can_rank_reported(metric: str) -> bool:
     return metric == REPORTED_METRIC
 
 
-def table_view(table: Table, metric: str, include_reported: bool = False) -> List[ViewRow]:
+def table_view(table: Table, metric: str, include_reported: bool = False) -> list[ViewRow]:
     """The main rows of ``table``, ranked by the average of ``metric`` over its sets.
 
     Reported rows join them (and are ranked with them) only with ``include_reported`` and the
@@ -429,7 +430,7 @@ def table_view(table: Table, metric: str, include_reported: bool = False) -> Lis
     return rows
 
 
-def differences(table: Table) -> List[Difference]:
+def differences(table: Table) -> list[Difference]:
     """Reproduced − reported pixel F1, for every row whose model appears in a matched published table."""
     out = []
     for row in table.rows:
@@ -437,7 +438,7 @@ def differences(table: Table) -> List[Difference]:
             rep = next((source.row(m) for m in row.methods if source.row(m)), None)
             if rep is None:
                 continue
-            cells: Dict[ColumnKey, Optional[float]] = {}
+            cells: dict[ColumnKey, float | None] = {}
             ours, theirs = [], []
             shared = [c for c in table.columns if c.name in source.sets]
             for column in shared:
@@ -455,14 +456,14 @@ def differences(table: Table) -> List[Difference]:
     return out
 
 
-def robustness_comparisons(table: Table, names: Names, metric: str = REPORTED_METRIC) -> List[RobustnessComparison]:
+def robustness_comparisons(table: Table, names: Names, metric: str = REPORTED_METRIC) -> list[RobustnessComparison]:
     """For each row attacked on a published robustness table's set: its average and worst value over
     the published levels of each attack (only when every published level was tested)."""
     out = []
     for source in table.robustness_tables:
         spec = source.robustness or {}
         for row in table.rows:
-            values: Dict[str, Tuple[Optional[float], Optional[float], List[str], List[str]]] = {}
+            values: dict[str, tuple[float | None, float | None, list[str], list[str]]] = {}
             for (column_key, attack), points in row.attacked.items():
                 if column_key[0] != spec.get("set"):
                     continue
@@ -494,8 +495,8 @@ def strength_key(descending: bool = False):
     return key
 
 
-def curve_points(row: Row, key: Tuple[ColumnKey, str], metric: str, descending: bool = False
-                 ) -> List[Tuple[str, Optional[float], Optional[float], Optional[float]]]:
+def curve_points(row: Row, key: tuple[ColumnKey, str], metric: str, descending: bool = False
+                 ) -> list[tuple[str, float | None, float | None, float | None]]:
     """(strength, value, low, high) of one attack on one set, the clean point first (from the
     attack's clean setting, else the row's clean record of that set), then from mild to harsh."""
     points = dict(row.attacked.get(key, {}))

@@ -27,9 +27,10 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import UsageError
@@ -54,10 +55,10 @@ class Refusal:
     """One refused request: what it was for and the model code's line that led to it."""
 
     url: str
-    frame: Optional[traceback.FrameSummary]
+    frame: traceback.FrameSummary | None
 
     @property
-    def hub_repo(self) -> Optional[str]:
+    def hub_repo(self) -> str | None:
         """``owner/name`` of a Hugging Face Hub file URL (``https://huggingface.co/<repo>/resolve/...``)."""
         parts = urlparse(self.url).path.strip("/").split("/")
         if "resolve" in parts and parts.index("resolve") >= 2:
@@ -74,7 +75,7 @@ class _Gate:
 
     def __init__(self) -> None:
         self.depth = 0
-        self.refusals: List[Refusal] = []
+        self.refusals: list[Refusal] = []
         self.lock = threading.Lock()
 
     def refuse(self, url: str) -> DownloadRefused:
@@ -86,10 +87,10 @@ class _Gate:
 
 _gate = _Gate()
 _audit_hook_installed = False
-_last: List[Refusal] = []
+_last: list[Refusal] = []
 
 
-def last_refusals() -> List[Refusal]:
+def last_refusals() -> list[Refusal]:
     """The requests refused in the last :func:`no_downloads` block (empty when none)."""
     return list(_last)
 
@@ -168,7 +169,7 @@ def no_downloads() -> Iterator[None]:
                        len(_last), _last[0].url, _where(_last[0]), ALLOW_VARIABLE)
 
 
-def _model_code_frame(stack: List[traceback.FrameSummary]) -> Optional[traceback.FrameSummary]:
+def _model_code_frame(stack: list[traceback.FrameSummary]) -> traceback.FrameSummary | None:
     """The innermost frame of model code in ``stack``: the user's files, or IMDLBenCo's model zoo and
     modules; not the libraries (site-packages, the standard library) nor this module or the engine.
     That is the line that asked for the weights."""
@@ -212,7 +213,7 @@ def _is_download_failure(err: BaseException) -> bool:
     return False
 
 
-def download_refused(err: BaseException, model_name: str) -> Optional[UsageError]:
+def download_refused(err: BaseException, model_name: str) -> UsageError | None:
     """One clear error for a download attempted while building ``model_name``, or None when
     ``err`` is something else."""
     refusals = last_refusals()

@@ -21,7 +21,6 @@ are buffers, not parameters: they never reach an optimiser.
 from __future__ import annotations
 
 import math
-from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -232,7 +231,7 @@ class DCTExtractor(nn.Module):
         if mode not in ("high", "low"):
             raise ValueError(f"DCTExtractor: mode must be 'high' or 'low', got {mode!r}")
         self.mode = mode
-        self._cache: Dict[Tuple[int, str, torch.dtype], torch.Tensor] = {}
+        self._cache: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
 
     out_channels = 3
 
@@ -289,7 +288,7 @@ EXTRACTORS = {
 }
 
 
-def build_extractor(name: str) -> Tuple[nn.Module, int]:
+def build_extractor(name: str) -> tuple[nn.Module, int]:
     """``(module, out_channels)`` for a prefix in ``EXTRACTORS`` (3-channel input)."""
     if name not in EXTRACTORS:
         raise KeyError(f"unknown extractor {name!r}; expected one of {sorted(EXTRACTORS)}")

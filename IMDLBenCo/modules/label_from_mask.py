@@ -20,7 +20,7 @@ once): the option says which score the user wants evaluated.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 
@@ -31,7 +31,7 @@ LABEL_FROM_MASK_MODES = ("max", "topk")
 
 
 def label_from_mask(pred_mask: torch.Tensor, mode: str = "max", topk: int = 100,
-                    valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) image scores from a (B,1,H,W) (or (B,H,W)) probability map.
 
     Args:
@@ -75,7 +75,7 @@ class LabelFromMask:
         self.mode, self.topk = mode, int(topk)
         self._told = False
 
-    def __call__(self, module: torch.nn.Module, args: Any, kwargs: Dict[str, Any], output: Any) -> Any:
+    def __call__(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> Any:
         if not isinstance(output, dict) or output.get("pred_mask") is None:
             return output  # the engine's output check names what is missing
         if output.get("pred_label") is not None and not self._told:
@@ -94,7 +94,7 @@ class LabelFromMask:
         return f"LabelFromMask(mode={self.mode!r}, topk={self.topk})"
 
 
-def attach_label_from_mask(model: torch.nn.Module, mode: Optional[str], topk: int = 100):
+def attach_label_from_mask(model: torch.nn.Module, mode: str | None, topk: int = 100):
     """Make ``model`` return ``pred_label`` read from its ``pred_mask``; returns the hook handle
     (``handle.remove()`` detaches it), or None when ``mode`` is None."""
     if mode is None:

@@ -17,7 +17,7 @@ are classification-only and are reported as unexpected).
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ class EfficientAttention(nn.Module):
     strided convolution (``sr``) and LayerNorm (``norm``), so the cost is N * N / sr_ratio^2.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, qk_scale: float | None = None,
                  attn_drop: float = 0.0, proj_drop: float = 0.0, sr_ratio: int = 1) -> None:
         super().__init__()
         if dim % num_heads != 0:
@@ -144,7 +144,7 @@ class MiTBlock(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
                  drop_path: float = 0.0, sr_ratio: int = 1) -> None:
         super().__init__()
         # SegFormer builds the blocks' (and the stages') LayerNorms with eps 1e-6; published
@@ -161,7 +161,7 @@ class MiTBlock(nn.Module):
         return x
 
 
-def run_stages(encoder: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
+def run_stages(encoder: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The four stage maps ``(B, C_i, H_i, W_i)`` of a SegFormer-layout encoder: one with
     ``patch_embed{i}``, ``block{i}`` (blocks called as ``blk(x, h, w)``) and ``norm{i}`` for
     i = 1..4 (:class:`MixVisionTransformer`, MSCDI-Net's GLCA variant)."""
@@ -198,7 +198,7 @@ class MixVisionTransformer(nn.Module):
         num_heads: Sequence[int] = (1, 2, 4, 8),
         mlp_ratios: Sequence[float] = (4, 4, 4, 4),
         qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
+        qk_scale: float | None = None,
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
@@ -252,11 +252,11 @@ class MixVisionTransformer(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four stage outputs, each ``(B, C_i, H_i, W_i)``."""
         return run_stages(self, x)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_features(x)
 
 

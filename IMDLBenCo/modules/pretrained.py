@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Union
 
 import torch
 from torch import nn
@@ -27,13 +27,13 @@ class LoadReport:
 
     path: str
     loaded: int = 0
-    adapted: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    mismatched: List[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        def few(keys: List[str]) -> str:
+        def few(keys: list[str]) -> str:
             return ", ".join(keys[:6]) + (f", ... ({len(keys)} in all)" if len(keys) > 6 else "")
 
         parts = [f"loaded {self.loaded} tensors from {self.path}"]
@@ -48,7 +48,7 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Read a checkpoint file and unwrap ``{"model": ...}`` / ``{"state_dict": ...}``."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -75,8 +75,8 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
 
 def load_pretrained(
     module: nn.Module,
-    path: Union[str, Dict[str, torch.Tensor]],
-    key_map: Optional[Callable[[str], Optional[str]]] = None,
+    path: str | dict[str, torch.Tensor],
+    key_map: Callable[[str], str | None] | None = None,
     adapt_in_channels: bool = True,
 ) -> LoadReport:
     """Copy matching tensors of the file at ``path`` (or of a state dict) into ``module``

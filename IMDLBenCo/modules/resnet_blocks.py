@@ -6,7 +6,7 @@ ImageNet ResNet and HRNet files load by name.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn1 = _bn(planes)
@@ -50,8 +50,8 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-                 expansion: Optional[int] = None, dilation: int = 1, bn_momentum: float = BN_MOMENTUM) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 expansion: int | None = None, dilation: int = 1, bn_momentum: float = BN_MOMENTUM) -> None:
         super().__init__()
         exp = self.expansion if expansion is None else expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
@@ -83,7 +83,7 @@ def make_layer(block, inplanes: int, planes: int, blocks: int, stride: int = 1, 
     return nn.Sequential(*layers)
 
 
-def hrnet_fuse_layers(channels: Sequence[int]) -> Optional[nn.ModuleList]:
+def hrnet_fuse_layers(channels: Sequence[int]) -> nn.ModuleList | None:
     """HRNet's multi-resolution fusion layers (None for a single branch): ``[i][j]`` brings branch
     ``j`` to branch ``i``: a 1x1 conv + BN from a coarser branch (upsampled by the caller), None on
     the diagonal, a chain of stride-2 3x3 conv + BN (+ReLU between) from a finer branch. Key names
@@ -93,7 +93,7 @@ def hrnet_fuse_layers(channels: Sequence[int]) -> Optional[nn.ModuleList]:
         return None
     rows = []
     for i in range(n):
-        row: List[Optional[nn.Module]] = []
+        row: list[nn.Module | None] = []
         for j in range(n):
             if j > i:
                 row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False), _bn(channels[i])))
@@ -104,7 +104,7 @@ def hrnet_fuse_layers(channels: Sequence[int]) -> Optional[nn.ModuleList]:
                 for k in range(i - j):
                     last = k == i - j - 1
                     out_c = channels[i] if last else channels[j]
-                    seq: List[nn.Module] = [nn.Conv2d(channels[j], out_c, 3, 2, 1, bias=False), _bn(out_c)]
+                    seq: list[nn.Module] = [nn.Conv2d(channels[j], out_c, 3, 2, 1, bias=False), _bn(out_c)]
                     if not last:
                         seq.append(nn.ReLU())
                     convs.append(nn.Sequential(*seq))
@@ -116,7 +116,7 @@ def hrnet_fuse_layers(channels: Sequence[int]) -> Optional[nn.ModuleList]:
 def hrnet_transition(pre: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
     """HRNet's layers between stages: a 3x3 conv + BN + ReLU where a branch changes width (None
     where it does not), and a chain of stride-2 3x3 convs from the coarsest branch for each new one."""
-    layers: List[Optional[nn.Module]] = []
+    layers: list[nn.Module | None] = []
     for i, c in enumerate(cur):
         if i < len(pre):
             layers.append(None if c == pre[i] else nn.Sequential(

@@ -11,8 +11,9 @@ import datetime as _dt
 import html
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .. import runoptions
 from ..outputs import is_positive
@@ -110,7 +111,7 @@ def _human(n: Any, unit: str = "") -> str:
     return f"{n:g} {unit}".strip()
 
 
-def report_paths(out: Optional[os.PathLike], runs: Sequence[Path]) -> Tuple[Path, Path]:
+def report_paths(out: os.PathLike | None, runs: Sequence[Path]) -> tuple[Path, Path]:
     """``(html file, assets folder)`` for ``-o OUT``: a ``.html`` file or a folder (→ ``index.html``)."""
     if out is None:
         folder = runs[0] / "report" if len(runs) == 1 else Path.cwd() / "benco_report"
@@ -127,9 +128,9 @@ class _Page:
     def __init__(self, html_path: Path, assets: Path) -> None:
         self.html_path = html_path
         self.assets = assets
-        self.parts: List[str] = []
-        self.nav: List[Tuple[str, str]] = []
-        self._ids: Dict[str, int] = {}
+        self.parts: list[str] = []
+        self.nav: list[tuple[str, str]] = []
+        self._ids: dict[str, int] = {}
 
     def asset(self, stem: str) -> Path:
         count = self._ids.get(stem, 0)
@@ -143,7 +144,7 @@ class _Page:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
-    def img(self, path: Optional[Path], alt: str, cls: str = "plot") -> None:
+    def img(self, path: Path | None, alt: str, cls: str = "plot") -> None:
         if path is not None:
             self.add(f'<img class="{cls}" src="{self.src(path)}" alt="{html.escape(alt, quote=True)}">')
 
@@ -161,7 +162,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", 
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _kv_table(data: Dict[str, Any]) -> str:
+def _kv_table(data: dict[str, Any]) -> str:
     return _table(["key", "value"], ([html.escape(str(k)), html.escape(_plain(v))] for k, v in data.items()))
 
 
@@ -175,14 +176,14 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _natural_sorted(names: Iterable[str]) -> List[str]:
+def _natural_sorted(names: Iterable[str]) -> list[str]:
     """checkpoint-2 before checkpoint-10."""
     import re
 
     return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
-def _definition(metric: str, run: RunFolder, definitions: Dict[str, str]) -> str:
+def _definition(metric: str, run: RunFolder, definitions: dict[str, str]) -> str:
     text = run.definitions.get(metric) or definitions.get(metric)
     return html.escape(text) if text else '<span class="muted">no definition recorded (metric_definitions.json)</span>'
 
@@ -247,7 +248,7 @@ def tested_label(run: RunFolder, with_sets: bool = True) -> str:
     return ", ".join(part for part in (f"{script}: {what}" if what else script, checkpoint) if part)
 
 
-def _column_labels(runs: Sequence[RunFolder], with_sets: bool = True) -> List[str]:
+def _column_labels(runs: Sequence[RunFolder], with_sets: bool = True) -> list[str]:
     """:func:`tested_label` of each run, with the folder added where two would read the same."""
     labels = [tested_label(r, with_sets) for r in runs]
     return [f"{label} [{_run_label(run, runs)}]" if labels.count(label) > 1 else label
@@ -258,12 +259,12 @@ def _path_key(path: str) -> str:
     return os.path.normcase(os.path.abspath(str(path)))
 
 
-def _set_names_by_path(runs: Sequence[RunFolder]) -> Dict[str, str]:
+def _set_names_by_path(runs: Sequence[RunFolder]) -> dict[str, str]:
     """``{dataset path: test set name}`` from the test_datasets.json files the runs used, so that a
     run given the same dataset by path (a robustness test) shows it under the same name."""
     import json
 
-    names: Dict[str, str] = {}
+    names: dict[str, str] = {}
     for run in runs:
         for key in ("test_data_json", "test_data_path"):
             value = run.args.get(key)
@@ -311,7 +312,7 @@ def _config_section(page: _Page, run: RunFolder) -> None:
         page.add(f"<details><summary>environment</summary>{_kv_table({str(e[0]): e[1] for e in env if isinstance(e, (list, tuple)) and len(e) == 2})}</details>")
 
 
-def _metrics_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str) -> None:
+def _metrics_section(page: _Page, run: RunFolder, definitions: dict[str, str], prefix: str) -> None:
     table = run.metrics_over_epochs()
     if not table:
         return
@@ -342,7 +343,7 @@ def _metrics_section(page: _Page, run: RunFolder, definitions: Dict[str, str], p
             page.img(plot_metrics_over_epochs(set_name, metrics, page.asset(f"{prefix}_metrics_{set_name}")), f"metrics over epochs, {set_name}")
 
 
-def _evidence_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str) -> None:
+def _evidence_section(page: _Page, run: RunFolder, definitions: dict[str, str], prefix: str) -> None:
     """Intervals, selection label, calibration and per-image rows from the run's results.json."""
     from .evidence import evidence_html, read_results_file
 
@@ -374,17 +375,17 @@ def _training_section(page: _Page, run: RunFolder, prefix: str) -> None:
         page.add(f'<p class="muted">checkpoints: {html.escape(", ".join(_natural_sorted(run.checkpoints)))}</p>')
 
 
-def _clean_results(results: Sequence[dict]) -> Dict[str, Dict[str, Any]]:
+def _clean_results(results: Sequence[dict]) -> dict[str, dict[str, Any]]:
     """``{set: metrics}`` of the clean image (strength 0 / None of any attack) per test set."""
-    clean: Dict[str, Dict[str, Any]] = {}
+    clean: dict[str, dict[str, Any]] = {}
     for r in results:
         if isinstance(r, dict) and r.get("param") in (None, 0):
             clean.setdefault(str(r.get("set", "")), dict(r.get("metrics") or {}))
     return clean
 
 
-def _robustness_section(page: _Page, run: RunFolder, definitions: Dict[str, str], prefix: str,
-                        set_names: Dict[str, str]) -> None:
+def _robustness_section(page: _Page, run: RunFolder, definitions: dict[str, str], prefix: str,
+                        set_names: dict[str, str]) -> None:
     rob = run.robustness
     if not rob:
         return
@@ -398,7 +399,7 @@ def _robustness_section(page: _Page, run: RunFolder, definitions: Dict[str, str]
     page.add(f'<p class="muted">checkpoint <code>{html.escape(str(rob.get("checkpoint", "?")))}</code> on '
              f'<code>{html.escape(dataset)}</code>{f" (test set {html.escape(named)})" if named else ""}; '
              "every attack is compared with the clean image (its column, and the dashed lines)</p>")
-    by_attack: Dict[Tuple[str, str], List[dict]] = {}
+    by_attack: dict[tuple[str, str], list[dict]] = {}
     for result in results:
         if result.get("param") in (None, 0):
             continue
@@ -503,7 +504,7 @@ def _complexity_section(page: _Page, run: RunFolder) -> None:
     page.add(f'<p class="muted">model <code>{html.escape(str(c.get("model", "?")))}</code>, input size {html.escape(_plain(c.get("input_size", "?")))}</p>')
 
 
-def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: List[str], definitions: Dict[str, str]) -> None:
+def _comparison_section(page: _Page, runs: Sequence[RunFolder], labels: list[str], definitions: dict[str, str]) -> None:
     with_epochs = [bool(run.metrics_over_epochs()) for run in runs]
     # a robustness folder's clean row joins the table only when no run has per-epoch metrics:
     # its dataset is named by path, so its rows would never line up with the test sets
@@ -552,7 +553,7 @@ def _notes_box(notes: Sequence[str]) -> str:
 
 def _summary_cards(runs: Sequence[RunFolder]) -> str:
     """Key numbers across all folders, shown at the top."""
-    cards: List[Tuple[str, str]] = []
+    cards: list[tuple[str, str]] = []
     for run in runs:
         for set_name, metrics in run.headline_metrics().items():
             for metric in ("pixel_f1", "image_auc"):
@@ -569,10 +570,10 @@ def _summary_cards(runs: Sequence[RunFolder]) -> str:
 
 def build_report(
     run_dirs: Sequence[os.PathLike],
-    out: Optional[os.PathLike] = None,
+    out: os.PathLike | None = None,
     n_samples: int = 12,
     threshold: float = 0.5,
-    title: Optional[str] = None,
+    title: str | None = None,
     notes: Sequence[str] = (),
 ) -> Path:
     """Write the HTML report of ``run_dirs`` and return the path of the HTML file.
@@ -595,7 +596,7 @@ def build_report(
     for stale in assets.glob("*.png"):  # pictures of an earlier report must not linger
         stale.unlink()
     page = _Page(html_path, assets)
-    definitions: Dict[str, str] = {}
+    definitions: dict[str, str] = {}
     for run in runs:
         definitions.update(run.definitions)
     labels = [_run_label(r, runs) for r in runs]

@@ -13,8 +13,9 @@ import html
 import json
 import math
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .. import runfolder
 
@@ -23,7 +24,7 @@ __all__ = ["read_results_file", "evidence_html", "interval_text", "plot_reliabil
 OPTIMISTIC = runfolder.SELECTION_LABELS["test_sets"]
 
 
-def read_results_file(folder: Path) -> Optional[Dict[str, Any]]:
+def read_results_file(folder: Path) -> dict[str, Any] | None:
     """``results.json`` of a run folder (None when absent or of another schema)."""
     path = Path(folder) / runfolder.RESULTS
     if not path.is_file():
@@ -39,7 +40,7 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def interval_text(entry: Dict[str, Any]) -> Tuple[str, str]:
+def interval_text(entry: dict[str, Any]) -> tuple[str, str]:
     """``("0.5132 ± 0.0425", "[0.4711, 0.5560]")`` for a metric entry of a record ("" when absent)."""
     value, lo, hi = entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
     shown = f"{value:.4f}" if _finite(value) else "nan"
@@ -48,7 +49,7 @@ def interval_text(entry: Dict[str, Any]) -> Tuple[str, str]:
     return f"{shown} ± {(hi - lo) / 2:.4f}", f"[{lo:.4f}, {hi:.4f}]"
 
 
-def _record_title(record: Dict[str, Any]) -> str:
+def _record_title(record: dict[str, Any]) -> str:
     parts = [str(record["dataset"].get("name"))]
     attack = record.get("attack")
     if attack:
@@ -64,7 +65,7 @@ def _selection_badge(label: str) -> str:
     return f'<span class="badge {cls}">{html.escape(label)}</span>'
 
 
-def plot_intervals(records: Sequence[Dict[str, Any]], metric: str, path: Path) -> Optional[Path]:
+def plot_intervals(records: Sequence[dict[str, Any]], metric: str, path: Path) -> Path | None:
     """The metric per clean test set with its 95 % interval as error bars."""
     from .plots import _figure, _save
 
@@ -83,7 +84,7 @@ def plot_intervals(records: Sequence[Dict[str, Any]], metric: str, path: Path) -
     return _save(fig, path)
 
 
-def plot_reliability(calibration: Dict[str, Any], path: Path) -> Optional[Path]:
+def plot_reliability(calibration: dict[str, Any], path: Path) -> Path | None:
     """Reliability diagrams: fraction positive against mean confidence per bin (image, pixel),
     with the diagonal of perfect calibration and each bin's share as bars."""
     from .plots import _figure, _save
@@ -112,13 +113,13 @@ def plot_reliability(calibration: Dict[str, Any], path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def evidence_html(results: Dict[str, Any], folder: Path, asset: Callable[[str], Path], src: Callable[[Path], str],
-                  prefix: str, definitions: Dict[str, str]) -> str:
+def evidence_html(results: dict[str, Any], folder: Path, asset: Callable[[str], Path], src: Callable[[Path], str],
+                  prefix: str, definitions: dict[str, str]) -> str:
     """The HTML of the evidence part for one run folder's ``results.json``."""
     records = results.get("records") or []
     if not records:
         return ""
-    out: List[str] = ["<h3>Results with evidence <span class=\"muted\">(results.json)</span></h3>"]
+    out: list[str] = ["<h3>Results with evidence <span class=\"muted\">(results.json)</span></h3>"]
     boot = results.get("bootstrap")
     out.append('<p class="muted">' + (
         f"± is half the 95 % percentile bootstrap interval over images ({boot['resamples']} resamples, seed "

@@ -10,7 +10,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..datasets.io import load_mask
 from ..outputs import is_positive
@@ -30,21 +30,21 @@ class GalleryItem:
     """One scored prediction."""
 
     name: str
-    image_path: Optional[Path]
-    mask_path: Optional[Path]  # None: authentic ("Negative") or no ground truth
-    pred_path: Optional[Path]
-    label: Optional[int]
-    pred_label: Optional[float]
-    f1: Optional[float] = None  # pixel F1 at the threshold; None for authentic / no ground truth
-    bin_fraction: Optional[float] = None  # share of pixels above the threshold in the saved mask
-    positive_fraction: Optional[float] = None  # share of pixels predicted manipulated
+    image_path: Path | None
+    mask_path: Path | None  # None: authentic ("Negative") or no ground truth
+    pred_path: Path | None
+    label: int | None
+    pred_label: float | None
+    f1: float | None = None  # pixel F1 at the threshold; None for authentic / no ground truth
+    bin_fraction: float | None = None  # share of pixels above the threshold in the saved mask
+    positive_fraction: float | None = None  # share of pixels predicted manipulated
     group: str = ""
-    files: Optional[Dict[str, str]] = None  # picture kind -> file name in the assets folder
+    files: dict[str, str] | None = None  # picture kind -> file name in the assets folder
     note: str = ""
-    cam_path: Optional[Path] = None  # the class-activation overlay (cam/<stem>_overlay.jpg), when there is one
+    cam_path: Path | None = None  # the class-activation overlay (cam/<stem>_overlay.jpg), when there is one
 
 
-def _resolve(run: RunFolder, value: Any) -> Optional[Path]:
+def _resolve(run: RunFolder, value: Any) -> Path | None:
     """A path from predictions.json: absolute, relative to the run folder, or to the working directory."""
     if not value or value == NEGATIVE:
         return None
@@ -83,7 +83,7 @@ def _load_gray(path: Path, size=None):
         return np.asarray(im, dtype=np.float32) / 255.0
 
 
-def cam_overlay(run: RunFolder, entry: Dict[str, Any]) -> Optional[Path]:
+def cam_overlay(run: RunFolder, entry: dict[str, Any]) -> Path | None:
     """The CAM overlay of a prediction: from cam.json, or else ``cam/<stem>_overlay.jpg`` beside its
     ``pred/<stem>.png`` (the file names of ``benco cam``)."""
     from ..runfolder import CAM_DIR, PRED_DIR
@@ -99,9 +99,9 @@ def cam_overlay(run: RunFolder, entry: Dict[str, Any]) -> Optional[Path]:
     return None
 
 
-def score_predictions(run: RunFolder, threshold: float = 0.5) -> List[GalleryItem]:
+def score_predictions(run: RunFolder, threshold: float = 0.5) -> list[GalleryItem]:
     """Read every prediction of ``run`` and compute its pixel F1 against the ground truth."""
-    items: List[GalleryItem] = []
+    items: list[GalleryItem] = []
     for entry in run.predictions:
         name = str(entry.get("name", "?"))
         label = entry.get("label")
@@ -135,7 +135,7 @@ def score_predictions(run: RunFolder, threshold: float = 0.5) -> List[GalleryIte
     return items
 
 
-def select_samples(items: List[GalleryItem], n: int) -> List[GalleryItem]:
+def select_samples(items: list[GalleryItem], n: int) -> list[GalleryItem]:
     """Worst and best manipulated images by pixel F1, then the authentic images with the most false alarm."""
     scored = sorted((i for i in items if i.f1 is not None), key=lambda i: (i.f1, i.name))
     authentic = sorted(
@@ -167,7 +167,7 @@ def _thumb_size(w: int, h: int):
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold: float = 0.5) -> None:
+def write_gallery(items: list[GalleryItem], assets: Path, prefix: str, threshold: float = 0.5) -> None:
     """Write four thumbnails per item (five with a CAM overlay) into ``assets`` and record their file
     names in ``item.files``."""
     import numpy as np
@@ -176,7 +176,7 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
     red = np.array([230.0, 30.0, 30.0], dtype=np.float32)  # ground truth
     cyan = np.array([0.0, 220.0, 255.0], dtype=np.float32)  # prediction: a different colour, so the two are not confused
     for index, item in enumerate(items):
-        files: Dict[str, str] = {}
+        files: dict[str, str] = {}
         base = None
         size = None
         if item.image_path is not None and item.image_path.is_file():
@@ -198,7 +198,7 @@ def write_gallery(items: List[GalleryItem], assets: Path, prefix: str, threshold
             item.files = files
             continue
 
-        def save(kind: str, array, index: int = index, files: Dict[str, str] = files) -> None:
+        def save(kind: str, array, index: int = index, files: dict[str, str] = files) -> None:
             fname = f"{prefix}_{index:03d}_{kind}.png"
             Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(assets / fname)
             files[kind] = fname

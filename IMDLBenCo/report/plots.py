@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from .runs import RunFolder
 
 __all__ = ["plot_training", "plot_metrics_over_epochs", "plot_robustness", "plot_comparison"]
 
-Series = List[Tuple[float, float]]
+Series = list[tuple[float, float]]
 
 
 #: the report's plot style, applied per figure (the process-wide matplotlib settings stay as they are)
 STYLE = {"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9}
 
 
-def _figure(ncols: int = 1, figsize: Tuple[float, float] = (6.4, 3.6)):
+def _figure(ncols: int = 1, figsize: tuple[float, float] = (6.4, 3.6)):
     """A figure and its axes, drawn by the Agg canvas: no pyplot, no backend switch, no global state."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -44,7 +44,7 @@ def _save(fig, path: Path, rect=(0, 0, 1, 1)) -> Path:
     return path
 
 
-def plot_training(run: RunFolder, path: Path) -> Optional[Path]:
+def plot_training(run: RunFolder, path: Path) -> Path | None:
     """Losses (left) and learning rate (right) over optimizer steps; per epoch when no steps file."""
     if run.steps:
         x_name = "step"
@@ -83,7 +83,7 @@ def plot_training(run: RunFolder, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
-def _split_levels(metrics: Dict[str, Series]) -> List[Tuple[str, Dict[str, Series]]]:
+def _split_levels(metrics: dict[str, Series]) -> list[tuple[str, dict[str, Series]]]:
     """Pixel-level and image-level metrics in separate panels; diagnostics (error bounds) left out."""
     shown = {k: v for k, v in metrics.items() if "error_bound" not in k and v}
     image = {k: v for k, v in shown.items() if k.startswith("image")}
@@ -91,8 +91,8 @@ def _split_levels(metrics: Dict[str, Series]) -> List[Tuple[str, Dict[str, Serie
     return [(title, group) for title, group in (("pixel level", pixel), ("image level", image)) if group]
 
 
-def _metric_panels(panels: List[Tuple[str, Dict[str, Series]]], xlabel: str, title: str, path: Path, integer_x: bool,
-                   reference: Optional[Dict[str, float]] = None):
+def _metric_panels(panels: list[tuple[str, dict[str, Series]]], xlabel: str, title: str, path: Path, integer_x: bool,
+                   reference: dict[str, float] | None = None):
     """One panel per group; ``reference``: a dashed horizontal line per metric (the clean image's
     value in a robustness plot), in the colour of the metric's curve."""
     fig, axes = _figure(len(panels), figsize=(5.6 * len(panels), 3.4))
@@ -110,7 +110,7 @@ def _metric_panels(panels: List[Tuple[str, Dict[str, Series]]], xlabel: str, tit
     return _save(fig, path)
 
 
-def plot_metrics_over_epochs(set_name: str, metrics: Dict[str, Series], path: Path) -> Optional[Path]:
+def plot_metrics_over_epochs(set_name: str, metrics: dict[str, Series], path: Path) -> Path | None:
     """Every metric of one test set over epochs (checkpoints): pixel-level and image-level panels."""
     panels = _split_levels(metrics)
     if not panels:
@@ -119,11 +119,11 @@ def plot_metrics_over_epochs(set_name: str, metrics: Dict[str, Series], path: Pa
 
 
 def plot_robustness(attack: str, results: Sequence[dict], path: Path,
-                    clean: Optional[Dict[str, float]] = None) -> Optional[Path]:
+                    clean: dict[str, float] | None = None) -> Path | None:
     """Every metric against the strength of one attack; the clean image's value of each metric
     (``clean``, or this attack's own strength 0 / None result) as a dashed line."""
-    metrics: Dict[str, Series] = {}
-    own_clean: Dict[str, float] = {}
+    metrics: dict[str, Series] = {}
+    own_clean: dict[str, float] = {}
     for result in results:
         param = result.get("param")
         for metric, value in (result.get("metrics") or {}).items():
@@ -141,7 +141,7 @@ def plot_robustness(attack: str, results: Sequence[dict], path: Path,
     return _metric_panels(panels, label, attack, path, integer_x=False, reference=reference)
 
 
-def plot_comparison(metric: str, runs: Dict[str, Dict[str, Series]], path: Path) -> Optional[Path]:
+def plot_comparison(metric: str, runs: dict[str, dict[str, Series]], path: Path) -> Path | None:
     """One metric over epochs for several runs (``{run label: {set: series}}``)."""
     lines = [(f"{label} · {set_name}", s) for label, sets in runs.items() for set_name, s in sets.items() if s]
     if not lines:

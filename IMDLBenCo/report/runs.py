@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from .. import runfolder
 from ..errors import RunFolderError
@@ -29,24 +29,24 @@ class RunFolder:
     """Everything the report uses from one ``--output_dir``."""
 
     path: Path
-    config: Dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
     #: one dict per line of log.txt (training epochs, or test checkpoints)
-    epochs: List[Dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
     #: one dict per line of train_steps.jsonl
-    steps: List[Dict[str, Any]] = field(default_factory=list)
-    definitions: Dict[str, str] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    definitions: dict[str, str] = field(default_factory=dict)
     #: test summary rows: {"epoch", "set", metric: value}
-    summary_rows: List[Dict[str, Any]] = field(default_factory=list)
-    robustness: Optional[Dict[str, Any]] = None
-    predictions: List[Dict[str, Any]] = field(default_factory=list)
-    complexity: Optional[Dict[str, Any]] = None
+    summary_rows: list[dict[str, Any]] = field(default_factory=list)
+    robustness: dict[str, Any] | None = None
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    complexity: dict[str, Any] | None = None
     #: cam.json without its records: {"target_layer", "target_layer_auto", "method", "target", ...}
-    cam: Optional[Dict[str, Any]] = None
+    cam: dict[str, Any] | None = None
     #: cam.json records by sample name: {"cam_path", "overlay_path", ...}
-    cam_records: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    checkpoints: List[str] = field(default_factory=list)
+    cam_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: list[str] = field(default_factory=list)
     #: {dataset path: test set name} known from the runs shown together (see report.build)
-    set_names: Dict[str, str] = field(default_factory=dict)
+    set_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -73,7 +73,7 @@ class RunFolder:
         return "unknown"
 
     @property
-    def args(self) -> Dict[str, Any]:
+    def args(self) -> dict[str, Any]:
         args = self.config.get("args")
         return args if isinstance(args, dict) else {}
 
@@ -84,9 +84,9 @@ class RunFolder:
                 return str(source["model"])
         return "?"
 
-    def metrics_over_epochs(self) -> Dict[str, Dict[str, List[Tuple[float, float]]]]:
+    def metrics_over_epochs(self) -> dict[str, dict[str, list[tuple[float, float]]]]:
         """``{set: {metric: [(epoch, value), ...]}}`` from log.txt test keys or the test summary."""
-        table: Dict[str, Dict[str, List[Tuple[float, float]]]] = {}
+        table: dict[str, dict[str, list[tuple[float, float]]]] = {}
         if self.summary_rows:
             for row in self.summary_rows:
                 set_name = str(row.get("set", "test"))
@@ -117,9 +117,9 @@ class RunFolder:
                 series.sort()
         return table
 
-    def headline_metrics(self) -> Dict[str, Dict[str, Tuple[float, float]]]:
+    def headline_metrics(self) -> dict[str, dict[str, tuple[float, float]]]:
         """``{set: {metric: (epoch, value)}}`` at the last evaluated epoch of each set."""
-        out: Dict[str, Dict[str, Tuple[float, float]]] = {}
+        out: dict[str, dict[str, tuple[float, float]]] = {}
         for set_name, metrics in self.metrics_over_epochs().items():
             for metric, series in metrics.items():
                 if series:
@@ -136,8 +136,8 @@ class RunFolder:
                     break
         return out
 
-    def loss_keys(self) -> List[str]:
-        keys: List[str] = []
+    def loss_keys(self) -> list[str]:
+        keys: list[str] = []
         for row in self.steps:
             for key, value in row.items():
                 if key not in ("step", "epoch", "lr") and _is_number(value) and key not in keys:
@@ -165,7 +165,7 @@ def _read_json(path: Path) -> Any:
         raise RunFolderError(f"{path}: not valid JSON ({err}); the engine writes this file, was it cut short?") from err
 
 
-def _read_json_lines(path: Path) -> List[Dict[str, Any]]:
+def _read_json_lines(path: Path) -> list[dict[str, Any]]:
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
@@ -186,7 +186,7 @@ def _expect(path: Path, value: Any, kind: type, what: str) -> Any:
     return value
 
 
-def load_run(path: "str | Path") -> RunFolder:
+def load_run(path: str | Path) -> RunFolder:
     """Read the run folder at ``path`` (the ``--output_dir`` of a train/test/... script)."""
     root = Path(path)
     if not root.is_dir():

@@ -8,7 +8,8 @@ run reproduces. An albumentations ``Compose`` (or any callable of that shape) ca
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,15 +42,15 @@ class DualTransform:
             raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
         self.p = float(p)
 
-    def apply(self, image: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def apply(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, **extra: Any) -> Dict[str, Any]:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, **extra: Any) -> dict[str, Any]:
         if self.p >= 1.0 or rng.random() < self.p:
             image, mask = self.apply(image, mask)
         return {"image": image, "mask": mask, **extra}
 
-    def _args(self) -> Dict[str, Any]:
+    def _args(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def __repr__(self) -> str:
@@ -60,10 +61,10 @@ class Compose:
     """Apply transforms in order; each is a callable ``t(image=, mask=) -> dict``."""
 
     def __init__(self, transforms: Sequence[Callable]) -> None:
-        self.transforms: List[Callable] = list(transforms)
+        self.transforms: list[Callable] = list(transforms)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, **extra: Any) -> Dict[str, Any]:
-        data: Dict[str, Any] = {"image": image, "mask": mask, **extra}
+    def __call__(self, image: np.ndarray, mask: np.ndarray, **extra: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {"image": image, "mask": mask, **extra}
         for t in self.transforms:
             data = t(**data)
         return data
@@ -98,7 +99,7 @@ class _RandomWindow(DualTransform):
         self.max_h, self.max_w, self.min_h, self.min_w = max_h, max_w, min_h, min_w
         self.mask_value = int(mask_value)
 
-    def _window(self, h: int, w: int) -> Tuple[int, int]:
+    def _window(self, h: int, w: int) -> tuple[int, int]:
         lo_h = max(1, int(h * self.min_h))
         lo_w = max(1, int(w * self.min_w))
         wh = min(h, rng.randint(lo_h, max(lo_h + 1, int(h * self.max_h))))
@@ -106,7 +107,7 @@ class _RandomWindow(DualTransform):
         return wh, ww
 
     @staticmethod
-    def _place(h: int, w: int, wh: int, ww: int) -> Tuple[int, int]:
+    def _place(h: int, w: int, wh: int, ww: int) -> tuple[int, int]:
         return rng.randint(0, h - wh + 1), rng.randint(0, w - ww + 1)
 
 
@@ -196,7 +197,7 @@ class ImageCompression(DualTransform):
 class GaussianBlur(DualTransform):
     """Gaussian blur with an odd kernel size drawn from ``blur_limit`` (σ derived from the size)."""
 
-    def __init__(self, blur_limit: Tuple[int, int] = (3, 7), p: float = 0.2) -> None:
+    def __init__(self, blur_limit: tuple[int, int] = (3, 7), p: float = 0.2) -> None:
         super().__init__(p)
         self.blur_limit = tuple(int(v) for v in blur_limit)
 

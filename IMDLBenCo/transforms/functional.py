@@ -4,7 +4,6 @@ OpenCV where IMDL-BenCo's numbers depend on its exact arithmetic (blur, JPEG att
 from __future__ import annotations
 
 import io
-from typing import Tuple
 
 import numpy as np
 from PIL import Image
@@ -84,7 +83,7 @@ def gaussian_noise(image: np.ndarray, variance: float, rng=np.random, rounding: 
 INPAINT_METHODS = ("telea", "ns")
 
 
-def inpaint_box(image: np.ndarray, box: Tuple[int, int, int, int], method: str = "telea",
+def inpaint_box(image: np.ndarray, box: tuple[int, int, int, int], method: str = "telea",
                 radius: int = 3) -> np.ndarray:
     """Fill the window ``box`` = (y0, x0, y1, x1) of a uint8 H×W×3 image from its surroundings
     with OpenCV's inpainting (``cv2.inpaint``; ``method`` "telea" or "ns" (Navier–Stokes),
@@ -100,7 +99,7 @@ def inpaint_box(image: np.ndarray, box: Tuple[int, int, int, int], method: str =
     return cv2.inpaint(np.ascontiguousarray(image, dtype=np.uint8), window, float(radius), flag)
 
 
-def diffusion_fill(image: np.ndarray, box: Tuple[int, int, int, int]) -> np.ndarray:
+def diffusion_fill(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """Fill ``box`` from its surroundings by OpenCV's Navier–Stokes inpainting (a diffusion);
     the name ``datasets.synth`` imports. See :func:`inpaint_box`."""
     return inpaint_box(image, box, method="ns")

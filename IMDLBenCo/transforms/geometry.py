@@ -10,7 +10,6 @@ imported where it is used.
 from __future__ import annotations
 
 import logging
-from typing import Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -32,7 +31,7 @@ __all__ = [
 #: what padding does with an image larger than the output size
 OVERSIZE_CHOICES = ("shrink", "error")
 
-ImageLike = Union[Image.Image, np.ndarray]
+ImageLike = Image.Image | np.ndarray
 
 
 def _cv2():
@@ -41,7 +40,7 @@ def _cv2():
     return cv2
 
 
-def resize_image(image: ImageLike, size_hw: Tuple[int, int]) -> np.ndarray:
+def resize_image(image: ImageLike, size_hw: tuple[int, int]) -> np.ndarray:
     """H×W×C uint8 image resized to ``size_hw`` = (H, W) with OpenCV's bilinear interpolation
     (``INTER_LINEAR``, no antialiasing: what IMDL-BenCo's albumentations ``Resize`` does).
     Returned unchanged (not copied) when it already has that size."""
@@ -52,7 +51,7 @@ def resize_image(image: ImageLike, size_hw: Tuple[int, int]) -> np.ndarray:
     return _cv2().resize(arr, (w, h), interpolation=_cv2().INTER_LINEAR)
 
 
-def resize_mask(mask: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """H×W mask resized to ``size_hw`` with OpenCV's nearest neighbour (values kept)."""
     h, w = int(size_hw[0]), int(size_hw[1])
     if mask.shape[:2] == (h, w):
@@ -60,12 +59,12 @@ def resize_mask(mask: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
     return _cv2().resize(np.ascontiguousarray(mask), (w, h), interpolation=_cv2().INTER_NEAREST)
 
 
-def resize_pair(image: ImageLike, mask: np.ndarray, size_hw: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+def resize_pair(image: ImageLike, mask: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resize ``image`` (bilinear) and ``mask`` (nearest, values kept) to ``size_hw`` = (H, W)."""
     return resize_image(image, size_hw), resize_mask(mask, size_hw)
 
 
-def shrink_to_fit(hw: Tuple[int, int], out_hw: Tuple[int, int]) -> Tuple[int, int]:
+def shrink_to_fit(hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int]:
     """(H, W) scaled down, aspect kept, so that it fits in ``out_hw``; unchanged when it fits."""
     h, w = int(hw[0]), int(hw[1])
     if h <= out_hw[0] and w <= out_hw[1]:

@@ -7,7 +7,7 @@ re-exports the names for compatibility. Torch is imported inside the functions.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize", "denormalize"]
 

@@ -22,7 +22,8 @@ Noise and the JPEG quality draw use numpy's global RNG, which ``--seed`` seeds, 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class _ImageOnly:
     def apply(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, **extra: Any) -> Dict[str, Any]:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, **extra: Any) -> dict[str, Any]:
         return {"image": self.apply(np.ascontiguousarray(image)), "mask": mask, **extra}
 
     def __repr__(self) -> str:
@@ -104,7 +105,7 @@ class AbstractTransformWrapper:
     """
 
     def __init__(self, param_list: Iterable[Any]) -> None:
-        self.param_list: List[Any] = list(param_list)
+        self.param_list: list[Any] = list(param_list)
         if not self.param_list:
             raise ValueError(f"{type(self).__name__}: the list of strengths is empty")
 
@@ -117,7 +118,7 @@ class AbstractTransformWrapper:
         cls = type(self).__name__
         return cls[: -len("Wrapper")] if cls.endswith("Wrapper") and len(cls) > len("Wrapper") else cls
 
-    def __iter__(self) -> Iterator[Tuple[Any, Optional[Callable]]]:
+    def __iter__(self) -> Iterator[tuple[Any, Callable | None]]:
         for param in self.param_list:
             yield param, (None if param == 0 else self.build(param))
 

@@ -26,7 +26,6 @@ import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
 from ...errors import DatasetError
 
@@ -107,7 +106,7 @@ def _unsafe_name(name: str) -> str:
     return ""
 
 
-def _check_totals(archive: str, declared: int, packed: Optional[int], budget: ExtractBudget, target: str,
+def _check_totals(archive: str, declared: int, packed: int | None, budget: ExtractBudget, target: str,
                   what: str) -> None:
     if declared > budget.left:
         used = f" (after {format_bytes(budget.used)} already extracted from other archives)" if budget.used else ""
@@ -151,7 +150,7 @@ def _extract_zip(archive: str, target: str, budget: ExtractBudget) -> int:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
             raise DatasetError(f"{archive}: refused: {len(infos):,} members, more than the {MAX_MEMBERS:,} accepted.")
-        seen: Dict[str, int] = {}
+        seen: dict[str, int] = {}
         declared = packed = 0
         for i, info in enumerate(infos):
             why = _unsafe_name(info.filename)
@@ -197,12 +196,12 @@ def _extract_zip(archive: str, target: str, budget: ExtractBudget) -> int:
 
 def _extract_tar(archive: str, target: str, budget: ExtractBudget, compressed: bool) -> int:
     with tarfile.open(archive) as tf:
-        members: List[tarfile.TarInfo] = []
+        members: list[tarfile.TarInfo] = []
         for member in tf:  # headers only; stops early instead of listing millions of members
             members.append(member)
             if len(members) > MAX_MEMBERS:
                 raise DatasetError(f"{archive}: refused: more than {MAX_MEMBERS:,} members.")
-        seen: Dict[str, int] = {}
+        seen: dict[str, int] = {}
         declared = 0
         for i, member in enumerate(members):
             why = _unsafe_name(member.name)
@@ -221,7 +220,7 @@ def _extract_tar(archive: str, target: str, budget: ExtractBudget, compressed: b
                       f"its {len(members)} members")
         total = [0]
 
-        def accept(member: tarfile.TarInfo, path: str) -> Optional[tarfile.TarInfo]:
+        def accept(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
             # PEP 706's "data" filter: no absolute paths, nothing outside, no device files, no links out
             safe = tarfile.data_filter(member, path)
             if safe is not None and safe.isfile():
@@ -234,7 +233,7 @@ def _extract_tar(archive: str, target: str, budget: ExtractBudget, compressed: b
         return total[0]
 
 
-def extract(archive: str, dest: str, budget: Optional[ExtractBudget] = None) -> str:
+def extract(archive: str, dest: str, budget: ExtractBudget | None = None) -> str:
     """Extract ``archive`` into ``dest/<archive stem>`` within ``budget``; refuses unsafe members."""
     budget = budget or ExtractBudget()
     ext = archive_ext(archive)
@@ -274,11 +273,11 @@ def extract(archive: str, dest: str, budget: Optional[ExtractBudget] = None) -> 
     return target
 
 
-def _filter_reason(err: "tarfile.FilterError") -> str:
+def _filter_reason(err: tarfile.FilterError) -> str:
     """A tar member refused by the data filter, in words."""
     member = getattr(err, "tarinfo", None)
     name = repr(member.name) if member is not None else "a member"
-    reasons: Tuple[Tuple[type, str], ...] = (
+    reasons: tuple[tuple[type, str], ...] = (
         (tarfile.AbsolutePathError, "has an absolute path"),
         (tarfile.OutsideDestinationError, "would be written outside the extraction folder"),
         (tarfile.SpecialFileError, "is a device, pipe or other special file"),

@@ -15,7 +15,7 @@ JPEG version (100, 90, 75). Assumed, not verified on the real download: the fold
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -49,7 +49,7 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
     mask_dir = subdir(root, "Mask")
     if mask_dir is None:
         raise not_found(SPEC, f"the 'Mask' folder next to {tree.display(forged)}", tree)
-    masks: Dict[str, str] = {}
+    masks: dict[str, str] = {}
     for n in list_images(mask_dir):
         stem = file_stem(n)
         if stem.lower().endswith("_mask"):

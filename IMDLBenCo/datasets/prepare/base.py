@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -68,16 +68,16 @@ OUTPUTS = ("Tp", "Gt", "Au", "set_aside", "splits", MANIFEST_FILE, SUMMARY_FILE,
 class PrepareOptions:
     """Choices a user makes; each applies to the datasets named in its help."""
 
-    long_side: Optional[int] = None  # resize so that the longer side is at most this (docs: 1024 for NIST16, IMD2020)
-    mismatch: Optional[str] = None  # COVERAGE size-mismatched pairs: "repair" (default) or "set-aside"
-    columbia_tampered: Optional[str] = None  # Columbia: colour of the spliced region, "green" (default) or "red"
-    korus_collateral: Optional[str] = None  # Korus grey "collateral damage": "tampered" (default) or "authentic"
-    nist_polarity: Optional[str] = None  # NIST16 masks: "nist" (black = manipulated, default) or "inverted"
-    autosplice_quality: Optional[str] = None  # AutoSplice JPEG version: "100" (default), "90" or "75"
-    opensdid_entire: Optional[str] = None  # OpenSDID fully generated images: "full-mask" (default) or "leave-out"
+    long_side: int | None = None  # resize so that the longer side is at most this (docs: 1024 for NIST16, IMD2020)
+    mismatch: str | None = None  # COVERAGE size-mismatched pairs: "repair" (default) or "set-aside"
+    columbia_tampered: str | None = None  # Columbia: colour of the spliced region, "green" (default) or "red"
+    korus_collateral: str | None = None  # Korus grey "collateral damage": "tampered" (default) or "authentic"
+    nist_polarity: str | None = None  # NIST16 masks: "nist" (black = manipulated, default) or "inverted"
+    autosplice_quality: str | None = None  # AutoSplice JPEG version: "100" (default), "90" or "75"
+    opensdid_entire: str | None = None  # OpenSDID fully generated images: "full-mask" (default) or "leave-out"
     force: bool = False  # replace a previous prepare output in OUT
-    workers: Optional[int] = None
-    max_extract_bytes: Optional[int] = None  # everything one run may extract (default: archive.DEFAULT_MAX_EXTRACT_BYTES)
+    workers: int | None = None
+    max_extract_bytes: int | None = None  # everything one run may extract (default: archive.DEFAULT_MAX_EXTRACT_BYTES)
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Correction:
 
     kind: str
     reason: str
-    files: List[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     routine: bool = False  # a format conversion (summarised in one line), not an erratum
 
 
@@ -95,19 +95,19 @@ class PrepareResult:
     dataset: str
     title: str
     out: str
-    sources: List[str]
-    found: Dict[str, int]
-    expected: Dict[str, int]
-    written: Dict[str, int]
-    left_out: List[Dict[str, object]]
-    corrections: List[Correction]
-    notes: List[str]
-    unverified: List[str]
+    sources: list[str]
+    found: dict[str, int]
+    expected: dict[str, int]
+    written: dict[str, int]
+    left_out: list[dict[str, object]]
+    corrections: list[Correction]
+    notes: list[str]
+    unverified: list[str]
     check: CheckReport
-    splits: Dict[str, int] = field(default_factory=dict)  # splits/<name>.json → entries
+    splits: dict[str, int] = field(default_factory=dict)  # splits/<name>.json → entries
 
     @property
-    def errors(self) -> List[Dict[str, object]]:
+    def errors(self) -> list[dict[str, object]]:
         """Source files that could not be used (broken, or refused by the containment rule): left out."""
         return [x for x in self.left_out if x.get("error")]
 
@@ -115,7 +115,7 @@ class PrepareResult:
     def ok(self) -> bool:
         return not self.check.errors and not self.errors and self.written.get("pairs", 0) > 0
 
-    def to_json(self) -> Dict[str, object]:
+    def to_json(self) -> dict[str, object]:
         return {
             "dataset": self.dataset, "title": self.title, "status": "complete", "sources": self.sources,
             "found": self.found, "expected": self.expected, "written": self.written, "errors": self.errors,
@@ -138,10 +138,10 @@ class Pair:
     name: str
     decode: Callable[[Image.Image, str], np.ndarray]  # mask image → bool H×W (True = manipulated)
     errata_note: str = ""  # appended to the reason when the pair is set aside (a documented erratum)
-    original: Optional[str] = None  # the authentic counterpart, for the COVERAGE size repair
+    original: str | None = None  # the authentic counterpart, for the COVERAGE size repair
     repair: bool = False
     mask_rule: str = ""  # how the source mask was read, when not the standard rule (manifest)
-    notes: List[Tuple[str, str]] = field(default_factory=list)  # (correction kind, detail) if written
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (correction kind, detail) if written
     synthetic_mask: bool = False  # the mask is derived by ``decode`` alone (e.g. a fully generated image)
 
 
@@ -149,18 +149,18 @@ class Pair:
 class Plan:
     """What a preparer found and decided before any file is written."""
 
-    pairs: List[Pair] = field(default_factory=list)
-    authentic: List[Tuple[str, str]] = field(default_factory=list)  # (source path, output stem)
-    left_out: List[Dict[str, object]] = field(default_factory=list)
-    found: Dict[str, int] = field(default_factory=dict)
-    corrections: List[Correction] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    authentic: list[tuple[str, str]] = field(default_factory=list)  # (source path, output stem)
+    left_out: list[dict[str, object]] = field(default_factory=list)
+    found: dict[str, int] = field(default_factory=dict)
+    corrections: list[Correction] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     #: output name (pair name or authentic stem) → split; the writer lists each split in ``splits/<split>.json``
-    groups: Dict[str, str] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
 
     def leave_out(self, path: str, reason: str, documented: bool = False, error: bool = False) -> None:
         """Record a file that is not written; ``error``: a broken or refused file (exit status 1)."""
-        item: Dict[str, object] = {"file": path, "reason": reason, "documented": documented}
+        item: dict[str, object] = {"file": path, "reason": reason, "documented": documented}
         if error:
             item["error"] = True
         self.left_out.append(item)
@@ -172,13 +172,13 @@ class DatasetSpec:
 
     name: str
     title: str
-    aliases: Tuple[str, ...]
+    aliases: tuple[str, ...]
     layout: str
-    errata: Tuple[str, ...]
-    unverified: Tuple[str, ...]
-    expected: Dict[str, int]
+    errata: tuple[str, ...]
+    unverified: tuple[str, ...]
+    expected: dict[str, int]
     default_dir: str
-    options: Tuple[str, ...]
+    options: tuple[str, ...]
     collect: Callable[..., Plan]  # (SourceTree, PrepareOptions) -> Plan
 
 
@@ -192,7 +192,7 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def images_in(folder: str, prefix: str = "") -> List[str]:
+def images_in(folder: str, prefix: str = "") -> list[str]:
     return [n for n in list_images(folder) if n.lower().startswith(prefix.lower())]
 
 
@@ -200,7 +200,7 @@ def has_images(prefix: str = "") -> Callable[[str], bool]:
     return lambda d: any(True for _ in images_in(d, prefix))
 
 
-def subdir(folder: str, name: str) -> Optional[str]:
+def subdir(folder: str, name: str) -> str | None:
     """The direct sub-folder of ``folder`` called ``name`` (case-insensitive), if any."""
     for d in sorted(os.listdir(folder)):
         if d.lower() == name.lower() and os.path.isdir(os.path.join(folder, d)):
@@ -239,8 +239,8 @@ def _trailing_id(name: str) -> str:
 
 
 def pair_by_name_then_id(
-    images: Dict[str, str], masks: Dict[str, str]
-) -> Tuple[List[Tuple[str, str, str]], List[Tuple[str, str]], Dict[str, str], Dict[str, str]]:
+    images: dict[str, str], masks: dict[str, str]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], dict[str, str], dict[str, str]]:
     """Pair image stems with mask keys: by equal name first, then by the trailing tampered-image ID.
 
     Returns ``(pairs (image, mask, output stem), renamed (old stem, new stem), lonely images, lonely masks)``.
@@ -250,10 +250,10 @@ def pair_by_name_then_id(
     pairs = [(images[s], masks[s], s) for s in sorted(images) if s in masks]
     lonely_img = {s: p for s, p in images.items() if s not in masks}
     lonely_mask = {s: p for s, p in masks.items() if s not in images}
-    by_id_img: Dict[str, List[str]] = {}
+    by_id_img: dict[str, list[str]] = {}
     for s in lonely_img:
         by_id_img.setdefault(_trailing_id(s), []).append(s)
-    by_id_mask: Dict[str, List[str]] = {}
+    by_id_mask: dict[str, list[str]] = {}
     for s in lonely_mask:
         by_id_mask.setdefault(_trailing_id(s), []).append(s)
     renamed = []

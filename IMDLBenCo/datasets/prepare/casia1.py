@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
 
 from ..io import list_images
-from .base import (RENAMED, SIZE_RULE, Correction, DatasetSpec, Pair, Plan, PrepareOptions, decode_standard, file_stem,
-                   has_images, images_in, not_found, pair_by_name_then_id, strip_suffix, subdir)
+from .base import (
+    RENAMED,
+    SIZE_RULE,
+    Correction,
+    DatasetSpec,
+    Pair,
+    Plan,
+    PrepareOptions,
+    decode_standard,
+    file_stem,
+    has_images,
+    images_in,
+    not_found,
+    pair_by_name_then_id,
+    strip_suffix,
+    subdir,
+)
 from .sources import SourceTree, find_or_extract
-
 
 CASIA1_EXTRA = {"Sp_D_NRN_A_cha0011_sec0011_0542"}
 
 
-def category_root(start: str) -> Optional[str]:
+def category_root(start: str) -> str | None:
     """The shallowest folder under ``start`` with both a ``CM`` and an ``Sp`` sub-folder (CASIA v1)."""
     for folder, dirs, _files in os.walk(start):
         dirs.sort()
@@ -46,8 +59,8 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
                          "name in a clone of github.com/namtpham/casia1groundtruth)", tree)
     au_dirs = find_or_extract(tree, ["Au"], ["Au.zip"], has_images("Au_"))
 
-    images: Dict[str, str] = {}
-    masks: Dict[str, str] = {}
+    images: dict[str, str] = {}
+    masks: dict[str, str] = {}
     for cat in ("CM", "Sp"):
         for n in list_images(subdir(tp_root, cat)):
             images[file_stem(n)] = os.path.join(subdir(tp_root, cat), n)

@@ -5,8 +5,22 @@ from __future__ import annotations
 import os
 
 from ..io import list_images
-from .base import (RENAMED, SIZE_RULE, Correction, DatasetSpec, Pair, Plan, PrepareOptions, decode_standard, file_stem,
-                   has_images, images_in, not_found, pair_by_name_then_id, strip_suffix)
+from .base import (
+    RENAMED,
+    SIZE_RULE,
+    Correction,
+    DatasetSpec,
+    Pair,
+    Plan,
+    PrepareOptions,
+    decode_standard,
+    file_stem,
+    has_images,
+    images_in,
+    not_found,
+    pair_by_name_then_id,
+    strip_suffix,
+)
 from .sources import SourceTree
 
 CASIA2_MISALIGNED = {

@@ -19,7 +19,6 @@ import csv
 import io
 import os
 import re
-from typing import Dict, List
 
 from ..io import DatasetError, list_images
 from .base import SIZE_RULE, Correction, DatasetSpec, Pair, Plan, PrepareOptions, decode_standard, file_stem, not_found
@@ -44,7 +43,7 @@ def _from_table(tree: SourceTree, table: str, plan: Plan) -> None:
         raise DatasetError(f"{tree.display(table)}: columns {', '.join(missing)} missing (found: "
                            f"{', '.join(sorted(columns)) or 'none'}); expected CocoGlide's table.csv with real, fake, "
                            f"mask and prompt.")
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows, start=2):
         where = f"{tree.display(table)} line {i}"
         paths = {}
@@ -77,12 +76,12 @@ def _by_id(tree: SourceTree, fake_dir: str, plan: Plan) -> None:
     folders = {n.lower(): os.path.join(parent, n) for n in os.listdir(parent) if os.path.isdir(os.path.join(parent, n))}
     if "mask" not in folders:
         raise not_found(SPEC, f"the 'mask' folder next to {tree.display(fake_dir)}", tree)
-    masks: Dict[str, str] = {}
+    masks: dict[str, str] = {}
     for n in list_images(folders["mask"]):
         m = _MASK_ID.search(file_stem(n))
         if m:
             masks[m.group(1)] = os.path.join(folders["mask"], n)
-    reals: Dict[str, str] = {}
+    reals: dict[str, str] = {}
     for n in list_images(folders["real"]) if "real" in folders else []:
         m = _REAL_ID.search(file_stem(n))
         if m:
@@ -104,7 +103,7 @@ def _by_id(tree: SourceTree, fake_dir: str, plan: Plan) -> None:
 
 def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
     plan = Plan()
-    tables: List[str] = [p for p in tree.find_files(r"^table\.csv$")]
+    tables: list[str] = [p for p in tree.find_files(r"^table\.csv$")]
     if tables:
         if len(tables) > 1:
             plan.notes.append(f"Several table.csv files found; used {tree.display(tables[0])}.")

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
-from typing import Dict
 
 from ..io import is_image_file, list_images
-from .base import (RENAMED_UNIQUE, SIZE_RULE, Correction, DatasetSpec, Pair, Plan, PrepareOptions, decode_standard,
-                   file_stem, not_found, strip_suffix)
+from .base import (
+    RENAMED_UNIQUE,
+    SIZE_RULE,
+    Correction,
+    DatasetSpec,
+    Pair,
+    Plan,
+    PrepareOptions,
+    decode_standard,
+    file_stem,
+    not_found,
+    strip_suffix,
+)
 from .sources import SourceTree
 
 
@@ -19,7 +29,7 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
                          "originals (IMD2020.zip, real-life set)", tree)
     originals = [p for p in tree.find_files(r"_orig\.[a-z0-9]+$") if is_image_file(p)]
     plan.found = {"masks": len(masks), "authentic images": len(originals)}
-    taken: Dict[str, str] = {}
+    taken: dict[str, str] = {}
     n_images = 0
     for mask in masks:
         folder = os.path.dirname(mask)
@@ -49,7 +59,7 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
                 plan.leave_out(tree.display(path), "image without a <name>_mask file")
     plan.found["tampered images"] = n_images
     plan.corrections.append(Correction(RENAMED_UNIQUE, "output names must be unique; the folder name is prefixed"))
-    names: Dict[str, int] = {}
+    names: dict[str, int] = {}
     for p in originals:
         stem = file_stem(p)
         names[stem] = names.get(stem, 0) + 1

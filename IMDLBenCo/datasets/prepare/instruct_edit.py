@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -84,7 +84,7 @@ def _sessions(tree: SourceTree, sessions_file: str, plan: Plan, decoder) -> int:
             if not isinstance(turn, dict):
                 plan.leave_out(where, "not an object with input, mask and output", error=True)
                 continue
-            paths: Dict[str, Optional[str]] = {}
+            paths: dict[str, str | None] = {}
             for field in ("input", "mask", "output"):
                 path, why = tree.resolve_listed(folder, str(turn.get(field) or ""))
                 if why:
@@ -109,7 +109,7 @@ def _sessions(tree: SourceTree, sessions_file: str, plan: Plan, decoder) -> int:
     return n
 
 
-def _named(folder: str, base: str) -> Optional[str]:
+def _named(folder: str, base: str) -> str | None:
     hits = [n for n in list_images(folder) if file_stem(n).lower() == base]
     return os.path.join(folder, hits[0]) if hits else None
 
@@ -139,7 +139,7 @@ def _sample_folders(tree: SourceTree, plan: Plan, decoder) -> int:
 def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
     plan = Plan()
     decoder = edit_mask_decoder()
-    sessions: List[str] = tree.find_files(r"^edit_sessions\.json$")
+    sessions: list[str] = tree.find_files(r"^edit_sessions\.json$")
     edits = sum(_sessions(tree, f, plan, decoder) for f in sessions)
     if not sessions:
         edits = _sample_folders(tree, plan, decoder)

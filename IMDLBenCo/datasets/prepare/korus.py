@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
 from ..io import list_images, mask_gray
-from .base import (RENAMED_UNIQUE, SIZE_RULE, Correction, DatasetSpec, Pair, Plan, PrepareOptions,
-                   file_stem, has_images, not_found, subdir)
+from .base import (
+    RENAMED_UNIQUE,
+    SIZE_RULE,
+    Correction,
+    DatasetSpec,
+    Pair,
+    Plan,
+    PrepareOptions,
+    file_stem,
+    has_images,
+    not_found,
+    subdir,
+)
 from .sources import SourceTree
 
 KORUS = "3-level map made binary"
@@ -32,7 +43,7 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
         raise not_found(SPEC, "camera folders with tampered-realistic/ (TIFF), ground-truth/ (PNG) and pristine/", tree)
     collateral = opts.korus_collateral or "tampered"
     decoder = korus_decoder(collateral)
-    stems: Dict[str, int] = {}
+    stems: dict[str, int] = {}
     for d in tampered_dirs:
         for n in list_images(d):
             stems[file_stem(n)] = stems.get(file_stem(n), 0) + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -51,7 +51,7 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
                            f"expected NIST's pipe-separated reference file with {', '.join(needed)}.")
     polarity = opts.nist_polarity or "nist"
     decoder = nist_decoder(polarity)
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     duplicates, targets, non_targets = [], 0, 0
     for i, row in enumerate(rows, start=2):
         probe = (row.get("ProbeFileName") or "").strip()

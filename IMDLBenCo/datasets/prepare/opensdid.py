@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -50,7 +50,7 @@ def _split_of(shown: str) -> str:
     return "all"
 
 
-def _payload(cell: object) -> Optional[bytes]:
+def _payload(cell: object) -> bytes | None:
     """The encoded bytes of a Hugging Face Image cell (a struct with ``bytes``) or of a binary cell."""
     if isinstance(cell, dict):
         cell = cell.get("bytes")
@@ -80,7 +80,7 @@ def _unpack(tree: SourceTree, folder: str, name: str, data: bytes, where: str) -
     return path
 
 
-def _read_shard(tree: SourceTree, shard: str, plan: Plan, opts: PrepareOptions, counts: Dict[str, int]) -> None:
+def _read_shard(tree: SourceTree, shard: str, plan: Plan, opts: PrepareOptions, counts: dict[str, int]) -> None:
     import pyarrow.parquet as pq
 
     shown = tree.display(shard)
@@ -151,7 +151,7 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
         raise DatasetError("OpenSDID is published as parquet shards, which need the pyarrow package: "
                            "pip install pyarrow (or pip install 'imdlbenco[opensdid]'), then run the command again.") \
             from None
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     unknown = set()
     for shard in shards:
         why = tree.admit(shard)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Tuple
 
 from ...errors import UsageError
 from ..check import pair_folders
@@ -16,9 +15,9 @@ from .registry import PREPARERS, get_spec
 __all__ = ["find_prepared", "write_protocol", "PROTOCOLS"]
 
 
-def find_prepared(root: str) -> Dict[str, List[str]]:
+def find_prepared(root: str) -> dict[str, list[str]]:
     """``{dataset name: [folders]}`` for every completed prepare output in ``root`` or one level below."""
-    found: Dict[str, List[str]] = {}
+    found: dict[str, list[str]] = {}
     candidates = [root] + [os.path.join(root, d) for d in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, d))]
     for folder in candidates:
         path = os.path.join(folder, SUMMARY_FILE)
@@ -47,7 +46,7 @@ _CAT_EXTERNAL = (
 _CAT_EXTERNAL_AUTHENTIC = (("FantasticReality authentic", "FantasticReality_v1/FantasticReality_auth.json"),)
 
 #: protocol → (training datasets, test datasets); see write_protocol
-PROTOCOLS: Dict[str, Dict[str, Tuple[str, ...]]] = {
+PROTOCOLS: dict[str, dict[str, tuple[str, ...]]] = {
     "cat": {"train": ("casia2", "imd2020"), "test": ("casia1", "columbia", "coverage", "nist16")},
     "mvss": {"train": ("casia2",), "test": ("casia1", "columbia", "coverage", "nist16", "imd2020")},
     "casia": {"train": ("casia2",), "test": ("casia1",)},
@@ -65,8 +64,8 @@ def _count_entries(kind: str, path: str) -> int:
         return 0
 
 
-def write_protocol(protocol: str, root: str, out: Optional[str] = None, with_authentic: bool = False,
-                   absolute: bool = False) -> Dict[str, object]:
+def write_protocol(protocol: str, root: str, out: str | None = None, with_authentic: bool = False,
+                   absolute: bool = False) -> dict[str, object]:
     """Write the training list and ``test_datasets.json`` of ``protocol`` for the folders prepared in ``root``.
 
     * ``cat``: ``balanced_dataset.json`` (BalancedDataset: ``[[class, path], ...]``) in IMDL-BenCo's order,
@@ -90,16 +89,16 @@ def write_protocol(protocol: str, root: str, out: Optional[str] = None, with_aut
     def ref(path: str) -> str:
         return path if absolute else os.path.relpath(path, out)
 
-    missing: List[str] = []
-    train: List[Tuple[str, str, str, int]] = []
-    files: List[str] = []
+    missing: list[str] = []
+    train: list[tuple[str, str, str, int]] = []
+    files: list[str] = []
     spec = PROTOCOLS[protocol]
     for ds in spec["train"]:
         if ds not in prepared:
             missing.append(f"{ds} (run `benco data prepare {ds} ... --out {os.path.join(root, get_spec(ds).default_dir)}`)")
     if protocol == "cat":
         # IMDL-BenCo's balanced_dataset.json order: CASIA v2, FantasticReality, IMD2020, tampCOCO x4, compRAISE
-        wanted: List[Tuple[str, str, Optional[str], str]] = [
+        wanted: list[tuple[str, str, str | None, str]] = [
             ("CASIA v2.0", "ManiDataset", (prepared.get("casia2") or [None])[0], "casia2"),
             ("FantasticReality", "JsonDataset", None, _CAT_EXTERNAL[0][1]),
             ("IMD2020", "ManiDataset", (prepared.get("imd2020") or [None])[0], "imd2020"),
@@ -110,7 +109,7 @@ def write_protocol(protocol: str, root: str, out: Optional[str] = None, with_aut
             wanted.append(("CASIA v2.0 authentic", "JsonDataset", au if au and os.path.isfile(au) else None,
                            "the prepared CASIA v2.0's authentic.json (needs its Au/ images)"))
             wanted += [(label, "JsonDataset", None, rel) for label, rel in _CAT_EXTERNAL_AUTHENTIC]
-        order: List[Tuple[str, str, str]] = []
+        order: list[tuple[str, str, str]] = []
         for label, cls, path, where in wanted:
             if path is None and cls == "JsonDataset" and where.endswith(".json"):
                 candidate = os.path.join(root, where)
@@ -137,8 +136,8 @@ def write_protocol(protocol: str, root: str, out: Optional[str] = None, with_aut
         write_json_dataset(entries, target, relative=not absolute)
         files.append(target)
         train = [("CASIA v2.0" + (" + authentic" if with_authentic else ""), "JsonDataset", target, len(entries))]
-    test: Dict[str, str] = {}
-    test_counts: Dict[str, int] = {}
+    test: dict[str, str] = {}
+    test_counts: dict[str, int] = {}
     for ds in spec["test"]:
         for folder in prepared.get(ds, []):
             key = os.path.basename(folder.rstrip(os.sep))

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Dict
-
 from ...errors import UsageError
-from . import (autosplice, casia1, casia2, cocoglide, columbia, coverage, imd2020, instruct_edit, korus, nist16,
-               opensdid, tgif)
+from . import (
+    autosplice,
+    casia1,
+    casia2,
+    cocoglide,
+    columbia,
+    coverage,
+    imd2020,
+    instruct_edit,
+    korus,
+    nist16,
+    opensdid,
+    tgif,
+)
 from .base import DatasetSpec
 
 __all__ = ["PREPARERS", "FLAGS", "AIGC", "get_spec"]
 
-PREPARERS: Dict[str, DatasetSpec] = {
+PREPARERS: dict[str, DatasetSpec] = {
     m.SPEC.name: m.SPEC for m in (casia1, casia2, columbia, coverage, nist16, imd2020, korus,
                                   cocoglide, autosplice, opensdid, tgif, instruct_edit)
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterable, Sequence
 
 from ..io import DatasetError
 from .archive import ARCHIVES, ExtractBudget, archive_ext, extract, format_bytes
@@ -23,10 +23,10 @@ __all__ = ["SourceTree", "find_or_extract"]
 class SourceTree:
     """The SOURCE folders and archives of one run; archives are extracted into a temporary folder."""
 
-    def __init__(self, sources: Sequence[str], tmp: str, budget: Optional[ExtractBudget] = None) -> None:
+    def __init__(self, sources: Sequence[str], tmp: str, budget: ExtractBudget | None = None) -> None:
         self.tmp = tmp
         self.budget = budget or ExtractBudget()
-        self.roots: List[Tuple[str, str]] = []  # (folder, label shown in the manifest)
+        self.roots: list[tuple[str, str]] = []  # (folder, label shown in the manifest)
         self.sources = [str(s) for s in sources]
         for src in self.sources:
             if os.path.isdir(src):
@@ -49,13 +49,13 @@ class SourceTree:
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
                 yield folder
 
-    def find_dirs(self, names: Sequence[str], accept: Optional[Callable[[str], bool]] = None) -> List[str]:
+    def find_dirs(self, names: Sequence[str], accept: Callable[[str], bool] | None = None) -> list[str]:
         """Folders whose name is one of ``names`` (case-insensitive) and that ``accept``, shallowest first."""
         wanted = {n.lower() for n in names}
         found = [d for d in self.walk_dirs() if os.path.basename(d).lower() in wanted and (accept is None or accept(d))]
         return sorted(found, key=lambda d: (d.count(os.sep), d))
 
-    def find_files(self, pattern: str) -> List[str]:
+    def find_files(self, pattern: str) -> list[str]:
         """Files whose name matches the regular expression ``pattern`` (case-insensitive), sorted."""
         rx = re.compile(pattern, re.IGNORECASE)
         out = []
@@ -109,7 +109,7 @@ class SourceTree:
             return "not a regular file"
         return ""
 
-    def resolve_listed(self, base: str, listed: str) -> Tuple[Optional[str], str]:
+    def resolve_listed(self, base: str, listed: str) -> tuple[str | None, str]:
         """A path named inside a file of the dataset (a CSV or JSON listing), relative to ``base``.
 
         Returns ``(path, "")``, or ``(None, reason)`` for an absolute path, a ``..`` component, or a path
@@ -145,7 +145,7 @@ class SourceTree:
 
 
 def find_or_extract(tree: SourceTree, names: Sequence[str], archives: Sequence[str],
-                    accept: Optional[Callable[[str], bool]] = None) -> List[str]:
+                    accept: Callable[[str], bool] | None = None) -> list[str]:
     """Folders called ``names``; if there are none, extract the archives called ``archives`` and look again."""
     found = tree.find_dirs(names, accept)
     if not found and tree.extract_named(archives):

@@ -26,7 +26,7 @@ import csv
 import io
 import os
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -42,7 +42,7 @@ _MASK = re.compile(r"^(?P<id>\d+)_mask_(?P<t>bbox|segm)(?:_(?P<crop>\d+))?$", re
 _PS_MASK = re.compile(r"^(?P<id>\d+)_mask_(?P<t>bbox|segm)\.png_ps_mask$", re.IGNORECASE)
 THRESHOLD = 0.1 * 255
 SOFT = "mask binarised at 0.1 of white (TGIF's training code)"
-Key = Tuple[str, str]  # (category folder, COCO image id)
+Key = tuple[str, str]  # (category folder, COCO image id)
 
 
 def tgif_decoder() -> Callable[[Image.Image, str], np.ndarray]:
@@ -56,9 +56,9 @@ def _category(path: str) -> str:
     return os.path.basename(os.path.dirname(path))
 
 
-def _read_splits(tree: SourceTree, plan: Plan) -> Dict[Key, str]:
+def _read_splits(tree: SourceTree, plan: Plan) -> dict[Key, str]:
     """(category, image id) → train/val/test from the repository's splits/*.csv, when passed along."""
-    out: Dict[Key, str] = {}
+    out: dict[Key, str] = {}
     for path in tree.find_files(r"^(train|val|test)\.csv$"):
         split = file_stem(path).lower()
         try:
@@ -76,10 +76,10 @@ def _read_splits(tree: SourceTree, plan: Plan) -> Dict[Key, str]:
 def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
     plan = Plan()
     files = [p for p in tree.find_files(r"\.png$")]
-    fakes: List[Tuple[str, re.Match]] = []
-    origs: Dict[Tuple[str, str, Optional[str]], str] = {}
-    masks: Dict[Tuple[str, str, str, Optional[str]], str] = {}
-    ps_masks: Dict[Tuple[str, str, str], str] = {}
+    fakes: list[tuple[str, re.Match]] = []
+    origs: dict[tuple[str, str, str | None], str] = {}
+    masks: dict[tuple[str, str, str, str | None], str] = {}
+    ps_masks: dict[tuple[str, str, str], str] = {}
     for path in files:
         stem, cat = file_stem(path), _category(path)
         if (m := _FAKE.match(stem)) is not None:
@@ -94,8 +94,8 @@ def collect(tree: SourceTree, opts: PrepareOptions) -> Plan:
         raise not_found(SPEC, "manipulated images named <id>_mask_<bbox|segm>.png_<sd2|sdxl|ps>[-<crop>]_<k>.png", tree)
     splits = _read_splits(tree, plan)
     decoder = tgif_decoder()
-    counts: Dict[str, int] = {}
-    authentic: Dict[str, Tuple[str, str]] = {}  # output stem → (path, group)
+    counts: dict[str, int] = {}
+    authentic: dict[str, tuple[str, str]] = {}  # output stem → (path, group)
     for path, m in sorted(fakes, key=lambda x: x[0]):
         cat, iid, kind, gen = _category(path), m["id"], m["t"].lower(), m["gen"].lower()
         crop = m["crop"]

@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -26,8 +27,20 @@ from ..check import check_dataset, check_pairs, pair_folders
 from ..io import NEGATIVE, DatasetError
 from ..utils import write_json_dataset
 from .archive import ExtractBudget
-from .base import (MANIFEST_FILE, OUTPUTS, SUMMARY_FILE, TMP_PREFIX, Correction, DatasetSpec, Pair, Plan,
-                   PrepareOptions, PrepareResult, file_stem, inside)
+from .base import (
+    MANIFEST_FILE,
+    OUTPUTS,
+    SUMMARY_FILE,
+    TMP_PREFIX,
+    Correction,
+    DatasetSpec,
+    Pair,
+    Plan,
+    PrepareOptions,
+    PrepareResult,
+    file_stem,
+    inside,
+)
 from .registry import FLAGS, PREPARERS, get_spec
 from .sources import SourceTree
 
@@ -39,7 +52,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def verify_image(path: str) -> Tuple[Optional[Image.Image], str]:
+def verify_image(path: str) -> tuple[Image.Image | None, str]:
     """``(image, "")`` with the image decoded in full, or ``(None, reason)``.
 
     The declared size is checked against Pillow's decompression-bomb limit before decoding; a PNG is
@@ -63,14 +76,14 @@ def verify_image(path: str) -> Tuple[Optional[Image.Image], str]:
     return img, ""
 
 
-def _map(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> List[_R]:
+def _map(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
     """``[fn(x) for x in items]`` in a thread pool (Pillow decodes and encodes without the GIL).
 
     An exception or Ctrl-C stops it at once: queued items are cancelled, running ones finish.
     """
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures: List[Future] = [pool.submit(fn, x) for x in items]
+        futures: list[Future] = [pool.submit(fn, x) for x in items]
         return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -108,7 +121,7 @@ def _f1_maps(mask: np.ndarray, diff: np.ndarray) -> float:
     return 2 * inter / max(float(mask.sum() + diff.sum()), 1.0)
 
 
-def _repair_size(mask: np.ndarray, image: Image.Image, original_path: Optional[str]) -> Tuple[Optional[np.ndarray], str]:
+def _repair_size(mask: np.ndarray, image: Image.Image, original_path: str | None) -> tuple[np.ndarray | None, str]:
     """Fit a mask of the wrong size to its image using where the image differs from its original.
 
     Candidates: the mask resized (nearest) to the image, and every window of the image's size inside
@@ -153,15 +166,15 @@ def _repair_size(mask: np.ndarray, image: Image.Image, original_path: Optional[s
 class _Outcome:
     name: str
     ok: bool
-    rows: List[Tuple[str, str, str, str, str]]  # manifest rows
-    corrections: List[Tuple[str, str, bool]]  # (kind, detail, routine)
+    rows: list[tuple[str, str, str, str, str]]  # manifest rows
+    corrections: list[tuple[str, str, bool]]  # (kind, detail, routine)
     reason: str = ""
     documented: bool = False
     error: bool = False  # a broken or refused source file (not a dataset erratum)
     file: str = ""  # the source file the reason is about
 
 
-def _mask_conversion(img: Image.Image, path: str) -> Optional[str]:
+def _mask_conversion(img: Image.Image, path: str) -> str | None:
     """How the source mask differs from a single-channel 0/255 PNG, or None."""
     parts = []
     if img.mode != "L":
@@ -175,7 +188,7 @@ def _mask_conversion(img: Image.Image, path: str) -> Optional[str]:
     return ", ".join(parts) or None
 
 
-def _write_pair(p: Pair, out: str, long_side: Optional[int], display: Callable[[str], str]) -> _Outcome:
+def _write_pair(p: Pair, out: str, long_side: int | None, display: Callable[[str], str]) -> _Outcome:
     img_src, mask_src = display(p.image), display(p.mask)
 
     def set_aside(reason: str) -> _Outcome:
@@ -206,7 +219,7 @@ def _write_pair(p: Pair, out: str, long_side: Optional[int], display: Callable[[
         mask = p.decode(mask_img, p.mask)
     except DatasetError as err:
         return set_aside(f"unclear mask: {str(err).split(': ', 1)[-1]}")
-    notes: List[Tuple[str, str, bool]] = [(kind, detail, False) for kind, detail in p.notes]
+    notes: list[tuple[str, str, bool]] = [(kind, detail, False) for kind, detail in p.notes]
     mask_changes = [p.mask_rule] if p.mask_rule else []
     if mask.shape != (image.height, image.width):
         size = f"image {image.width}x{image.height}, mask {mask.shape[1]}x{mask.shape[0]}"
@@ -250,7 +263,7 @@ def _write_pair(p: Pair, out: str, long_side: Optional[int], display: Callable[[
     return _Outcome(p.name, True, rows, notes)
 
 
-def _write_authentic(src: str, dst: str, display: Callable[[str], str]) -> Tuple[Optional[Tuple[str, ...]], str]:
+def _write_authentic(src: str, dst: str, display: Callable[[str], str]) -> tuple[tuple[str, ...] | None, str]:
     """Verify then copy one authentic image: ``(manifest row, "")`` or ``(None, why it is broken)``."""
     img, why = verify_image(src)
     if img is None:
@@ -264,12 +277,12 @@ def _write_authentic(src: str, dst: str, display: Callable[[str], str]) -> Tuple
 # the output folder
 
 
-def _tmp_dirs(out: str) -> List[str]:
+def _tmp_dirs(out: str) -> list[str]:
     return sorted(os.path.join(out, n) for n in os.listdir(out)
                   if n.startswith(TMP_PREFIX) and os.path.isdir(os.path.join(out, n)))
 
 
-def _summary_status(out: str) -> Optional[str]:
+def _summary_status(out: str) -> str | None:
     """The status in OUT's summary: "complete", "incomplete", "unreadable", or None when there is none."""
     path = os.path.join(out, SUMMARY_FILE)
     if not os.path.isfile(path):
@@ -316,7 +329,7 @@ def _remove_outputs(out: str) -> None:
             os.remove(path)
 
 
-def _missing_dirs(path: str) -> List[str]:
+def _missing_dirs(path: str) -> list[str]:
     """``path`` and those of its parents that do not exist yet, deepest first."""
     missing = []
     while not os.path.exists(path):
@@ -339,7 +352,7 @@ def _start_out(out: str) -> None:
 _SUMMARY_TMP = f".{SUMMARY_FILE}.writing"
 
 
-def _write_summary_last(out: str, payload: Dict[str, object]) -> None:
+def _write_summary_last(out: str, payload: dict[str, object]) -> None:
     """Replace the "incomplete" summary by the final one in one step (rename), so that a kill leaves either."""
     tmp = os.path.join(out, _SUMMARY_TMP)
     with open(tmp, "w", encoding="utf-8") as f:
@@ -370,7 +383,7 @@ def _check_options(spec: DatasetSpec, opts: PrepareOptions) -> None:
             raise UsageError(f"{flag} {value!r}: expected {words}.")
 
 
-def prepare_dataset(name: str, sources: Sequence[str], out: str, options: Optional[PrepareOptions] = None) -> PrepareResult:
+def prepare_dataset(name: str, sources: Sequence[str], out: str, options: PrepareOptions | None = None) -> PrepareResult:
     """Turn what the user downloaded for dataset ``name`` into a checked ManiDataset folder ``out``.
 
     Raises :class:`~IMDLBenCo.errors.DatasetError` (input not as expected) or
@@ -406,9 +419,9 @@ def prepare_dataset(name: str, sources: Sequence[str], out: str, options: Option
 
 def _admit(plan: Plan, tree: SourceTree) -> None:
     """Rule 1, once more before any file is read: every file of the plan must resolve inside the sources."""
-    refused: List[Dict[str, object]] = []
+    refused: list[dict[str, object]] = []
 
-    def ok(path: Optional[str], what: str) -> bool:
+    def ok(path: str | None, what: str) -> bool:
         if path is None:
             return True
         why = tree.admit(path)
@@ -434,7 +447,7 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
     tree = SourceTree(sources, tmp, budget)
     plan = spec.collect(tree, opts)
     _admit(plan, tree)
-    seen: Dict[str, str] = {}
+    seen: dict[str, str] = {}
     unique = []
     for pair in plan.pairs:
         if pair.name in seen:  # two files would be written under one name: keep the first, say so
@@ -445,8 +458,8 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
     plan.pairs = unique
     workers = opts.workers or min(4, (os.cpu_count() or 2))
     outcomes = _map(lambda p: _write_pair(p, out, opts.long_side, tree.display), plan.pairs, workers)
-    rows: List[Tuple[str, str, str, str, str]] = []
-    kinds: Dict[str, Correction] = {c.kind: c for c in plan.corrections}
+    rows: list[tuple[str, str, str, str, str]] = []
+    kinds: dict[str, Correction] = {c.kind: c for c in plan.corrections}
     order = [c.kind for c in plan.corrections]
     written_names = set()
     for pair, o in zip(plan.pairs, outcomes):
@@ -467,7 +480,7 @@ def _run(spec: DatasetSpec, sources: Sequence[str], out: str, tmp: str, opts: Pr
     if plan.authentic:
         os.makedirs(os.path.join(out, "Au"), exist_ok=True)
     targets, taken = [], set()
-    au_group: Dict[str, str] = {}
+    au_group: dict[str, str] = {}
     for i, (src, stem) in enumerate(plan.authentic):
         ext = os.path.splitext(src)[1]
         group = plan.groups.get(stem)
@@ -526,13 +539,13 @@ _ROUTINE_REASONS = {
 }
 
 
-def _write_splits(out: str, groups: Dict[str, str], written: set, au_paths: Sequence[str],
-                  au_group: Dict[str, str]) -> Dict[str, int]:
+def _write_splits(out: str, groups: dict[str, str], written: set, au_paths: Sequence[str],
+                  au_group: dict[str, str]) -> dict[str, int]:
     """``OUT/splits/<split>.json``: a JsonDataset per split (its pairs and its authentic images as Negative)."""
     if not groups:
         return {}
     pairs, _ = pair_folders(os.path.join(out, "Tp"), os.path.join(out, "Gt"))
-    entries: Dict[str, List[Tuple[str, str]]] = {}
+    entries: dict[str, list[tuple[str, str]]] = {}
     for tp, gt in pairs:
         name = file_stem(tp)
         if name in written and groups.get(name):
@@ -546,14 +559,14 @@ def _write_splits(out: str, groups: Dict[str, str], written: set, au_paths: Sequ
     return {g: len(v) for g, v in sorted(entries.items())}
 
 
-def _write_manifest(out: str, rows: Sequence[Tuple[str, str, str, str, str]]) -> None:
+def _write_manifest(out: str, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
     with open(os.path.join(out, MANIFEST_FILE), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["output", "source", "sha256", "source_sha256", "correction"])
         w.writerows(rows)
 
 
-def _counts(d: Dict[str, int]) -> str:
+def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in d.items())
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -64,12 +64,12 @@ class ShardDataset(AbstractDataset):
                            path)
 
     # -- identity and layout -------------------------------------------------------------
-    def content_identity(self) -> Dict[str, Any]:
+    def content_identity(self) -> dict[str, Any]:
         """``{"content_hash", "files", "samples"}`` of the source dataset, from the index."""
         return self.index.identity()
 
     @property
-    def shard_sizes(self) -> List[int]:
+    def shard_sizes(self) -> list[int]:
         """Samples per shard, in order; shard k holds the next ``shard_sizes[k]`` indices."""
         return [int(s["nsamples"]) for s in self.index.shardlist]
 
@@ -77,7 +77,7 @@ class ShardDataset(AbstractDataset):
     def _where(self, index: int) -> str:
         return f"{self.index.location} sample {index} ({self.names[index]})"
 
-    def _load_pair(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+    def _load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         row = self.index.rows[index]
         shard = row[F["shard"]]
         image = decode_array(self.reader.read(shard, row[F["image_offset"]], row[F["image_size"]]), self.codec,
@@ -103,7 +103,7 @@ class ShardDataset(AbstractDataset):
                                f"--keep_original_bytes).")
         return self.reader.read(row[F["shard"]], row[F["original_offset"]], row[F["original_size"]])
 
-    def _run_post_funcs(self, index: int, sample: Dict[str, Any]) -> None:
+    def _run_post_funcs(self, index: int, sample: dict[str, Any]) -> None:
         if not self.post_funcs:
             return
         if not self.index.has_originals or not self.index.rows[index][F["original_size"]]:
@@ -133,7 +133,7 @@ class ShardDataset(AbstractDataset):
     __repr__ = __str__
 
 
-_SCRATCH: Dict[int, str] = {}
+_SCRATCH: dict[int, str] = {}
 
 
 def _scratch() -> str:

@@ -37,7 +37,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ...errors import DatasetError
@@ -57,7 +57,7 @@ def _local(path: str) -> str:
     return path
 
 
-def locate(path: str) -> Tuple[str, str, bool]:
+def locate(path: str) -> tuple[str, str, bool]:
     """``(index location, base, remote)`` for a shard folder, index file or URL."""
     path = str(path)
     if path.startswith("pipe:"):
@@ -105,15 +105,15 @@ class ShardIndex:
     index_path: str  # the index file or URL read
     base: str  # the folder, URL prefix or pipe template that shard names are relative to
     remote: bool
-    data: Dict[str, Any]
-    rows: List[List[Any]] = field(default_factory=list)
+    data: dict[str, Any]
+    rows: list[list[Any]] = field(default_factory=list)
 
     @property
     def codec(self) -> str:
         return self.data["payload"]["codec"]
 
     @property
-    def shardlist(self) -> List[Dict[str, Any]]:
+    def shardlist(self) -> list[dict[str, Any]]:
         return self.data["shardlist"]
 
     @property
@@ -123,7 +123,7 @@ class ShardIndex:
     def shard_location(self, k: int) -> str:
         return _member_location(self.base, self.remote, self.shardlist[k]["url"])
 
-    def identity(self) -> Dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
         """What :func:`IMDLBenCo.datasets.identity.dataset_content_hash` returns for these shards."""
         return {"content_hash": self.data["content_hash"], "files": int(self.data["files"]),
                 "samples": len(self.rows)}
@@ -206,7 +206,7 @@ class _Lock:
         self.path = path
         self.f = None
 
-    def __enter__(self) -> "_Lock":
+    def __enter__(self) -> _Lock:
         try:
             import fcntl
         except ImportError:
@@ -228,12 +228,12 @@ class ShardReader:
     def __init__(self, index: ShardIndex) -> None:
         self.index = index
         self._pid = -1
-        self._files: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
+        self._files: collections.OrderedDict[int, Any] = collections.OrderedDict()
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         return {"index": self.index}
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["index"])
 
     def cache_folder(self) -> str:

@@ -18,8 +18,9 @@ import multiprocessing
 import os
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -38,17 +39,17 @@ _TAR_MTIME = 0  # fixed member times: the same source and options give the same 
 
 @dataclass
 class PackOptions:
-    max_side: Optional[int] = None  # shrink images whose longer side is larger (a different dataset identity)
+    max_side: int | None = None  # shrink images whose longer side is larger (a different dataset identity)
     keep_original_bytes: bool = False  # also store the original image file (CAT-Net reads its JPEG coefficients)
     codec: str = DEFAULT_CODEC
     level: int = DEFAULT_LEVEL
     shard_size_mb: float = 256.0
-    samples_per_shard: Optional[int] = None
+    samples_per_shard: int | None = None
     include_authentic: bool = False  # ManiDataset folders: also Au/ (as Negative samples)
-    workers: Optional[int] = None
+    workers: int | None = None
     force: bool = False
 
-    def record(self) -> Dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         """What must match for a rerun to continue a pack (worker count and --force do not matter)."""
         return {"max_side": self.max_side, "original_bytes": bool(self.keep_original_bytes), "codec": self.codec,
                 "level": self.level if self.codec == "zstd" else None, "shard_size_mb": float(self.shard_size_mb),
@@ -65,7 +66,7 @@ class PackResult:
     content_hash: str = ""
     resumed_samples: int = 0  # samples found already packed by an earlier, interrupted run
     seconds: float = 0.0
-    members: List["PackResult"] = field(default_factory=list)  # a balanced source: one per member
+    members: list[PackResult] = field(default_factory=list)  # a balanced source: one per member
     data_path: str = ""  # what to pass as --data_path
 
 
@@ -82,14 +83,14 @@ def _check_options(opts: PackOptions) -> None:
 
 
 # ------------------------------------------------------------------------------ workers
-_WORKER: Dict[str, Any] = {}
+_WORKER: dict[str, Any] = {}
 
 
 def _init_worker(dataset: Any, opts: PackOptions) -> None:
     _WORKER["dataset"], _WORKER["opts"] = dataset, opts
 
 
-def _shrink(image: np.ndarray, mask: np.ndarray, max_side: int) -> Tuple[np.ndarray, np.ndarray]:
+def _shrink(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     """As ``benco data prepare --long-side``: image bicubic, mask by area then > 0.5."""
     from PIL import Image
 
@@ -101,7 +102,7 @@ def _shrink(image: np.ndarray, mask: np.ndarray, max_side: int) -> Tuple[np.ndar
     return small, (area > 127).view(np.uint8)
 
 
-def _encode_sample(i: int) -> Dict[str, Any]:
+def _encode_sample(i: int) -> dict[str, Any]:
     """Sample ``i`` of the worker's dataset as tar members, its metadata and pixel digests."""
     from ..io import NEGATIVE
 
@@ -113,7 +114,7 @@ def _encode_sample(i: int) -> Dict[str, Any]:
     if opts.max_side is not None and max(mask.shape) > opts.max_side:
         image, mask = _shrink(image, mask, int(opts.max_side))
     suffix = SUFFIX[opts.codec]
-    members: Dict[str, bytes] = {f"image.{suffix}": encode_array(image, opts.codec, opts.level)}
+    members: dict[str, bytes] = {f"image.{suffix}": encode_array(image, opts.codec, opts.level)}
     digests = {"image": hashlib.sha256(image.tobytes()).hexdigest()}
     negative = mask_path == NEGATIVE
     if not negative:
@@ -154,7 +155,7 @@ def _own_file(name: str) -> bool:
             or name.startswith(INDEX_NAME + ".tmp") or name.startswith(PROGRESS_NAME + ".tmp"))
 
 
-def _prepare_out(out: str, identity: Dict[str, Any], options: Dict[str, Any], force: bool) -> Dict[str, Any]:
+def _prepare_out(out: str, identity: dict[str, Any], options: dict[str, Any], force: bool) -> dict[str, Any]:
     """The progress to continue from (empty for a fresh pack); refuses folders that are not ours."""
     os.makedirs(out, exist_ok=True)
     names = os.listdir(out)
@@ -163,7 +164,7 @@ def _prepare_out(out: str, identity: Dict[str, Any], options: Dict[str, Any], fo
         raise UsageError(f"--out {out}: the folder holds other files ({', '.join(foreign[:5])}"
                          f"{', ...' if len(foreign) > 5 else ''}); give a new or empty folder, or a folder of an earlier "
                          f"`benco data pack`.")
-    progress: Dict[str, Any] = {}
+    progress: dict[str, Any] = {}
     if INDEX_NAME in names:
         if not force:
             try:
@@ -219,10 +220,10 @@ class _ShardWriter:
         self.tmp = f"{self.path}.tmp-{os.getpid()}"
         self.file = open(self.tmp, "wb")
         self.tar = TarWriter(self.file, encoder=False, mtime=_TAR_MTIME)
-        self.items: List[Dict[str, Any]] = []
+        self.items: list[dict[str, Any]] = []
         self.bytes = 0
 
-    def add(self, item: Dict[str, Any]) -> None:
+    def add(self, item: dict[str, Any]) -> None:
         key = f"{item['i']:08d}"
         self.tar.write({"__key__": key, **item["members"]})
         item["key"] = key
@@ -230,13 +231,13 @@ class _ShardWriter:
         self.items.append(item)
         self.bytes += item["bytes"] + 512 * (len(item["digests"]) + 3)
 
-    def finish(self, codec: str) -> Tuple[Dict[str, Any], List[List[Any]]]:
+    def finish(self, codec: str) -> tuple[dict[str, Any], list[list[Any]]]:
         """Close, read back and check, sync, rename; the shard's entry and sample rows."""
         self.tar.close()
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        where: Dict[str, Tuple[int, int]] = {}
+        where: dict[str, tuple[int, int]] = {}
         with tarfile.open(self.tmp, "r:") as tf:
             for info in tf:
                 where[info.name] = (info.offset_data, info.size)
@@ -305,8 +306,8 @@ def _pack_one(dataset: Any, source: str, out: str, opts: PackOptions,
                           shard_bytes=done["shard_bytes"], source_bytes=done["source_bytes"],
                           content_hash=done["content_hash"], resumed_samples=done["num_samples"],
                           seconds=time.perf_counter() - start, data_path=out)
-    shardlist: List[Dict[str, Any]] = list(progress.get("shardlist", []))
-    rows: List[List[Any]] = list(progress.get("samples", []))
+    shardlist: list[dict[str, Any]] = list(progress.get("shardlist", []))
+    rows: list[list[Any]] = list(progress.get("samples", []))
     totals = {"source_bytes": int(progress.get("source_bytes", 0))}
     result = PackResult(out=out, resumed_samples=len(rows), content_hash=content_hash, data_path=out)
     if rows:
@@ -322,7 +323,7 @@ def _pack_one(dataset: Any, source: str, out: str, opts: PackOptions,
     limit = int(opts.shard_size_mb * 2**20)
     todo = list(range(len(rows), len(dataset)))
     workers = opts.workers if opts.workers is not None else min(4, os.cpu_count() or 1)
-    writer: Optional[_ShardWriter] = None
+    writer: _ShardWriter | None = None
     pool = _pool(dataset, opts, workers) if workers > 0 and len(todo) > 1 else None
     if pool is None:
         _init_worker(dataset, opts)
@@ -385,8 +386,8 @@ def _member_dir(i: int, path: str) -> str:
     return f"{i:02d}_{safe}"
 
 
-def pack_dataset(source: str, out: str, options: Optional[PackOptions] = None,
-                 progress: Optional[Callable[[str], None]] = None) -> PackResult:
+def pack_dataset(source: str, out: str, options: PackOptions | None = None,
+                 progress: Callable[[str], None] | None = None) -> PackResult:
     """Pack the dataset at ``source`` (ManiDataset folder, JsonDataset or BalancedDataset file)
     into shards in ``out``; see the module docstring. A BalancedDataset's members are packed into
     ``out/NN_<name>/`` and ``out/balanced_dataset.json`` names them (pass that as --data_path)."""

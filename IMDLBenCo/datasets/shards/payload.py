@@ -9,7 +9,6 @@ giving wrong pixels. Decoding returns a read-only array over the decompressed by
 from __future__ import annotations
 
 import io
-from typing import Dict
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from ...errors import DatasetError
 __all__ = ["CODECS", "DEFAULT_CODEC", "DEFAULT_LEVEL", "SUFFIX", "encode_array", "decode_array", "check_codec"]
 
 #: codec -> tar member suffix after the field name
-SUFFIX: Dict[str, str] = {"zstd": "npy.zst", "lz4": "npy.lz4", "none": "npy"}
+SUFFIX: dict[str, str] = {"zstd": "npy.zst", "lz4": "npy.lz4", "none": "npy"}
 CODECS = tuple(SUFFIX)
 #: lz4: 1024x768 pixels decode in ~0.5 ms (zstd ~2 ms) for ~11% more disk (measured: benchmarks/bench_data.py)
 DEFAULT_CODEC = "lz4"

@@ -13,7 +13,8 @@ which they read different samples. Deterministic for ``(seed, epoch)``, so ``--r
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -24,7 +25,7 @@ __all__ = ["ShardTrainSampler", "shard_train_sampler"]
 class ShardTrainSampler(Sampler[int]):
     """See the module docstring. ``shard_sizes``: samples per shard, in index order."""
 
-    def __init__(self, shard_sizes: List[int], num_replicas: int = 1, rank: int = 0, seed: int = 0,
+    def __init__(self, shard_sizes: list[int], num_replicas: int = 1, rank: int = 0, seed: int = 0,
                  shuffle_buffer: int = 4096) -> None:
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} of {num_replicas} processes")
@@ -42,7 +43,7 @@ class ShardTrainSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.per_rank
 
-    def rank_slice(self, rank: Optional[int] = None) -> np.ndarray:
+    def rank_slice(self, rank: int | None = None) -> np.ndarray:
         """This epoch's contiguous run of rank ``rank`` (default this one), before the buffer."""
         rank = self.rank if rank is None else int(rank)
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shard_sizes))
@@ -60,7 +61,7 @@ class ShardTrainSampler(Sampler[int]):
         return iter(list(stream))
 
 
-def shard_train_sampler(dataset: Any, num_replicas: int, rank: int, seed: int) -> Optional[ShardTrainSampler]:
+def shard_train_sampler(dataset: Any, num_replicas: int, rank: int, seed: int) -> ShardTrainSampler | None:
     """The training sampler for ``dataset`` when it reads shards (a ``ShardDataset``), else None
     (the caller keeps its ``DistributedSampler``; a BalancedDataset of shards draws per epoch
     across all its members and keeps it too)."""

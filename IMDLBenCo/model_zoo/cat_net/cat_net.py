@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ class WeightedCrossEntropy(nn.Module):
 _NUMPY_SCALAR_NAMES = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype")
 
 
-def _numpy_scalar_globals(names: List[str]) -> Optional[list]:
+def _numpy_scalar_globals(names: list[str]) -> list | None:
     """The objects to allow for ``names`` (as ``get_unsafe_globals_in_checkpoint`` lists them), or
     None when any of them is not a NumPy scalar/dtype global."""
     import numpy as np
@@ -69,7 +69,7 @@ def _numpy_scalar_globals(names: List[str]) -> Optional[list]:
     return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtypes]
 
 
-def _read_stream_file(path: str, option: str) -> Dict[str, torch.Tensor]:
+def _read_stream_file(path: str, option: str) -> dict[str, torch.Tensor]:
     """A pretrained file as a state dict (``{"state_dict": ...}`` unwrapped), read with
     ``weights_only=True``; NumPy scalars stored beside the weights are allowed. Any other
     refusal gets a message saying what to do."""
@@ -97,7 +97,7 @@ def _read_stream_file(path: str, option: str) -> Dict[str, torch.Tensor]:
     ) from failure
 
 
-def convert_authors_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+def convert_authors_checkpoint(path: str) -> dict[str, torch.Tensor]:
     """The state dict of ``Cat_Net`` from the authors' trained ``CAT_full_v1.pth.tar`` /
     ``CAT_full_v2.pth.tar`` (their ``state_dict`` holds the network's keys without the ``model.``
     prefix and no class weights). Load it with ``model.load_state_dict(sd, strict=True)`` or save
@@ -140,8 +140,8 @@ class Cat_Net(nn.Module):
             authors pad the mask with the ignored label); IMDL-BenCo counts it as authentic.
     """
 
-    def __init__(self, cfg_file: str = "CAT_full.yaml", pretrained_rgb_path: Optional[str] = None,
-                 pretrained_dct_path: Optional[str] = None, dct_source: Literal["file", "benco"] = "file",
+    def __init__(self, cfg_file: str = "CAT_full.yaml", pretrained_rgb_path: str | None = None,
+                 pretrained_dct_path: str | None = None, dct_source: Literal["file", "benco"] = "file",
                  rgb_from_normalized: bool = False, clamp_pred_mask: bool = True,
                  ignore_padding_in_loss: bool = False) -> None:
         super().__init__()
@@ -161,10 +161,10 @@ class Cat_Net(nn.Module):
         self._load_pretrained(cfg, pretrained_rgb_path, pretrained_dct_path)
 
     # ------------------------------------------------------------------------------ weights
-    def _load_pretrained(self, cfg, rgb_path: Optional[str], dct_path: Optional[str]) -> None:
+    def _load_pretrained(self, cfg, rgb_path: str | None, dct_path: str | None) -> None:
         from ...modules.pretrained import load_pretrained, warn_random_init
 
-        absent: List[str] = []
+        absent: list[str] = []
         streams = (("RGB", "--pretrained_rgb_path", rgb_path, cfg.pretrained_rgb, "MODEL.PRETRAINED_RGB"),
                    ("DCT", "--pretrained_dct_path", dct_path, cfg.pretrained_dct, "MODEL.PRETRAINED_DCT"))
         for stream, option, given, from_cfg, cfg_key in streams:
@@ -191,8 +191,8 @@ class Cat_Net(nn.Module):
             warn_random_init("Cat_Net", "; ".join(absent))
 
     # ------------------------------------------------------------------------------ forward
-    def _check_inputs(self, image: torch.Tensor, DCT_coef: Optional[torch.Tensor],
-                      qtables: Optional[torch.Tensor], dct_source: Any) -> None:
+    def _check_inputs(self, image: torch.Tensor, DCT_coef: torch.Tensor | None,
+                      qtables: torch.Tensor | None, dct_source: Any) -> None:
         if DCT_coef is None or qtables is None:
             raise ValueError(
                 "Cat_Net needs 'DCT_coef' and 'qtables' in the batch. The post-function cat_net_post_func "
@@ -221,9 +221,9 @@ class Cat_Net(nn.Module):
                     f"IMDLBenCo/model_zoo/cat_net/README.md, 'Inputs')"
                 )
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                DCT_coef: Optional[torch.Tensor] = None, qtables: Optional[torch.Tensor] = None,
-                *args, **kwargs) -> Dict[str, Any]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                DCT_coef: torch.Tensor | None = None, qtables: torch.Tensor | None = None,
+                *args, **kwargs) -> dict[str, Any]:
         self._check_inputs(image, DCT_coef, qtables, kwargs.get("DCT_source"))
         rgb = image
         if self.rgb_from_normalized:

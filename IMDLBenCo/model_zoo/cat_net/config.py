@@ -13,14 +13,15 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 __all__ = ["StageSpec", "CatNetConfig", "CAT_FULL", "BUILTIN_CONFIGS", "load_config"]
 
 #: the network part of CAT-Net's ``experiments/CAT_full.yaml`` (identical in IMDL-BenCo 0.1.45);
 #: the authors' training settings (SGD, lr 0.005, ...) are not used by this codebase
-CAT_FULL: Dict[str, Any] = {
+CAT_FULL: dict[str, Any] = {
     "DATASET": {"NUM_CLASSES": 2},
     "TRAIN": {"IGNORE_LABEL": -1},
     "MODEL": {
@@ -47,7 +48,7 @@ CAT_FULL: Dict[str, Any] = {
     },
 }
 
-BUILTIN_CONFIGS: Dict[str, Dict[str, Any]] = {"CAT_full": CAT_FULL}
+BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {"CAT_full": CAT_FULL}
 
 _STAGES = ("STAGE1", "STAGE2", "STAGE3", "STAGE4", "DC_STAGE3", "DC_STAGE4", "STAGE5")
 _BLOCKS = ("BASIC", "BOTTLENECK")
@@ -59,13 +60,13 @@ class StageSpec:
 
     modules: int
     block: str
-    blocks: List[int]
-    channels: List[int]
+    blocks: list[int]
+    channels: list[int]
 
 
 @dataclass(frozen=True)
 class CatNetConfig:
-    stages: Dict[str, StageSpec]
+    stages: dict[str, StageSpec]
     num_classes: int
     ignore_label: int
     final_conv_kernel: int
@@ -74,7 +75,7 @@ class CatNetConfig:
     source: str  # "built-in CAT_full" or the file read
 
 
-def _builtin_name(cfg_file: str) -> Optional[str]:
+def _builtin_name(cfg_file: str) -> str | None:
     stem = os.path.basename(str(cfg_file))
     for ext in (".yaml", ".yml", ".json"):
         if stem.lower().endswith(ext):
@@ -83,7 +84,7 @@ def _builtin_name(cfg_file: str) -> Optional[str]:
     return stem if stem in BUILTIN_CONFIGS else None
 
 
-def _read_file(path: str) -> Dict[str, Any]:
+def _read_file(path: str) -> dict[str, Any]:
     if path.lower().endswith(".json"):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

@@ -18,7 +18,7 @@ order in which a multi-resolution module sums its inputs (``y = f(x0); y = y + f
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,7 @@ class HighResolutionModule(nn.Module):
         self.fuse_layers = hrnet_fuse_layers(outs)
         self.relu = nn.ReLU()
 
-    def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         if self.fuse_layers is None:
             return xs
@@ -89,11 +89,11 @@ def _stage(spec: StageSpec, in_channels: Sequence[int]):
     return nn.Sequential(*modules), cin
 
 
-def _widths(spec: StageSpec) -> List[int]:
+def _widths(spec: StageSpec) -> list[int]:
     return [c * BLOCKS[spec.block].expansion for c in spec.channels]
 
 
-def _next_inputs(transition: nn.ModuleList, ys: List[torch.Tensor]) -> List[torch.Tensor]:
+def _next_inputs(transition: nn.ModuleList, ys: list[torch.Tensor]) -> list[torch.Tensor]:
     # as the reference: a branch with a transition takes the coarsest previous output
     return [ys[i] if t is None else t(ys[-1]) for i, t in enumerate(transition)]
 
@@ -115,7 +115,7 @@ class CATNetwork(nn.Module):
 
     def __init__(self, cfg: CatNetConfig) -> None:
         super().__init__()
-        st: Dict[str, StageSpec] = cfg.stages
+        st: dict[str, StageSpec] = cfg.stages
         # RGB stream
         self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
         self.bn1 = _bn(64)
@@ -163,14 +163,14 @@ class CATNetwork(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def _rgb_stream(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def _rgb_stream(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
         x = self.layer1(x)
         ys = self.stage2([x if t is None else t(x) for t in self.transition1])
         ys = self.stage3(_next_inputs(self.transition2, ys))
         return self.stage4(_next_inputs(self.transition3, ys))
 
-    def _dct_stream(self, volume: torch.Tensor, qtable: torch.Tensor) -> List[torch.Tensor]:
+    def _dct_stream(self, volume: torch.Tensor, qtable: torch.Tensor) -> list[torch.Tensor]:
         x = self.dc_layer1_tail(self.dc_layer0_dil(volume))
         b, c, h, w = x.shape
         # (B, C, 8, 8, H/8, W/8): coefficient (u, v) of every 8x8 block becomes a channel

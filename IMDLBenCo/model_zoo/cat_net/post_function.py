@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -86,7 +87,7 @@ def read_luma_dct(path: str) -> LumaDCT:
     return LumaDCT(coef=y.transpose(0, 2, 1, 3).reshape(rows * 8, cols * 8), qtable=qtable.astype(np.int32))
 
 
-def jpeg_header_tables(path: str) -> Optional[Tuple[Tuple[int, int], List[np.ndarray]]]:
+def jpeg_header_tables(path: str) -> tuple[tuple[int, int], list[np.ndarray]] | None:
     """``((H, W), [luma table, chroma table])`` from the header of a JPEG file, or None when the
     file is not a JPEG whose first component is luminance (a CMYK/YCCK JPEG counts as not JPEG).
 
@@ -110,15 +111,15 @@ def jpeg_header_tables(path: str) -> Optional[Tuple[Tuple[int, int], List[np.nda
     return size, [luma, chroma]
 
 
-def encode_luma_dct(pixels: np.ndarray, *, qtables: Optional[Sequence[np.ndarray]] = None,
-                    quality: Optional[int] = None, subsampling: Optional[int] = 0) -> LumaDCT:
+def encode_luma_dct(pixels: np.ndarray, *, qtables: Sequence[np.ndarray] | None = None,
+                    quality: int | None = None, subsampling: int | None = 0) -> LumaDCT:
     """JPEG-encode ``pixels`` ((H, W, 3) uint8 RGB) with Pillow and read the luminance
     coefficients back with jpeglib.
 
     ``qtables`` (natural order, luma first) take precedence over ``quality``; with neither (and
     ``subsampling=None``) Pillow's defaults apply (quality 75, 4:2:0).
     """
-    kwargs: Dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
     if qtables is not None:
         kwargs["qtables"] = [np.asarray(t).reshape(-1).tolist() for t in qtables]
     elif quality is not None:
@@ -134,7 +135,7 @@ def encode_luma_dct(pixels: np.ndarray, *, qtables: Optional[Sequence[np.ndarray
         os.remove(tmp)
 
 
-def place_blocks(coef: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+def place_blocks(coef: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``coef`` in the top-left of a float32 zero array of ``size`` (cropped where larger)."""
     out = np.zeros(size, dtype=np.float32)
     h, w = min(size[0], coef.shape[0]), min(size[1], coef.shape[1])
@@ -155,7 +156,7 @@ def _pixels_hwc(image) -> np.ndarray:
     return values.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def luma_dct_for_sample(pixels: np.ndarray, image_path: Optional[str], content: Tuple[int, int]) -> LumaDCT:
+def luma_dct_for_sample(pixels: np.ndarray, image_path: str | None, content: tuple[int, int]) -> LumaDCT:
     """``dct_source="file"``: the coefficients for the content ``pixels[:h, :w]`` of a sample
     whose image was read from ``image_path`` (see the module docstring, cases 1-3)."""
     from ...datasets.io import load_rgb
@@ -186,7 +187,7 @@ def _benco_luma(image) -> LumaDCT:
 
 
 @POSTFUNCS.register_module()
-def cat_net_post_func(sample: Dict[str, Any], dct_source: str = "file") -> None:
+def cat_net_post_func(sample: dict[str, Any], dct_source: str = "file") -> None:
     """Add ``DCT_coef`` (S, S), ``qtables`` (8, 8) and ``DCT_source`` to ``sample``, in place.
 
     ``sample`` needs ``image`` ((3, S, S), uint8 or normalised float); ``image_path`` and

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ DINO_BACKBONES = ("vit_small_patch16_dinov3", "vit_small_plus_patch16_dinov3", "
 
 
 # ---------------------------------------------------------------------------------- backbone
-def build_backbone(name: str, image_size: int = 512, depth: Optional[int] = None) -> nn.Module:
+def build_backbone(name: str, image_size: int = 512, depth: int | None = None) -> nn.Module:
     """The timm ViT ``name`` with random weights, no classifier, and any input size
     (``dynamic_img_size``: DINOv2's position embedding is resampled, DINOv3's RoPE recomputed).
 
@@ -65,7 +65,7 @@ def build_backbone(name: str, image_size: int = 512, depth: Optional[int] = None
     return net
 
 
-def _drop_official_qkv_bias(sd: Dict[str, torch.Tensor], backbone: nn.Module, path: str) -> Dict[str, torch.Tensor]:
+def _drop_official_qkv_bias(sd: dict[str, torch.Tensor], backbone: nn.Module, path: str) -> dict[str, torch.Tensor]:
     """Meta's DINOv3 files store a ``qkv.bias`` (k part masked). timm's ``*_dinov3`` models have no
     q/v bias (the released ViT-S/B/L/H+ biases are zero) and its ``*_dinov3_qkvb`` twins keep them.
     Drop zero biases here (timm's converter would print one line per block); refuse non-zero ones,
@@ -182,10 +182,10 @@ class DINOv3_IML(nn.Module):
         if_predict_label: add an image-level head (linear on the mean patch feature) -> ``pred_label``.
     """
 
-    def __init__(self, backbone: str = "vit_large_patch16_dinov3", backbone_weights: Optional[str] = None,
+    def __init__(self, backbone: str = "vit_large_patch16_dinov3", backbone_weights: str | None = None,
                  lora_rank: int = 32, lora_alpha: float = 64.0, lora_dropout: float = 0.0,
-                 lora_targets: Sequence[str] = ("qkv",), head_channels: Optional[int] = None,
-                 edge_lambda: float = 20.0, backbone_depth: Optional[int] = None, image_size: int = 512,
+                 lora_targets: Sequence[str] = ("qkv",), head_channels: int | None = None,
+                 edge_lambda: float = 20.0, backbone_depth: int | None = None, image_size: int = 512,
                  if_predict_label: bool = False) -> None:
         super().__init__()
         if lora_rank < 0:
@@ -212,12 +212,12 @@ class DINOv3_IML(nn.Module):
         self.register_load_state_dict_pre_hook(self._check_backbone_signature)
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_state_dict(self) -> Dict[str, torch.Tensor]:
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         """What the engine's checkpoints store: LoRA adapters, heads (with BN statistics) and the
         backbone signature, not the frozen backbone (it comes from ``--backbone_weights``)."""
         return {k: v for k, v in self.state_dict().items() if not _is_frozen_key(k)}
 
-    def optional_checkpoint_keys(self) -> List[str]:
+    def optional_checkpoint_keys(self) -> list[str]:
         """The frozen backbone's keys, and the signature (absent from checkpoints written elsewhere):
         a checkpoint may lack them."""
         return [k for k in self.state_dict() if _is_frozen_key(k)] + ["backbone_signature"]
@@ -249,7 +249,7 @@ class DINOv3_IML(nn.Module):
                 stats += torch.stack([torch.tensor(float(v.numel()), dtype=torch.float64), v.sum(), v.square().sum()])
         return stats
 
-    def _check_backbone_signature(self, module: nn.Module, state_dict: Dict[str, torch.Tensor], prefix: str,
+    def _check_backbone_signature(self, module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str,
                                   *args) -> None:
         """Warn when a checkpoint's adapters were trained on other backbone weights than ours; keep
         our signature unless the checkpoint brings the backbone itself (a full or merged export)."""
@@ -267,7 +267,7 @@ class DINOv3_IML(nn.Module):
                            "backbone file of the training run", self.backbone_weights or "empty: random")
         state_dict[key] = self.backbone_signature.detach().clone()
 
-    def merge_lora_(self) -> "DINOv3_IML":
+    def merge_lora_(self) -> DINOv3_IML:
         """Fold the LoRA adapters into the backbone's weights (``peft``'s merge, then the adapted
         layers are replaced by their base layers), in place; returns ``self``.
 
@@ -288,7 +288,7 @@ class DINOv3_IML(nn.Module):
         return self
 
     # ------------------------------------------------------------------ forward
-    def features(self, image: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def features(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Normalised last-block patch tokens as (B, D, H'/p, W'/p), where (H', W') is the input
         padded (bottom / right, zeros) up to a multiple of the patch size; returns (map, (H', W'))."""
         h, w = image.shape[-2:]
@@ -300,8 +300,8 @@ class DINOv3_IML(nn.Module):
                                                     intermediates_only=True)[-1]
         return feats, (h + pad_h, w + pad_w)
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None,
-                *args, edge_mask: Optional[torch.Tensor] = None, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, label: torch.Tensor | None = None,
+                *args, edge_mask: torch.Tensor | None = None, **kwargs) -> dict[str, object]:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"DINOv3_IML: expected image (B, 3, H, W), got {tuple(image.shape)}")
         h, w = image.shape[-2:]
@@ -309,7 +309,7 @@ class DINOv3_IML(nn.Module):
         logits = self.seg_head(feats)
         logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)[..., :h, :w]
         pred_mask = torch.sigmoid(logits)
-        out: Dict[str, object] = {"pred_mask": pred_mask, "pred_label": None, "visual_image": {"pred_mask": pred_mask}}
+        out: dict[str, object] = {"pred_mask": pred_mask, "pred_label": None, "visual_image": {"pred_mask": pred_mask}}
         label_logit = None
         if self.label_head is not None:
             label_logit = self.label_head(feats.mean(dim=(2, 3))).squeeze(1)

@@ -7,7 +7,8 @@ and shapes match IMDL-BenCo's ``IML_ViT`` so its published checkpoints load with
 
 import logging
 import math
-from typing import Dict, List, Literal, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ class RelPosAttention(nn.Module):
     """Multi-head attention with decomposed relative positions (MViTv2 / ViTDet): the bias of
     query (i, j) on key (k, l) is ``q . Rh[i-k] + q . Rw[j-l]``."""
 
-    def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], qkv_bias: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
         head_dim = dim // num_heads
@@ -76,7 +77,7 @@ class _Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-def _window_partition(x: torch.Tensor, win: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def _window_partition(x: torch.Tensor, win: int) -> tuple[torch.Tensor, tuple[int, int]]:
     b, h, w, c = x.shape
     ph, pw = (win - h % win) % win, (win - w % win) % win
     if ph or pw:
@@ -86,7 +87,7 @@ def _window_partition(x: torch.Tensor, win: int) -> Tuple[torch.Tensor, Tuple[in
     return x.reshape(-1, win, win, c), (hp, wp)
 
 
-def _window_unpartition(x: torch.Tensor, win: int, padded: Tuple[int, int], size: Tuple[int, int]) -> torch.Tensor:
+def _window_unpartition(x: torch.Tensor, win: int, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     hp, wp = padded
     b = x.shape[0] // ((hp // win) * (wp // win))
     x = x.view(b, hp // win, wp // win, win, win, -1).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
@@ -97,7 +98,7 @@ class ViTBlock(nn.Module):
     """Pre-norm transformer block on a ``(B, H, W, C)`` grid; ``window_size`` 0 = global attention."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, window_size: int,
-                 grid: Tuple[int, int]) -> None:
+                 grid: tuple[int, int]) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = RelPosAttention(dim, num_heads, (window_size, window_size) if window_size else grid)
@@ -200,7 +201,7 @@ class SimpleFeaturePyramid(nn.Module):
                  scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5)) -> None:
         super().__init__()
         self.scale_factors = [float(s) for s in scale_factors]
-        self.stage_names: List[str] = []
+        self.stage_names: list[str] = []
         for scale in self.scale_factors:
             dim = in_dim
             if scale == 4.0:
@@ -222,7 +223,7 @@ class SimpleFeaturePyramid(nn.Module):
             self.add_module(name, nn.Sequential(*layers))
             self.stage_names.append(name)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = [getattr(self, n)(x) for n in self.stage_names]
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return outs
@@ -247,7 +248,7 @@ class PredictHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.linear_predict = nn.Conv2d(embed_dim, 1, 1)
 
-    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[-2:]
         x = torch.cat([f if f.shape[-2:] == size else
                        F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats], dim=1)
@@ -277,7 +278,7 @@ class IML_ViT(nn.Module):
         input_size: int = 1024,
         patch_size: int = 16,
         embed_dim: int = 768,
-        vit_pretrain_path: Optional[str] = None,
+        vit_pretrain_path: str | None = None,
         fpn_channels: int = 256,
         fpn_scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
         mlp_embeding_dim: int = 256,
@@ -300,8 +301,8 @@ class IML_ViT(nn.Module):
         else:
             warn_random_init("IML_ViT", "vit_pretrain_path")
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                edge_mask: Optional[torch.Tensor] = None, shape=None, *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                edge_mask: torch.Tensor | None = None, shape=None, *args, **kwargs) -> dict[str, object]:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"IML_ViT: expected image (B, 3, H, W), got {tuple(image.shape)}")
         h, w = image.shape[-2:]
@@ -313,7 +314,7 @@ class IML_ViT(nn.Module):
         feats = self.featurePyramid_net(self.encoder_net(image))
         logits = F.interpolate(self.predict_head(feats), size=(h, w), mode="bilinear", align_corners=False)
         pred_mask = torch.sigmoid(logits)
-        out: Dict[str, object] = {
+        out: dict[str, object] = {
             "backward_loss": None,
             "pred_mask": pred_mask,
             "pred_label": None,

@@ -21,7 +21,7 @@ of the PyTorch port of ManTra-Net (RonyAbecidan/ManTraNet-pytorch) and of IMDL-B
 from __future__ import annotations
 
 import logging
-from typing import Dict, Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +136,7 @@ _IMTFE_PREFIXES = ("", "IMTFE.")
 
 
 def select_imtfe_state(state: Mapping[str, torch.Tensor], imtfe: IMTFE, path: str,
-                       option: str) -> Dict[str, torch.Tensor]:
+                       option: str) -> dict[str, torch.Tensor]:
     """The IMTFE tensors of the state dict ``state`` read from ``path``, checked against ``imtfe``.
 
     Accepted layouts: ``IMTFEv4.pt`` (bare IMTFE keys ``init_conv.weight``, ...) and
@@ -145,7 +145,7 @@ def select_imtfe_state(state: Mapping[str, torch.Tensor], imtfe: IMTFE, path: st
     option.
     """
     own = imtfe.state_dict()
-    found: Dict[str, torch.Tensor] = {}
+    found: dict[str, torch.Tensor] = {}
     for prefix in _IMTFE_PREFIXES:
         picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
         if len(picked) > len(found):
@@ -165,7 +165,7 @@ def select_imtfe_state(state: Mapping[str, torch.Tensor], imtfe: IMTFE, path: st
 
 
 def load_imtfe_weights(imtfe: IMTFE, path: str, option: str,
-                       state: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+                       state: Mapping[str, torch.Tensor] | None = None) -> None:
     """Load the feature extractor from the local file ``path`` (or from ``state``, already read
     from it; see :func:`select_imtfe_state`) and log it. Nothing is downloaded."""
     from ...modules.pretrained import read_state_dict

@@ -17,7 +17,6 @@ IMDL-BenCo checkpoints load with ``strict=True``):
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -57,11 +56,11 @@ class _ConvLSTMCell(nn.Module):
         self.hidden_dim = hidden_dim
         self.conv = nn.Conv2d(input_dim + hidden_dim, 4 * hidden_dim, kernel_size, padding=kernel_size // 2)
 
-    def initial_state(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         zeros = x.new_zeros(x.shape[0], self.hidden_dim, *x.shape[-2:])
         return zeros, zeros
 
-    def forward(self, x: torch.Tensor, state: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         h, c = state
         i, f, g, o = torch.split(self.conv(torch.cat([x, h], dim=1)), self.hidden_dim, dim=1)
         c = tf_hard_sigmoid(f) * c + tf_hard_sigmoid(i) * torch.tanh(g)
@@ -97,7 +96,7 @@ class _Recurrence(nn.Module):
         super().__init__()
         self.cell_list = nn.ModuleList([cell])
 
-    def forward(self, steps: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def forward(self, steps: tuple[torch.Tensor, ...]) -> torch.Tensor:
         cell = self.cell_list[0]
         state = cell.initial_state(steps[0])
         for x in steps:
@@ -163,7 +162,7 @@ class MantraNet(nn.Module):
     """
 
     def __init__(self, in_channel: int = 3, eps: float = 1e-6, with_GRU: bool = False,
-                 weight_path: Optional[str] = None, loss_on_logits: bool = False) -> None:
+                 weight_path: str | None = None, loss_on_logits: bool = False) -> None:
         super().__init__()
         if in_channel != 3:
             raise ValueError(f"MantraNet: in_channel must be 3 (RGB; the SRM bank and the de-normalisation "
@@ -173,7 +172,7 @@ class MantraNet(nn.Module):
         self.AnomalyDetector = AnomalyDetector(eps=eps, with_GRU=with_GRU)
         self._load_weights(weight_path)
 
-    def _load_weights(self, path: Optional[str]) -> None:
+    def _load_weights(self, path: str | None) -> None:
         from ...modules.pretrained import read_state_dict, warn_random_init
 
         if not path:
@@ -205,7 +204,7 @@ class MantraNet(nn.Module):
         self.load_state_dict({k: state[k] for k in own}, strict=True)
         logger.info("MantraNet: loaded %d tensors from %s", len(own), path)
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, *args, **kwargs) -> dict[str, object]:
         logits = self.AnomalyDetector(self.IMTFE(to_mantra_range(image)))
         pred_mask = torch.sigmoid(logits)
         if mask is None:

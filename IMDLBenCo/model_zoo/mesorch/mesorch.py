@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,7 @@ def _convnext_tiny(in_chans: int = 6) -> nn.Module:
     return net
 
 
-def convnext_key_map(key: str) -> Optional[str]:
+def convnext_key_map(key: str) -> str | None:
     """Official facebookresearch ConvNeXt names -> timm names (timm files pass unchanged)."""
     key = key.replace("downsample_layers.0.", "stem.")
     key = re.sub(r"^stages\.(\d+)\.(\d+)\.", r"stages.\1.blocks.\2.", key)
@@ -81,7 +80,7 @@ class ScoreNetwork(nn.Module):
         return torch.softmax(self.conv2(x).float(), dim=1)
 
 
-def _up_chain(channels: List[int]) -> nn.Module:
+def _up_chain(channels: list[int]) -> nn.Module:
     """Transposed convolutions (k4, s2, p1), each doubling the size: channels[0] -> ... -> [-1]."""
     ups = [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1) for a, b in zip(channels, channels[1:])]
     return ups[0] if len(ups) == 1 else nn.Sequential(*ups)
@@ -99,7 +98,7 @@ class UpsampleToQuarter(nn.Module):
         self.upsamplec4 = _up_chain(list(conv_dims[3::-1]))
         self.upsamples4 = _up_chain(list(seg_dims[3::-1]))
 
-    def forward(self, conv_feats: List[torch.Tensor], seg_feats: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, conv_feats: list[torch.Tensor], seg_feats: list[torch.Tensor]) -> list[torch.Tensor]:
         c1, c2, c3, c4 = conv_feats
         s1, s2, s3, s4 = seg_feats
         feats = [c1, self.upsamplec2(c2), self.upsamplec3(c3), self.upsamplec4(c4),
@@ -128,9 +127,9 @@ class Mesorch(nn.Module):
             None (default): IMDL-BenCo 0.1.45's unweighted loss.
     """
 
-    def __init__(self, seg_pretrain_path: Optional[str] = None, conv_pretrain: bool = False,
-                 if_predict_label: bool = False, conv_pretrain_path: Optional[str] = None,
-                 pos_weight: Optional[float] = None) -> None:
+    def __init__(self, seg_pretrain_path: str | None = None, conv_pretrain: bool = False,
+                 if_predict_label: bool = False, conv_pretrain_path: str | None = None,
+                 pos_weight: float | None = None) -> None:
         super().__init__()
         if pos_weight is not None and not pos_weight > 0:
             raise ValueError(f"Mesorch: --pos_weight must be a positive number (the weight of manipulated pixels "
@@ -145,7 +144,7 @@ class Mesorch(nn.Module):
         self.low_dct = DCTExtractor(alpha=0.95, mode="low")
         self._load_pretrained(seg_pretrain_path, conv_pretrain, conv_pretrain_path)
 
-    def _load_pretrained(self, seg_path: Optional[str], conv_pretrain: bool, conv_path: Optional[str]) -> None:
+    def _load_pretrained(self, seg_path: str | None, conv_pretrain: bool, conv_path: str | None) -> None:
         from ...modules.pretrained import load_pretrained, warn_random_init
 
         absent = []
@@ -167,7 +166,7 @@ class Mesorch(nn.Module):
             high, low = self.high_dct(img), self.low_dct(img)
         return high.to(image.dtype), low.to(image.dtype)
 
-    def _convnext_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def _convnext_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.convnext.stem(x)
         feats = []
         for stage in self.convnext.stages:
@@ -175,7 +174,7 @@ class Mesorch(nn.Module):
             feats.append(x)
         return feats
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, *args, **kwargs) -> dict[str, object]:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"Mesorch: expected image (B, 3, H, W), got {tuple(image.shape)}")
         size = image.shape[-2:]
@@ -190,7 +189,7 @@ class Mesorch(nn.Module):
         logits = (weights * reduced.float()).sum(dim=1, keepdim=True)
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
         pred_mask = torch.sigmoid(logits)
-        out: Dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
+        out: dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
                                   "visual_image": {"pred_mask": pred_mask}}
         if mask is None:
             zero = logits.new_zeros(())

@@ -19,13 +19,19 @@ not bit-identical to a plain MiT.
 
 from __future__ import annotations
 
-from typing import List
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...modules.mit import MIT_CONFIGS, EfficientAttention, MixFFN, MixVisionTransformer, OverlapPatchEmbed, drop_path, run_stages
+from ...modules.mit import (
+    MIT_CONFIGS,
+    EfficientAttention,
+    MixFFN,
+    MixVisionTransformer,
+    OverlapPatchEmbed,
+    drop_path,
+    run_stages,
+)
 from .blocks import ChannelAttentionFusion
 
 __all__ = ["GLCAAttention", "GLCABlock", "GLCAMixTransformer", "glca_mit", "WINDOW_SIZE"]
@@ -174,7 +180,7 @@ class GLCAMixTransformer(nn.Module):
         # SegFormer's init, applied to everything (the GLCA fusions' gates start at gamma = 0)
         self.apply(MixVisionTransformer._init_weights)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return run_stages(self, x)
 
 

@@ -25,15 +25,21 @@ State-dict names follow IMDL-BenCo 0.1.45 (``segformer.segformer.*``, ``downf1/2
 from __future__ import annotations
 
 import logging
-from typing import Dict, Literal, Optional, Tuple
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...registry import MODELS
-from .blocks import (BayarNoiseExtractor, ChannelAttentionFusion, ChannelShuffleDownsample, DySampleUpsample,
-                     SEFusion, SRMNoiseExtractor)
+from .blocks import (
+    BayarNoiseExtractor,
+    ChannelAttentionFusion,
+    ChannelShuffleDownsample,
+    DySampleUpsample,
+    SEFusion,
+    SRMNoiseExtractor,
+)
 from .glca_mit import WINDOW_SIZE, GLCAMixTransformer, glca_mit
 
 logger = logging.getLogger(__name__)
@@ -61,12 +67,12 @@ class GLCASegFormerExtractor(nn.Module):
         super().__init__()
         self.segformer = encoder
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.segformer(x))
 
 
-def mscdi_loss(logits: torch.Tensor, mask: torch.Tensor, edge_mask: Optional[torch.Tensor],
-               edge_weight: float = 20.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mscdi_loss(logits: torch.Tensor, mask: torch.Tensor, edge_mask: torch.Tensor | None,
+               edge_weight: float = 20.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(total, bce, edge)``: BCE-with-logits over all pixels plus ``edge_weight`` times the same
     BCE weighted by ``edge_mask`` (0 when ``edge_mask`` is None). Computed in float32."""
     logits = logits.float()
@@ -112,7 +118,7 @@ class MSCDI_Net(nn.Module):
     def __init__(
         self,
         backbone: Literal["mit_bit2", "mit_bit3", "mit_bit4", "mit_bit5"] = "mit_bit4",
-        backbone_weights_path: Optional[str] = None,
+        backbone_weights_path: str | None = None,
         noise_model: Literal["None", "SRM", "Bayar"] = "None",
         ff_domain: int = 0,
         fusion_mode: Literal[0, 1, 2] = 2,
@@ -146,7 +152,7 @@ class MSCDI_Net(nn.Module):
         self.segformer = GLCASegFormerExtractor(
             glca_mit(BACKBONES[backbone], glca=glca, spatial_local_layout=fix_glca_local_layout))
         self.noise_model = noise_model
-        self.NoiseExtractor: Optional[nn.Module] = None
+        self.NoiseExtractor: nn.Module | None = None
         if noise_model == "SRM":
             self.NoiseExtractor = SRMNoiseExtractor()
         elif noise_model == "Bayar":
@@ -168,7 +174,7 @@ class MSCDI_Net(nn.Module):
         self.final_conv = nn.Conv2d(4, 1, 1)
         self._load_backbone(backbone_weights_path)
 
-    def _load_backbone(self, path: Optional[str]) -> None:
+    def _load_backbone(self, path: str | None) -> None:
         from ...modules.pretrained import load_pretrained, warn_random_init
 
         if path:
@@ -219,12 +225,12 @@ class MSCDI_Net(nn.Module):
             x = up(x)
         return self.final_conv(x)
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                edge_mask: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None,
-                *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                edge_mask: torch.Tensor | None = None, label: torch.Tensor | None = None,
+                *args, **kwargs) -> dict[str, object]:
         logits = self.predict_logits(image)
         pred_mask = torch.sigmoid(logits)
-        out: Dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
+        out: dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
                                   "visual_image": {"pred_mask": pred_mask}}
         if mask is None:
             zero = logits.new_zeros((), dtype=torch.float32)

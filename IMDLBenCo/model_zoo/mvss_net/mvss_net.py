@@ -19,14 +19,13 @@ IMDL-BenCo (``model.*``, ``erb_db_*``, ``erb_trans_*``, ``sobel_x*``, ``noise_ex
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...registry import MODELS
 from ...modules.resnet_blocks import Bottleneck
+from ...registry import MODELS
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ __all__ = ["MVSSNet", "BayarConv2d", "dice_loss"]
 
 
 # ------------------------------------------------------------------ ResNet-50 (dilated last stage)
-def _bottleneck(inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+def _bottleneck(inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                 dilation: int = 1) -> nn.Module:
     """torchvision-style ResNet bottleneck (BatchNorm momentum 0.1), optionally dilated."""
     return Bottleneck(inplanes, planes, stride, downsample, dilation=dilation, bn_momentum=0.1)
@@ -65,7 +64,7 @@ class DilatedResNet50(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1,
-                    dilations: Tuple[int, ...] = ()) -> nn.Sequential:
+                    dilations: tuple[int, ...] = ()) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * 4:
             downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
@@ -76,7 +75,7 @@ class DilatedResNet50(nn.Module):
         layers += [_bottleneck(self.inplanes, planes, dilation=rates[i]) for i in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def features(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The outputs of ``layer1..4``: strides 4, 8, 16, 16; channels 256, 512, 1024, 2048."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         feats = []
@@ -93,12 +92,12 @@ class _ResNetStream(nn.Module):
         super().__init__()
         self.model = DilatedResNet50(in_chans)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.model.features(x)
 
 
 # ------------------------------------------------------------------ edge branch
-def _sobel_pair(in_chans: int) -> Tuple[nn.Sequential, nn.Sequential]:
+def _sobel_pair(in_chans: int) -> tuple[nn.Sequential, nn.Sequential]:
     """Fixed (frozen) Sobel x / y convolutions summing over ``in_chans`` channels, each + BatchNorm."""
     gx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
     pair = []
@@ -235,7 +234,7 @@ class DAHead(nn.Module):
             self.conv_p3 = nn.Sequential(nn.Dropout(0.1), nn.Conv2d(inter, nclass, 1))
             self.conv_c3 = nn.Sequential(nn.Dropout(0.1), nn.Conv2d(inter, nclass, 1))
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feat_p = self.conv_p2(self.pam(self.conv_p1(x)))
         feat_c = self.conv_c2(self.cam(self.conv_c1(x)))
         outs = [self.out(feat_p + feat_c)]
@@ -286,7 +285,7 @@ class MVSSNet(nn.Module):
 
     def __init__(self, nclass: int = 1, aux: bool = False, sobel: bool = True, if_label: bool = True,
                  constrain: bool = True, n_input: int = 3, pretrained_base: bool = True,
-                 resnet50_weights: Optional[str] = None, label_loss_on_logits: bool = False) -> None:
+                 resnet50_weights: str | None = None, label_loss_on_logits: bool = False) -> None:
         super().__init__()
         self.label_loss_on_logits = bool(label_loss_on_logits)
         if nclass != 1:
@@ -310,7 +309,7 @@ class MVSSNet(nn.Module):
         self.head = DAHead(4096 if constrain else 2048, nclass, aux)
         self._load_base(pretrained_base, resnet50_weights)
 
-    def _load_base(self, pretrained_base: bool, path: Optional[str]) -> None:
+    def _load_base(self, pretrained_base: bool, path: str | None) -> None:
         from ...modules.pretrained import load_pretrained, read_state_dict, warn_random_init
 
         if not pretrained_base:
@@ -324,7 +323,7 @@ class MVSSNet(nn.Module):
             load_pretrained(self.noise_extractor.model, sd)
 
     # .................................................................. forward
-    def _edge_logits(self, feats: List[torch.Tensor]) -> torch.Tensor:
+    def _edge_logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[-2:]
         maps = []
         for i, f in enumerate(feats, start=1):
@@ -339,9 +338,9 @@ class MVSSNet(nn.Module):
             res = getattr(self, f"erb_trans_{i}")(res + up, relu=i < 3)
         return res
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                edge_mask: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None,
-                *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                edge_mask: torch.Tensor | None = None, label: torch.Tensor | None = None,
+                *args, **kwargs) -> dict[str, object]:
         if image.ndim != 4:
             raise ValueError(f"MVSSNet: expected image (B, C, H, W), got {tuple(image.shape)}")
         size = image.shape[-2:]
@@ -360,7 +359,7 @@ class MVSSNet(nn.Module):
         max_logit = mask_logits.flatten(1).max(dim=1).values.float()
         pred_label = torch.sigmoid(max_logit)
 
-        out: Dict[str, object] = {"pred_mask": pred_mask, "pred_label": pred_label}
+        out: dict[str, object] = {"pred_mask": pred_mask, "pred_label": pred_label}
         visual_image = {"pred_mask": pred_mask, "pred_edge": edge_prob}
         if mask is None:
             zero = mask_logits.new_zeros(()).float()

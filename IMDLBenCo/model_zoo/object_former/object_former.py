@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -155,7 +154,7 @@ class PatchDecoder(nn.Module):
         return out + self.mlp(self.norm2(out))
 
 
-def tokens_to_map(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(B, 2L, C) tokens -> (B, 2C, h, w) map, read the reference's way: channel ``2c + k`` is
     channel ``c`` of branch ``k`` (0 = RGB, 1 = frequency)."""
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, grid[0], grid[1])
@@ -176,7 +175,7 @@ class BCIM(nn.Module):
         super().__init__()
         self.window_size = window_size
 
-    def forward(self, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         h, w = grid
         fmap = tokens_to_map(tokens, grid)
         b, c2 = fmap.shape[:2]
@@ -194,7 +193,7 @@ class EncoderDecoder(nn.Module):
         self.decoder = PatchDecoder(dim)
         self.bcim = BCIM()
 
-    def forward(self, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         return self.bcim(self.decoder(tokens, self.encoder(tokens)), grid)
 
 
@@ -202,7 +201,7 @@ class EncoderDecoder(nn.Module):
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-def vit_to_object_former_state_dict(sd: Dict[str, torch.Tensor], num_layers: int) -> Dict[str, torch.Tensor]:
+def vit_to_object_former_state_dict(sd: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
     """ViT-B/16 weights -> ObjectFormer keys (the re-keying of IMDL-BenCo issue #41).
 
     Accepts the processed file of that issue (``blocks.i.attn.{q,k,v}.*``) and a plain timm
@@ -210,7 +209,7 @@ def vit_to_object_former_state_dict(sd: Dict[str, torch.Tensor], num_layers: int
     the encoder and the decoder of layer ``i``; the patch embedding initialises both patch
     embeddings. ``pos_embed`` is returned as is, under ``pos_embed`` (see ``_load_pretrained``).
     """
-    out: Dict[str, torch.Tensor] = {}
+    out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         match = _BLOCK_KEY.match(key)
         if match:
@@ -235,7 +234,7 @@ def vit_to_object_former_state_dict(sd: Dict[str, torch.Tensor], num_layers: int
     return out
 
 
-def _resize_grid(pos: torch.Tensor, old: Tuple[int, int], new: Tuple[int, int]) -> torch.Tensor:
+def _resize_grid(pos: torch.Tensor, old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
     """(1, old_h*old_w, C) position embedding -> (1, new_h*new_w, C), bicubic."""
     if tuple(old) == tuple(new):
         return pos
@@ -264,7 +263,7 @@ class ObjectFormer(nn.Module):
     """
 
     def __init__(self, patch_size: int = 16, input_size: int = 224, num_prototypes: int = 392,
-                 embedding_dim: int = 768, num_layers: int = 8, init_weight_path: Optional[str] = None) -> None:
+                 embedding_dim: int = 768, num_layers: int = 8, init_weight_path: str | None = None) -> None:
         super().__init__()
         if input_size % patch_size:
             raise ValueError(f"ObjectFormer: --input_size {input_size} is not a multiple of --patch_size {patch_size}")
@@ -319,7 +318,7 @@ class ObjectFormer(nn.Module):
             return torch.cat(parts, dim=1)
         raise ValueError(f"{path}: pos_embed has {n} tokens; expected 2*m*m (ObjectFormer) or 1+m*m (ViT)")
 
-    def _position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
+    def _position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
         if tuple(grid) == self.grid:
             return self.pos_encoding
         rgb, freq = self.pos_encoding.chunk(2, dim=1)
@@ -337,8 +336,8 @@ class ObjectFormer(nn.Module):
             tokens = layer(tokens, (h, w))
         return tokens_to_map(tokens, (h, w))
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None,
-                *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, label: torch.Tensor | None = None,
+                *args, **kwargs) -> dict[str, object]:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"ObjectFormer: expected image (B, 3, H, W), got {tuple(image.shape)}")
         size = tuple(image.shape[-2:])
@@ -351,7 +350,7 @@ class ObjectFormer(nn.Module):
         if tuple(logits.shape[-2:]) != size:  # patch sizes other than 16
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         pred_mask = torch.sigmoid(logits)
-        out: Dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
+        out: dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
                                   "visual_image": {"pred_mask": pred_mask}}
         zero = logits.new_zeros((), dtype=torch.float32)
         if mask is None:

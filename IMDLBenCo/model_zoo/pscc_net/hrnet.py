@@ -10,13 +10,20 @@ ImageNet ``hrnet_w18_small_v2.pth`` file loads by name.
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...modules.resnet_blocks import BN_MOMENTUM, BasicBlock, Bottleneck, hrnet_fuse_layers, hrnet_transition, make_layer
+from ...modules.resnet_blocks import (
+    BN_MOMENTUM,
+    BasicBlock,
+    Bottleneck,
+    hrnet_fuse_layers,
+    hrnet_transition,
+    make_layer,
+)
 
 __all__ = ["HRNetW18SmallV2", "BasicBlock", "Bottleneck", "make_layer", "HRNET_W18_SMALL_V2"]
 
@@ -43,7 +50,7 @@ class HighResolutionModule(nn.Module):
         self.fuse_layers = hrnet_fuse_layers(channels)
         self.relu = nn.ReLU()
 
-    def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         if self.fuse_layers is None:
             return xs
@@ -53,7 +60,7 @@ class HighResolutionModule(nn.Module):
         # differences in the mask and the gradients (issue 28).
         return [self.relu(self.fuse_output(i, xs)) for i in range(len(self.fuse_layers))]
 
-    def fuse_output(self, i: int, xs: List[torch.Tensor]) -> torch.Tensor:
+    def fuse_output(self, i: int, xs: list[torch.Tensor]) -> torch.Tensor:
         """Sum of all branches brought to branch ``i`` (before the ReLU), in branch order 0, 1, ..."""
         y = None
         for j, layer in enumerate(self.fuse_layers[i]):
@@ -87,7 +94,7 @@ class HRNetW18SmallV2(nn.Module):
             prev = list(st["channels"])
         self.out_channels = prev
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
         ys = [self.layer1(x)]
         for s in (2, 3, 4):

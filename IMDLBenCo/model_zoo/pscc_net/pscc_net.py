@@ -14,7 +14,7 @@ gives 2-class image logits. State-dict names follow IMDL-BenCo (``weights``, ``F
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,7 @@ class NonLocalMask(nn.Module):
         self.getmask = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
                                      nn.Conv2d(16, 1, 3, padding=1))
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, h, w = x.shape
         if h % self.r or w % self.r:
             raise ValueError(f"NonLocalMask: feature size {h}x{w} must be divisible by {self.r}")
@@ -92,7 +92,7 @@ class NLCDetection(nn.Module):
         self.getmask2 = NonLocalMask(c2, 2)
         self.getmask1 = NonLocalMask(c1, 4)
 
-    def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         s1, s2, s3, s4 = feats
         logits = []
         gate = None
@@ -122,7 +122,7 @@ class DetectionHead(nn.Module):
                                          nn.BatchNorm2d(128, momentum=BN_MOMENTUM), nn.ReLU())
         self.classifier = nn.Sequential(nn.Linear(128, 16), nn.ReLU(), nn.Linear(16, 2))
 
-    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         y = self.incre_modules[0](feats[0])
         for i, down in enumerate(self.downsamp_modules):
             nxt = self.incre_modules[i + 1](feats[i + 1])
@@ -149,7 +149,7 @@ def balanced_bce_with_logits(logits: torch.Tensor, target: torch.Tensor) -> torc
     return (loss * weight).mean()
 
 
-def _scaled_masks(mask: torch.Tensor, sizes: List[torch.Size]) -> List[torch.Tensor]:
+def _scaled_masks(mask: torch.Tensor, sizes: list[torch.Size]) -> list[torch.Tensor]:
     """Ground truth at each prediction's size: antialiased downscale, then > 0.5."""
     out = []
     for size in sizes:
@@ -180,7 +180,7 @@ class PSCC_Net(nn.Module):
             the fake-class probability (computed from the logits, so it also runs under AMP).
     """
 
-    def __init__(self, input_size: int = 256, pretrain_path: Optional[str] = None,
+    def __init__(self, input_size: int = 256, pretrain_path: str | None = None,
                  gate_with_probability: bool = False, weighted_cls_loss: bool = False) -> None:
         super().__init__()
         self.input_size = input_size
@@ -202,7 +202,7 @@ class PSCC_Net(nn.Module):
 
             warn_random_init("PSCC_Net", "--pretrain_path is empty")
 
-    def _features(self, image: torch.Tensor) -> List[torch.Tensor]:
+    def _features(self, image: torch.Tensor) -> list[torch.Tensor]:
         h, w = image.shape[-2:]
         # the finest mask is reshaped with r=4 and the coarsest branch is 1/8: work on a grid
         # that is a multiple of 8 and whose 1/4 .. 1/8 maps divide evenly
@@ -212,8 +212,8 @@ class PSCC_Net(nn.Module):
         return [f if tuple(f.shape[-2:]) == s else
                 F.interpolate(f, size=s, mode="bilinear", align_corners=True) for f, s in zip(feats, want)]
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                label: Optional[torch.Tensor] = None, *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                label: torch.Tensor | None = None, *args, **kwargs) -> dict[str, object]:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"PSCC_Net: expected image (B, 3, H, W), got {tuple(image.shape)}")
         size = image.shape[-2:]
@@ -224,7 +224,7 @@ class PSCC_Net(nn.Module):
             if mask_logits[0].shape[-2:] != size else mask_logits[0]
         pred_mask = torch.sigmoid(full)
         pred_label = torch.softmax(cls_logits.float(), dim=1)[:, 1]
-        out: Dict[str, object] = {"pred_mask": pred_mask, "pred_label": pred_label,
+        out: dict[str, object] = {"pred_mask": pred_mask, "pred_label": pred_label,
                                   "visual_image": {"pred_mask": pred_mask}}
         if mask is None:
             zero = full.new_zeros(()).float()
@@ -247,14 +247,14 @@ class PSCC_Net(nn.Module):
         return out
 
 
-def convert_official_checkpoints(fenet: str, segnet: str, clsnet: str) -> Dict[str, torch.Tensor]:
+def convert_official_checkpoints(fenet: str, segnet: str, clsnet: str) -> dict[str, torch.Tensor]:
     """State dict of ``PSCC_Net`` from the authors' three files (``HRNet.pth``,
     ``NLCDetection.pth``, ``DetectionHead.pth`` in proteus1991/PSCC-Net ``checkpoint/``):
     prefixes ``FENet.``, ``SegNet.``, ``ClsNet.`` (``module.`` stripped) and the default
     ``weights``. Load the result with ``model.load_state_dict(sd, strict=True)``."""
     from ...modules.pretrained import read_state_dict
 
-    sd: Dict[str, torch.Tensor] = {"weights": torch.tensor([1.0 / 0.5947, 1.0 / (1.0 - 0.5947)])}
+    sd: dict[str, torch.Tensor] = {"weights": torch.tensor([1.0 / 0.5947, 1.0 / (1.0 - 0.5947)])}
     for prefix, path in (("FENet.", fenet), ("SegNet.", segnet), ("ClsNet.", clsnet)):
         part: Mapping[str, torch.Tensor] = read_state_dict(path)
         sd.update({prefix + k: v for k, v in part.items()})

@@ -18,7 +18,7 @@ reference exactly (for the parity fixture; never for training).
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ class PixelAttention(nn.Module):
     the paper (and its NHWC TensorFlow code) describes; published SPAN numbers come from the former.
     """
 
-    def __init__(self, in_channels: int = 32, shift: int = 1, kernel_range: Tuple[int, int] = (3, 3),
+    def __init__(self, in_channels: int = 32, shift: int = 1, kernel_range: tuple[int, int] = (3, 3),
                  per_pixel: bool = False) -> None:
         super().__init__()
         self.in_channels, self.shift = in_channels, int(shift)
@@ -117,12 +117,12 @@ def _last_layer() -> nn.Sequential:
     )
 
 
-def _accept_state_without_last_layer(module: "SPAN", incompatible) -> None:
+def _accept_state_without_last_layer(module: SPAN, incompatible) -> None:
     """``load_state_dict`` post-hook: a state dict that lacks *all* of ``last_layer.*`` (IMDL-BenCo
     checkpoints) is complete; one warning says those layers start untrained. A partial
     ``last_layer`` stays an error under ``strict=True``."""
     names = module.optional_checkpoint_keys()
-    found: Dict[str, List[str]] = {}
+    found: dict[str, list[str]] = {}
     for key in incompatible.missing_keys:
         for name in names:
             if key.endswith(name) and (len(key) == len(name) or key[-len(name) - 1] == "."):
@@ -158,7 +158,7 @@ class SPAN(nn.Module):
     (``--device``), and nothing here is placed on a fixed device.
     """
 
-    def __init__(self, weight_path: Optional[str] = None, layers_steps: Sequence[int] = (1, 3, 9, 27, 81),
+    def __init__(self, weight_path: str | None = None, layers_steps: Sequence[int] = (1, 3, 9, 27, 81),
                  redraw_last_layer: bool = False, per_pixel_attention: bool = False) -> None:
         super().__init__()
         steps = [int(s) for s in layers_steps]
@@ -176,7 +176,7 @@ class SPAN(nn.Module):
             self.register_load_state_dict_post_hook(_accept_state_without_last_layer)
         self._load_weights(weight_path)
 
-    def optional_checkpoint_keys(self) -> Tuple[str, ...]:
+    def optional_checkpoint_keys(self) -> tuple[str, ...]:
         """State-dict keys a loaded checkpoint may lack (IMDL-BenCo's SPAN checkpoints have no
         ``last_layer``); they then keep their initial values. The engine's checkpoint loader asks
         for these; a direct ``load_state_dict`` is handled by the post-hook above."""
@@ -184,7 +184,7 @@ class SPAN(nn.Module):
             return ()
         return tuple(f"last_layer.{k}" for k in self.last_layer.state_dict())
 
-    def _load_weights(self, path: Optional[str]) -> None:
+    def _load_weights(self, path: str | None) -> None:
         from ...modules.pretrained import warn_random_init
 
         if not path:
@@ -193,7 +193,7 @@ class SPAN(nn.Module):
             return
         load_imtfe_weights(self.featex, path, "--weight_path")
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, *args, **kwargs) -> dict[str, object]:
         x = self.outlier_trans(self.featex(to_mantra_range(image)))
         for block in self.pixel_attention:
             x = block(x)

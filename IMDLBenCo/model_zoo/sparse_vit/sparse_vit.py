@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +63,7 @@ def sparse_group(x: torch.Tensor, s: int) -> torch.Tensor:
     return x.permute(0, 2, 4, 1, 3, 5).reshape(b * gh * gw, s * s, c)
 
 
-def sparse_ungroup(x: torch.Tensor, batch: int, size: Tuple[int, int], s: int) -> torch.Tensor:
+def sparse_ungroup(x: torch.Tensor, batch: int, size: tuple[int, int], s: int) -> torch.Tensor:
     """Inverse of :func:`sparse_group`, as tokens: (B * gh * gw, s * s, C) -> (B, H * W, C)."""
     h, w = size
     gh, gw = h // s, w // s
@@ -116,7 +117,7 @@ class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection; the product is scaled after the
     matrix multiplication, as IMDL-BenCo."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, qk_scale: float | None = None,
                  attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -140,7 +141,7 @@ class SABlock(nn.Module):
     scaled by layer-scale gammas."""
 
     def __init__(self, dim: int, num_heads: int, sparse_size: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
                  drop_path: float = 0.0) -> None:
         super().__init__()
         self.sparse_size = sparse_size
@@ -168,13 +169,13 @@ class SABlock(nn.Module):
         return tokens.transpose(1, 2).reshape(b, c, h, w)
 
 
-def stage3_taps(depth: int) -> List[int]:
+def stage3_taps(depth: int) -> list[int]:
     """Stage-3 block indices whose output feeds the fusion: every 5th block except the 20th
     (the stage's normalised output is used there), IMDL-BenCo's rule."""
     return [i for i in range(depth) if (i + 1) % STAGE3_PERIOD == 0 and (i + 1) // STAGE3_PERIOD != 4]
 
 
-def stage4_taps(depth: int) -> List[int]:
+def stage4_taps(depth: int) -> list[int]:
     return [i for i in range(depth) if (i + 1) % STAGE4_PERIOD == 0]
 
 
@@ -197,9 +198,9 @@ class SparseViTBackbone(nn.Module):
     def __init__(self, layers: Sequence[int] = (5, 8, 20, 7), img_size: int = 224, in_chans: int = 3,
                  s_blocks3: Sequence[int] = (8, 4, 2, 1), s_blocks4: Sequence[int] = (2, 1),
                  embed_dim: Sequence[int] = (64, 128, 320, 512), head_dim: int = 64, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: Optional[float] = None, drop_rate: float = 0.0,
+                 qkv_bias: bool = True, qk_scale: float | None = None, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 pretrained_path: Optional[str] = None) -> None:
+                 pretrained_path: str | None = None) -> None:
         super().__init__()
         layers, embed_dim = list(layers), list(embed_dim)
         _check_layout(layers, embed_dim, head_dim, list(s_blocks3), list(s_blocks4))
@@ -253,18 +254,18 @@ class SparseViTBackbone(nn.Module):
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / fan_out))
             nn.init.zeros_(conv.bias)
 
-    def load_pretrained(self, path: str) -> "LoadReport":
+    def load_pretrained(self, path: str) -> LoadReport:
         """UniFormer weights from a local file (``model`` entry; ``backbone.`` prefixes, as in
         detection/segmentation checkpoints, are stripped). Unlike IMDL-BenCo 0.1.45 nothing is
         re-initialised afterwards. Returns the load report."""
         from ...modules.pretrained import load_pretrained
 
-        def strip_backbone(key: str) -> Optional[str]:
+        def strip_backbone(key: str) -> str | None:
             return key[len("backbone."):] if key.startswith("backbone.") else key
 
         return load_pretrained(self, path, key_map=strip_backbone, adapt_in_channels=False)
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.pos_drop(self.patch_embed1(x))
         for blk in self.blocks1:
             x = blk(x)
@@ -272,7 +273,7 @@ class SparseViTBackbone(nn.Module):
         for blk in self.blocks2:
             x = blk(x)
         x = self.patch_embed3(x)
-        feats: Dict[str, torch.Tensor] = {}
+        feats: dict[str, torch.Tensor] = {}
         for i, blk in enumerate(self.blocks3):
             x = blk(x)
             if i in self.taps3:
@@ -303,7 +304,7 @@ class Multiple(nn.Module):
             setattr(self, f"conv_layer{i}", nn.Conv2d(in_dim, embed_dim, kernel_size=1))
         self.conv_last = nn.Conv2d(embed_dim, 1, kernel_size=1)
 
-    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         if len(feats) != self.n3 + self.n4:
             raise ValueError(f"SparseViT fusion: expected {self.n3 + self.n4} feature maps, got {len(feats)}")
         maps = [getattr(self, f"conv_layer{i + 1}")(f) for i, f in enumerate(feats[:self.n3])]
@@ -316,8 +317,8 @@ class Multiple(nn.Module):
         return self.conv_last(_layer_norm_2d(self.norm, fused))
 
 
-def _check_layout(depth: List[int], embed_dim: List[int], head_dim: int, s_blocks3: List[int],
-                  s_blocks4: List[int]) -> None:
+def _check_layout(depth: list[int], embed_dim: list[int], head_dim: int, s_blocks3: list[int],
+                  s_blocks4: list[int]) -> None:
     """Errors naming the option, before anything is built."""
     if len(depth) != 4 or len(embed_dim) != 4 or min(depth) < 1:
         raise ValueError(f"SparseViT: --depth and --embed_dim need 4 positive values each, got {depth} and {embed_dim}")
@@ -369,7 +370,7 @@ class SparseViT(nn.Module):
     def __init__(self, depth: Sequence[int] = (5, 8, 20, 7), embed_dim: Sequence[int] = (64, 128, 320, 512),
                  head_dim: int = 64, img_size: int = 512, s_blocks3: Sequence[int] = (8, 4, 2, 1),
                  s_blocks4: Sequence[int] = (2, 1), mlp_ratio: float = 4, qkv_bias: bool = True,
-                 pretrained_path: Optional[str] = None) -> None:
+                 pretrained_path: str | None = None) -> None:
         super().__init__()
         depth, embed_dim = list(depth), list(embed_dim)
         s_blocks3, s_blocks4 = list(s_blocks3), list(s_blocks4)
@@ -388,7 +389,7 @@ class SparseViT(nn.Module):
         self.lmu = Multiple(n3=len(stage3_taps(depth[2])) + 1, n4=len(stage4_taps(depth[3])) + 1,
                             in_dim=embed_dim[2], embed_dim=embed_dim[3])
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, *args, **kwargs) -> dict[str, object]:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"SparseViT: expected image (B, 3, H, W), got {tuple(image.shape)}")
         size = tuple(image.shape[-2:])
@@ -400,7 +401,7 @@ class SparseViT(nn.Module):
         logits = self.lmu(list(self.encoder_net(image).values()))
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         pred_mask = torch.sigmoid(logits)
-        out: Dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
+        out: dict[str, object] = {"pred_mask": pred_mask, "pred_label": None,
                                   "visual_image": {"pred_mask": pred_mask}}
         if mask is None:
             zero = logits.new_zeros((), dtype=torch.float32)

@@ -20,7 +20,7 @@ state dict: ``patch_embed{1..4}``, ``extra_patch_embed{1..4}``, ``block{i}``, ``
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -71,7 +71,7 @@ class FeatureRectifyModule(nn.Module):
         self.channel_weights = ChannelWeights(dim, reduction)
         self.spatial_weights = SpatialWeights(dim, reduction)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cw = self.channel_weights(x1, x2)
         sw = self.spatial_weights(x1, x2)
         out1 = x1 + self.lambda_c * cw[1] * x2 + self.lambda_s * sw[1] * x2
@@ -102,7 +102,7 @@ class CrossAttention(nn.Module):
         k, v = kv(x).reshape(b, n, 2, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         return ((k.transpose(-2, -1) @ v) * self.scale).softmax(dim=-2)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, c = x1.shape
         ctx1, ctx2 = self._context(self.kv1, x1), self._context(self.kv2, x2)
         y1 = (self._heads(x1) @ ctx2).permute(0, 2, 1, 3).reshape(b, n, c)
@@ -127,7 +127,7 @@ class CrossPath(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y1, u1 = self.act1(self.channel_proj1(x1)).chunk(2, dim=-1)
         y2, u2 = self.act2(self.channel_proj2(x2)).chunk(2, dim=-1)
         v1, v2 = self.cross_attn(u1, u2)
@@ -228,7 +228,7 @@ class DualMiT(nn.Module):
         x = getattr(self, f"{prefix}norm{i}")(x)
         return x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
 
-    def forward(self, rgb: torch.Tensor, extra: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, rgb: torch.Tensor, extra: torch.Tensor) -> list[torch.Tensor]:
         if rgb.shape != extra.shape:
             raise ValueError(f"DualMiT: the two inputs must have one shape, got {tuple(rgb.shape)} and "
                              f"{tuple(extra.shape)}")

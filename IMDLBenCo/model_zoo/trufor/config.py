@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class TruForConfig:
     num_classes: int = 2
 
 
-def resolve_config_path(config_path: Optional[str]) -> Path:
+def resolve_config_path(config_path: str | None) -> Path:
     """The file to read for ``config_path``.
 
     Empty / None, or a path that does not exist but is named ``trufor.yaml`` (IMDL-BenCo's run
@@ -65,7 +66,7 @@ def _expect(value: Any, allowed: tuple, key: str, where: str) -> None:
         raise ValueError(f"{where}: {key} = {value!r} is not supported; TruFor implements {allowed[0]!r} only")
 
 
-def load_config(config_path: Optional[str] = None) -> TruForConfig:
+def load_config(config_path: str | None = None) -> TruForConfig:
     """Read a TruFor YAML file (IMDL-BenCo / official TruFor layout) into a :class:`TruForConfig`."""
     import yaml  # a dependency of timm; imported here so that importing the zoo stays light
 

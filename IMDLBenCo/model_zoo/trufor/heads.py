@@ -4,7 +4,7 @@ the anomaly map and for the confidence map) and the confidence-weighted pooling 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ def noiseprint_dncnn(levels: int = 17, width: int = 64, in_chans: int = 3, momen
     keys are ``0.weight``, ``2.weight``, ``3.running_mean``, ..., ``47.bias``, the layout of the
     released ``noiseprint++`` weights.
     """
-    layers: List[nn.Module] = []
+    layers: list[nn.Module] = []
     for i in range(levels):
         first, last = i == 0, i == levels - 1
         out = 1 if last else width
@@ -84,7 +84,7 @@ class MLPDecoderHead(nn.Module):
         return self.linear_pred(self.dropout(x))
 
 
-def weighted_statistics_pooling(x: torch.Tensor, log_w: Optional[torch.Tensor] = None) -> torch.Tensor:
+def weighted_statistics_pooling(x: torch.Tensor, log_w: torch.Tensor | None = None) -> torch.Tensor:
     """Soft min, soft max, mean and mean square of every channel of ``x`` (B, C, H, W) under the
     spatial weights ``softmax(log_w)`` (uniform when ``log_w`` is None): a (B, 4*C) tensor.
 
@@ -126,7 +126,7 @@ def init_decoder_(head: MLPDecoderHead, bn_eps: float, bn_momentum: float) -> No
             nn.init.zeros_(m.bias)
 
 
-def conf_pool_features(anomaly_logits: torch.Tensor, conf_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def conf_pool_features(anomaly_logits: torch.Tensor, conf_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The detector's two feature groups: statistics of the confidence map (uniform weights) and of
     the anomaly evidence ``l1 - l0`` weighted by ``sigmoid(confidence)`` (in log space)."""
     f1 = weighted_statistics_pooling(conf_logits)

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import logging
 import pickle
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...transforms.normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from ...modules.pretrained import load_pretrained, read_state_dict, warn_random_init
 from ...registry import MODELS
+from ...transforms.normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from .cmx import DualMiT, dual_mit_b2
 from .config import TruForConfig, load_config
 from .heads import MLPDecoderHead, conf_pool_features, detection_mlp, init_decoder_, noiseprint_dncnn
@@ -57,7 +56,7 @@ class TruForNet(nn.Module):
     """The TruFor network. ``forward(x)`` takes RGB in [0, 1] (the official TruFor convention) and
     returns ``(anomaly_logits (B,2,H,W), confidence_logits (B,1,H,W), detection_logit (B,1))``."""
 
-    def __init__(self, cfg: Optional[TruForConfig] = None) -> None:
+    def __init__(self, cfg: TruForConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or TruForConfig()
         channels = (64, 128, 320, 512)
@@ -70,7 +69,7 @@ class TruForNet(nn.Module):
         self.detection = detection_mlp()
         self.dncnn = noiseprint_dncnn()
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         size = x.shape[-2:]
         noiseprint = self.dncnn(x).repeat(1, 3, 1, 1)
         mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -86,7 +85,7 @@ class TruForNet(nn.Module):
         return anomaly, conf, det
 
 
-def _read_checkpoint(path: str, option: str) -> Dict[str, torch.Tensor]:
+def _read_checkpoint(path: str, option: str) -> dict[str, torch.Tensor]:
     """A state dict from ``path`` (unwrapping ``{"model"|"state_dict"|"network": ...}``), read with
     ``weights_only=True``; a file that needs arbitrary unpickling gets an error saying what to do."""
     try:
@@ -105,7 +104,7 @@ def _read_checkpoint(path: str, option: str) -> Dict[str, torch.Tensor]:
     return sd
 
 
-def _strip_prefix(sd: Dict[str, torch.Tensor], prefixes: Tuple[str, ...]) -> Dict[str, torch.Tensor]:
+def _strip_prefix(sd: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """Keep the entries under the first prefix that some key carries, with the prefix removed."""
     for prefix in prefixes:
         if any(k.startswith(prefix) for k in sd):
@@ -113,7 +112,7 @@ def _strip_prefix(sd: Dict[str, torch.Tensor], prefixes: Tuple[str, ...]) -> Dic
     return sd
 
 
-def _strict_load(module: nn.Module, sd: Dict[str, torch.Tensor], path: str, option: str) -> None:
+def _strict_load(module: nn.Module, sd: dict[str, torch.Tensor], path: str, option: str) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -161,10 +160,10 @@ class Trufor(nn.Module):
     def __init__(
         self,
         phase: int = 2,
-        np_pretrain_weights: Optional[str] = None,
-        mit_b2_pretrain_weights: Optional[str] = None,
-        config_path: Optional[str] = None,
-        det_resume_ckpt: Optional[str] = None,
+        np_pretrain_weights: str | None = None,
+        mit_b2_pretrain_weights: str | None = None,
+        config_path: str | None = None,
+        det_resume_ckpt: str | None = None,
         single_normalization: bool = False,
         mit_b2_both_streams: bool = False,
         train_confidence_head: bool = False,
@@ -184,9 +183,9 @@ class Trufor(nn.Module):
         self._freeze()
 
     # ------------------------------------------------------------------ weights and freezing
-    def _load_weights(self, np_path: Optional[str], mit_path: Optional[str], det_path: Optional[str],
+    def _load_weights(self, np_path: str | None, mit_path: str | None, det_path: str | None,
                       both_streams: bool) -> None:
-        absent: List[str] = []
+        absent: list[str] = []
         if self.phase == 3 and det_path:
             if np_path or mit_path:
                 logger.info("Trufor: phase 3 starts from --det_resume_ckpt; --np_pretrain_weights / "
@@ -259,8 +258,8 @@ class Trufor(nn.Module):
         return F.mse_loss(torch.sigmoid(conf)[valid], tcp[valid])
 
     # ------------------------------------------------------------------ forward
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None,
-                *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, label: torch.Tensor | None = None,
+                *args, **kwargs) -> dict[str, object]:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"Trufor: expected image (B, 3, H, W), got {tuple(image.shape)}")
         # IMDL-BenCo passes the dataset's (normalised) tensor as if it were RGB in [0, 1]
@@ -273,7 +272,7 @@ class Trufor(nn.Module):
             det_logit = det[:, 0].float()
             pred_label = torch.sigmoid(det_logit)
             conf = conf.float()
-            out: Dict[str, object] = {
+            out: dict[str, object] = {
                 "pred_mask": pred_mask,
                 "pred_label": pred_label,
                 "visual_image": {"pred_mask": pred_mask, "confidence": torch.sigmoid(conf).detach()},

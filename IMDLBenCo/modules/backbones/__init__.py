@@ -8,8 +8,15 @@ it, ``if_predict_label``, ``pretrained_path``, ...); see each family class for d
 
 from ...registry import MODELS
 from .base import BackboneModel, deconv_stack, register_family, widen_conv
-from .families import (ConvNeXtBackbone, ResNetBackbone, SegFormerBackbone, SwinBackbone, UNetBackbone,
-                       ViT16Backbone, ViTBackbone)
+from .families import (
+    ConvNeXtBackbone,
+    ResNetBackbone,
+    SegFormerBackbone,
+    SwinBackbone,
+    UNetBackbone,
+    ViT16Backbone,
+    ViTBackbone,
+)
 
 __all__ = ["BackboneModel", "BACKBONE_FAMILIES", "EXTRACTOR_PREFIXES", "BACKBONE_NAMES", "deconv_stack",
            "widen_conv", "ResNetBackbone", "ViTBackbone", "ViT16Backbone", "SwinBackbone", "SegFormerBackbone",

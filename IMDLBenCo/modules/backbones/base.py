@@ -1,7 +1,7 @@
 """Shared machinery of the backbone models: extractor input head, loss, output dict, weights."""
 
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ def deconv_stack(channels: Sequence[int], kernel_size: int = 3, relu: bool = Tru
     ReLUs take Sequential slots, so the convolutions sit at indices 0, 2, 4 ... (IMDL-BenCo layout).
     ``kernel_size`` 4 (padding 1) or 3 (padding 1, output_padding 1) both give exactly 2x.
     """
-    layers: List[nn.Module] = []
+    layers: list[nn.Module] = []
     n = len(channels) - 1
     for i in range(n):
         if kernel_size == 4:
@@ -35,7 +35,7 @@ def deconv_stack(channels: Sequence[int], kernel_size: int = 3, relu: bool = Tru
     return nn.Sequential(*layers)
 
 
-def widen_conv(conv: nn.Conv2d, in_channels: int, bias: Optional[bool] = None) -> nn.Conv2d:
+def widen_conv(conv: nn.Conv2d, in_channels: int, bias: bool | None = None) -> nn.Conv2d:
     """A copy of ``conv`` taking ``in_channels`` inputs: the original weights on the first input
     channels, Kaiming-initialised weights on the new ones. ``bias=False`` drops the bias."""
     has_bias = conv.bias is not None if bias is None else bias
@@ -66,7 +66,7 @@ class BackboneModel(nn.Module):
     #: option name of the pretrained file (shown in the random-init warning)
     pretrained_option = "pretrained_path"
 
-    def __init__(self, extractor: Optional[str] = None, if_predict_label: bool = False) -> None:
+    def __init__(self, extractor: str | None = None, if_predict_label: bool = False) -> None:
         super().__init__()
         self.extractor = extractor
         self.if_predict_label = bool(if_predict_label)
@@ -77,7 +77,7 @@ class BackboneModel(nn.Module):
         self.extra_channels = extra
 
     # ------------------------------------------------------------------ construction helpers
-    def _finish(self, label_channels: int, pretrained_path: Optional[str]) -> None:
+    def _finish(self, label_channels: int, pretrained_path: str | None) -> None:
         if self.if_predict_label:
             self.label_head = nn.Linear(label_channels, 1)
         if pretrained_path:
@@ -89,11 +89,11 @@ class BackboneModel(nn.Module):
         fam = getattr(self, "family", type(self).__name__)
         return f"{self.extractor}_{fam}" if self.extractor else fam
 
-    def pretrained_key(self, key: str) -> Optional[str]:
+    def pretrained_key(self, key: str) -> str | None:
         """Map a key of an encoder's own checkpoint (timm / official) to this model's key."""
         return key
 
-    def adapt_pretrained(self, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def adapt_pretrained(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Hook: reshape entries of a foreign checkpoint (e.g. a position embedding) before loading."""
         return sd
 
@@ -101,7 +101,7 @@ class BackboneModel(nn.Module):
         """Load a local weights file: our own checkpoints or the encoder's official/timm keys."""
         own = set(self.state_dict())
 
-        def key_map(k: str) -> Optional[str]:
+        def key_map(k: str) -> str | None:
             return k if k in own else self.pretrained_key(k)
 
         sd = self.adapt_pretrained(read_state_dict(path))
@@ -120,11 +120,11 @@ class BackboneModel(nn.Module):
             return image
         return torch.cat([image, self.input_head(image)], dim=1)
 
-    def logits(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                label: Optional[torch.Tensor] = None, *args, **kwargs) -> Dict[str, object]:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                label: torch.Tensor | None = None, *args, **kwargs) -> dict[str, object]:
         x = self.prepare_input(image)
         logits, deep = self.logits(x)
         if logits.shape[-2:] != image.shape[-2:]:
@@ -136,7 +136,7 @@ class BackboneModel(nn.Module):
             pooled = deep.flatten(2).mean(-1) if deep.ndim == 4 else deep
             label_logit = self.label_head(pooled).squeeze(1)
             pred_label = torch.sigmoid(label_logit)
-        visual_loss: Dict[str, torch.Tensor] = {}
+        visual_loss: dict[str, torch.Tensor] = {}
         loss = None
         if mask is not None:
             loss = F.binary_cross_entropy_with_logits(logits, mask.to(logits.dtype))
@@ -155,7 +155,7 @@ class BackboneModel(nn.Module):
         }
 
 
-def register_family(registry, family: str, cls: type, extractors: Sequence[str]) -> List[str]:
+def register_family(registry, family: str, cls: type, extractors: Sequence[str]) -> list[str]:
     """Register ``family`` and ``<extractor>_<family>`` factories whose signature is ``cls``'s
     (minus ``extractor``), so options are made from it."""
     import inspect

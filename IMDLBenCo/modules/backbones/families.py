@@ -7,7 +7,6 @@ from :mod:`IMDLBenCo.modules.mit`, U-Net is written here.
 """
 
 import re
-from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +36,8 @@ class ResNetBackbone(BackboneModel):
     family = "resnet"
     _CHILD_INDEX = {"conv1": 0, "bn1": 1, "layer1": 4, "layer2": 5, "layer3": 6}
 
-    def __init__(self, extractor: Optional[str] = None, encoder_name: str = "resnet152",
-                 if_predict_label: bool = False, pretrained_path: Optional[str] = None) -> None:
+    def __init__(self, extractor: str | None = None, encoder_name: str = "resnet152",
+                 if_predict_label: bool = False, pretrained_path: str | None = None) -> None:
         super().__init__(extractor, if_predict_label)
         net = _timm().create_model(encoder_name, pretrained=False)
         children = list(net.children())[:7]  # conv1, bn1, act1, maxpool, layer1, layer2, layer3
@@ -51,7 +50,7 @@ class ResNetBackbone(BackboneModel):
         self.deconv_model = deconv_stack([feat, 256, 128, 64, 1], kernel_size=4, relu=False)
         self._finish(feat, pretrained_path)
 
-    def pretrained_key(self, key: str) -> Optional[str]:
+    def pretrained_key(self, key: str) -> str | None:
         head, _, rest = key.partition(".")
         if head in self._CHILD_INDEX:
             return f"backbone.{self._CHILD_INDEX[head]}.{rest}"
@@ -62,7 +61,7 @@ class ResNetBackbone(BackboneModel):
         return self.deconv_model(feat), feat
 
 
-def _vit_tokens(proj: nn.Conv2d, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def _vit_tokens(proj: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     y = proj(x)
     return y.flatten(2).transpose(1, 2), (y.shape[-2], y.shape[-1])
 
@@ -80,9 +79,9 @@ class ViTBackbone(BackboneModel):
     family = "vit"
     default_depth = 8
 
-    def __init__(self, extractor: Optional[str] = None, encoder_name: str = "vit_base_patch16_224",
-                 image_size: int = 512, depth: Optional[int] = None, if_predict_label: bool = False,
-                 pretrained_path: Optional[str] = None) -> None:
+    def __init__(self, extractor: str | None = None, encoder_name: str = "vit_base_patch16_224",
+                 image_size: int = 512, depth: int | None = None, if_predict_label: bool = False,
+                 pretrained_path: str | None = None) -> None:
         super().__init__(extractor, if_predict_label)
         depth = self.default_depth if depth is None else depth
         net = _timm().create_model(encoder_name, pretrained=False, img_size=image_size, depth=depth)
@@ -110,7 +109,7 @@ class ViTBackbone(BackboneModel):
         self.deconv_model = deconv_stack([dim, 256, 128, 64, 1], kernel_size=3, relu=True)
         self._finish(dim, pretrained_path)
 
-    def _pos(self, pos: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def _pos(self, pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Position embeddings (without the class token) resized to ``grid``."""
         if tuple(grid) == tuple(self.grid):
             return pos
@@ -171,9 +170,9 @@ class SwinBackbone(BackboneModel):
 
     family = "swin"
 
-    def __init__(self, extractor: Optional[str] = None, encoder_name: str = "swin_base_patch4_window7_224",
+    def __init__(self, extractor: str | None = None, encoder_name: str = "swin_base_patch4_window7_224",
                  image_size: int = 512, if_predict_label: bool = False,
-                 pretrained_path: Optional[str] = None) -> None:
+                 pretrained_path: str | None = None) -> None:
         super().__init__(extractor, if_predict_label)
         net = _timm().create_model(encoder_name, pretrained=False, img_size=image_size,
                                    strict_img_size=False, dynamic_img_size=True)
@@ -201,9 +200,9 @@ class SegFormerBackbone(BackboneModel):
 
     family = "segformer"
 
-    def __init__(self, extractor: Optional[str] = None, encoder_name: str = "mit_b2",
-                 if_predict_label: bool = False, pretrained_path: Optional[str] = None,
-                 pretrain_pth_path: Optional[str] = None) -> None:
+    def __init__(self, extractor: str | None = None, encoder_name: str = "mit_b2",
+                 if_predict_label: bool = False, pretrained_path: str | None = None,
+                 pretrain_pth_path: str | None = None) -> None:
         super().__init__(extractor, if_predict_label)
         if encoder_name not in MIT_CONFIGS:
             raise ValueError(f"segformer: encoder_name must be one of {sorted(MIT_CONFIGS)}, got {encoder_name!r}")
@@ -223,7 +222,7 @@ class SegFormerBackbone(BackboneModel):
 
 
 class _DoubleConv(nn.Module):
-    def __init__(self, cin: int, cout: int, mid: Optional[int] = None) -> None:
+    def __init__(self, cin: int, cout: int, mid: int | None = None) -> None:
         super().__init__()
         mid = mid or cout
         self.double_conv = nn.Sequential(
@@ -300,13 +299,13 @@ class UNetBackbone(BackboneModel):
 
     family = "unet"
 
-    def __init__(self, extractor: Optional[str] = None, base_channels: int = 64,
-                 if_predict_label: bool = False, pretrained_path: Optional[str] = None) -> None:
+    def __init__(self, extractor: str | None = None, base_channels: int = 64,
+                 if_predict_label: bool = False, pretrained_path: str | None = None) -> None:
         super().__init__(extractor, if_predict_label)
         self.net = _UNet(self.in_channels, base_channels)
         self._finish(base_channels * 16, pretrained_path)
 
-    def pretrained_key(self, key: str) -> Optional[str]:
+    def pretrained_key(self, key: str) -> str | None:
         return "net." + key
 
     def logits(self, x):
@@ -324,14 +323,14 @@ class ConvNeXtBackbone(BackboneModel):
 
     family = "convnext"
 
-    def __init__(self, extractor: Optional[str] = None, encoder_name: str = "convnext_tiny",
+    def __init__(self, extractor: str | None = None, encoder_name: str = "convnext_tiny",
                  decoder_channels: int = 64, if_predict_label: bool = False,
-                 pretrained_path: Optional[str] = None) -> None:
+                 pretrained_path: str | None = None) -> None:
         super().__init__(extractor, if_predict_label)
         enc = _timm().create_model(encoder_name, pretrained=False, in_chans=self.in_channels)
         enc.prune_intermediate_layers(4, prune_norm=True, prune_head=True)
         self.encoder = enc
-        chans: List[int] = [f["num_chs"] for f in enc.feature_info][-4:]
+        chans: list[int] = [f["num_chs"] for f in enc.feature_info][-4:]
         self.lateral = nn.ModuleList(nn.Conv2d(c, decoder_channels, 1) for c in chans)
         self.fuse = nn.Sequential(
             nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1, bias=False),
@@ -340,7 +339,7 @@ class ConvNeXtBackbone(BackboneModel):
         )
         self._finish(chans[-1], pretrained_path)
 
-    def pretrained_key(self, key: str) -> Optional[str]:
+    def pretrained_key(self, key: str) -> str | None:
         if re.match(r"(head|norm_pre)\.", key):
             return None
         return "encoder." + key

@@ -5,10 +5,10 @@ summary.csv and TensorBoard curves over epochs in --output_dir.
 The work is done by IMDLBenCo.engine.test_main. Edit the parts marked TODO.
 """
 
+from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
+
 from IMDLBenCo.engine import test_main
 from IMDLBenCo.evaluation import ImageAUC, ImageF1, PixelAUC, PixelF1, PixelIOU  # noqa: F401
-
-from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
 
 # TODO: metrics computed on every test set
 evaluators = [

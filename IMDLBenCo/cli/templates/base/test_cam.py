@@ -11,9 +11,9 @@ package: pip install grad-cam.
 The work is done by IMDLBenCo.engine.cam_main.
 """
 
-from IMDLBenCo.engine import cam_main
-
 import mymodel  # noqa: F401  TODO: the module that defines your model (importing it registers every model in it for --model)
+
+from IMDLBenCo.engine import cam_main
 
 if __name__ == "__main__":
     cam_main()

@@ -5,9 +5,9 @@ to compare models (FLOPs grow with the batch).
 The work is done by IMDLBenCo.engine.complexity_main.
 """
 
-from IMDLBenCo.engine import complexity_main
-
 import mymodel  # noqa: F401  TODO: the module that defines your model (importing it registers every model in it for --model)
+
+from IMDLBenCo.engine import complexity_main
 
 if __name__ == "__main__":
     complexity_main()

@@ -4,11 +4,11 @@ through test_robust_mymodel.sh). Results: robustness.json and TensorBoard in --o
 The work is done by IMDLBenCo.engine.test_robust_main. Edit the parts marked TODO.
 """
 
+from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
+
 from IMDLBenCo.engine import test_robust_main
 from IMDLBenCo.evaluation import ImageAUC, ImageF1, PixelAUC, PixelF1, PixelIOU  # noqa: F401
 from IMDLBenCo.transforms import GaussianBlurWrapper, GaussianNoiseWrapper, JpegCompressionWrapper
-
-from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
 
 # TODO: metrics computed under every attack
 evaluators = [

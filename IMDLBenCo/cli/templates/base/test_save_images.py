@@ -5,9 +5,9 @@ test_save_image_mymodel.sh). --test_data_path may be a plain folder of images wi
 The work is done by IMDLBenCo.engine.save_images_main.
 """
 
-from IMDLBenCo.engine import save_images_main
-
 import mymodel  # noqa: F401  TODO: the module that defines your model (importing it registers every model in it for --model)
+
+from IMDLBenCo.engine import save_images_main
 
 if __name__ == "__main__":
     save_images_main()

@@ -6,13 +6,22 @@
 The work is done by IMDLBenCo.engine.train_main. Edit the parts marked TODO.
 """
 
+from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
+
 from IMDLBenCo.engine import train_main
 from IMDLBenCo.evaluation import ImageAUC, ImageF1, PixelAUC, PixelF1, PixelIOU  # noqa: F401
-from IMDLBenCo.transforms import (Compose, GaussianBlur, HorizontalFlip, ImageCompression,  # noqa: F401
-                                  RandomBrightnessContrast, RandomCopyMove, RandomInpainting,
-                                  RandomRotate90, RandomScale, VerticalFlip)
-
-from mymodel import MyModel  # noqa: F401  TODO: import your model here; the import registers it for --model
+from IMDLBenCo.transforms import (  # noqa: F401
+    Compose,
+    GaussianBlur,
+    HorizontalFlip,
+    ImageCompression,
+    RandomBrightnessContrast,
+    RandomCopyMove,
+    RandomInpainting,
+    RandomRotate90,
+    RandomScale,
+    VerticalFlip,
+)
 
 # TODO: training augmentation, applied to each image and its mask before pad/resize
 # (IMDL-BenCo's default list; use Compose([]) for none)
