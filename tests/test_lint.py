@@ -1,4 +1,5 @@
-"""The code base stays free of pyflakes and bugbear findings (ruff's F and B rules, configured in
+"""The code base stays free of pyflakes, bugbear, pyupgrade and import-order findings (ruff's F, B,
+UP and I rules, configured in
 pyproject.toml): unused imports and variables, undefined names, mutable defaults, late-bound loop
 variables in closures."""
 
@@ -12,10 +13,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_ruff_f_and_b_rules_are_clean():
+def test_ruff_f_b_up_and_i_rules_are_clean():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (it is in the test extras: pip install -e .[test])")
-    proc = subprocess.run([ruff, "check", "--output-format", "concise", "IMDLBenCo", "tests", "benchmarks"],
+    proc = subprocess.run([ruff, "check", "--output-format", "concise", "IMDLBenCo", "tests", "benchmarks", "scripts"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
