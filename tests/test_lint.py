@@ -20,3 +20,10 @@ def test_ruff_f_b_up_and_i_rules_are_clean():
     proc = subprocess.run([ruff, "check", "--output-format", "concise", "IMDLBenCo", "tests", "benchmarks", "scripts"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_the_rule_set_is_the_agreed_one():
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert set(config["tool"]["ruff"]["lint"]["select"]) >= {"F", "B", "UP", "I"}
