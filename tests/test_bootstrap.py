@@ -98,18 +98,6 @@ def test_percentile_interval_leaves_out_nan_and_handles_empty():
 
 
 def test_an_evaluator_without_resample_gets_no_interval():
-    class Mine:
-        name = "mine"
-
-        def reset(self):
-            pass
-
-        def update(self, outputs, batch):
-            pass
-
-        def compute(self):
-            return {"mine": 1.0}
-
     from IMDLBenCo.evaluation import Evaluator
 
     class Sub(Evaluator):

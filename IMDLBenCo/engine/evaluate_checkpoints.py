@@ -60,6 +60,7 @@ def test_main(argv: Sequence[str] | None = None, *, evaluators: Sequence[Any] | 
         results = ResultsWriter(runtime, args.output_dir, "test", args, s.model_kwargs, definitions, s.call,
                                 started=started)
         rows: list[dict[str, Any]] = []
+        identities: dict[str, dict[str, Any]] = {}
         for epoch, path in checkpoints:
             meta = load_checkpoint(path, s.model, map_location=runtime.device)
             checkpoint = checkpoint_provenance(str(path), meta) if runtime.is_main else {}
@@ -72,8 +73,9 @@ def test_main(argv: Sequence[str] | None = None, *, evaluators: Sequence[Any] | 
                 rows.append({"epoch": epoch, "set": name, "checkpoint": path.name, **m.metrics})
                 if runtime.is_main:
                     counts = {"images": m.images, "manipulated": m.manipulated, "authentic": m.authentic}
-                    record = results.add(m, checkpoint=checkpoint, epoch=epoch,
-                                         dataset=dataset_provenance(name, paths[name], loader.dataset, counts))
+                    if name not in identities:  # the same files for every checkpoint: hashed once
+                        identities[name] = dataset_provenance(name, paths[name], loader.dataset, counts)
+                    record = results.add(m, checkpoint=checkpoint, epoch=epoch, dataset={**identities[name], **counts})
                     for key in m.metrics:
                         lo, hi = record["metrics"][key]["ci_low"], record["metrics"][key]["ci_high"]
                         rows[-1][f"{key}_ci_low"], rows[-1][f"{key}_ci_high"] = lo, hi

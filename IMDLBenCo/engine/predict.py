@@ -25,7 +25,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,15 +133,16 @@ def _given(options: Sequence[str], *names: str) -> bool:
     return any(o == n or o.startswith(n + "=") for o in options for n in names)
 
 
-def config_from_checkpoint(path: str, options: Sequence[str] = ()) -> dict[str, Any]:
+def config_from_checkpoint(path: str | Mapping[str, Any], options: Sequence[str] = ()) -> dict[str, Any]:
     """The model, its options and the input size recorded in a train.py checkpoint (empty for a
     bare state dict or when ``options`` name another model). An option naming a file that is not
     here (a pretrained start used in training) is left out: the checkpoint holds the trained
     weights. The model's module is imported when it is part of IMDLBenCo (the demo's DemoNet);
-    a model of the user's own needs ``--import`` (a checkpoint never makes us import a user file)."""
+    a model of the user's own needs ``--import`` (a checkpoint never makes us import a user file).
+    ``path``: the file, or its content already read."""
     from .checkpoint import read_checkpoint
 
-    ckpt = read_checkpoint(path, mmap=True)
+    ckpt = path if isinstance(path, Mapping) else read_checkpoint(path, mmap=True)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("args"), dict):
         return {}
     args, kwargs = ckpt["args"], ckpt.get("model_kwargs") or {}
@@ -211,10 +212,14 @@ def predict_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not _given(options, "--checkpoint_path"):
         raise UsageError("give the trained weights with --checkpoint_path FILE.pth")
     checkpoint = _values(options, "--checkpoint_path")[-1]
-    note = _note(checkpoint)  # what the model is (benco demo's: not a detector for real photos)
+    from ..demo.notes import checkpoint_note
+    from .checkpoint import read_checkpoint
+
+    recorded = read_checkpoint(checkpoint, mmap=True)  # read once: a bad file is one message here
+    note = checkpoint_note(recorded)  # what the model is (benco demo's: not a detector for real photos)
     if note and int(os.environ.get("RANK", "0")) == 0:
         print(f"note: {note}", flush=True)
-    base = {} if _given(options, "--config") else config_from_checkpoint(checkpoint, options)
+    base = {} if _given(options, "--config") else config_from_checkpoint(recorded, options)
     if not _given(options, "--if_padding", "--if_resizing"):
         _log_tile_plan(images, options, base)
     extra = ["--output_dir", str(output_dir)]
@@ -225,18 +230,6 @@ def predict_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                               base_source=f"the checkpoint's training run ({checkpoint})")
     scores = _finish(result, output_dir, note) if result.get("is_main", True) else {}
     return {"scores": scores, "output_dir": str(output_dir), "skipped": result.get("skipped", {})}
-
-
-def _note(checkpoint: str) -> str | None:
-    """The note a checkpoint carries (the demo's says what its model is), if it can be read."""
-    from ..demo.notes import checkpoint_note
-    from ..errors import IMDLBenCoError
-    from .checkpoint import read_checkpoint
-
-    try:
-        return checkpoint_note(read_checkpoint(checkpoint, mmap=True))
-    except (IMDLBenCoError, OSError):
-        return None  # the checkpoint's own load says what is wrong with it
 
 
 def _log_tile_plan(images: Sequence[str], options: Sequence[str], base: dict[str, Any]) -> None:

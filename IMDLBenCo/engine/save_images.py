@@ -121,7 +121,6 @@ def save_images_main(argv: Sequence[str] | None = None, without_ground_truth: bo
         out_dir = Path(args.output_dir)
         skipped: dict[str, str] = {}
         if images is not None:
-            good: list[str] | None = None
             if runtime.is_main:
                 good, skipped = readable_images(list(images), args.max_pixels)
                 if not good:

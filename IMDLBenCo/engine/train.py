@@ -185,11 +185,12 @@ class Trainer:
         if cfg.val_data_path:
             from ..datasets.identity import path_content_hash
 
-            try:
-                content = path_content_hash(cfg.val_data_path).get("content_hash")
-            except Exception as err:  # the dataset's own check below names the problem
-                logger.debug("no content hash of %s: %s", cfg.val_data_path, err)
-                content = None
+            content = None
+            if runtime.is_main:  # recorded by rank 0 only (config.json, checkpoints)
+                try:
+                    content = path_content_hash(cfg.val_data_path).get("content_hash")
+                except Exception as err:  # the dataset's own check below names the problem
+                    logger.debug("no content hash of %s: %s", cfg.val_data_path, err)
             return cfg.data_path, cfg.val_data_path, {"source": "val_data_path", "path": cfg.val_data_path,
                                                      "content_hash": content}
         if cfg.val_split is None:

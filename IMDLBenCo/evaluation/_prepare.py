@@ -356,7 +356,8 @@ class PixelBatch:
         return self._hists
 
     def image_calibration_bins(self, i: int, n_bins: int) -> torch.Tensor:
-        """:meth:`calibration_bins` of image ``i`` of the batch alone."""
+        """(3, n_bins) float64 over the valid pixels of image ``i``: pixels, positives and summed
+        probabilities per equal-width probability bin (bin ``min(floor(p * n_bins), n_bins - 1)``)."""
         lib = _np() if self.on_cpu else torch
         keep = slice(None) if self.valid is None else self.valid[i]
         pred, pos = self.pred[i][keep].reshape(-1), self.pos[i][keep].reshape(-1)
@@ -370,23 +371,6 @@ class PixelBatch:
                             torch.bincount(bins, weights=pos.double(), minlength=n_bins),
                             torch.bincount(bins, weights=pred.double(), minlength=n_bins)]).cpu()
 
-    def calibration_bins(self, n_bins: int) -> torch.Tensor:
-        """(3, n_bins) float64 over the valid pixels of the batch: pixels, positives and summed
-        probabilities per equal-width probability bin (bin ``min(floor(p * n_bins), n_bins - 1)``)."""
-        lib = _np() if self.on_cpu else torch
-        pred = (self.pred if self.valid is None else self.pred[self.valid]).reshape(-1)
-        pos = (self.pos if self.valid is None else self.pos[self.valid]).reshape(-1)
-        if self.on_cpu:
-            bins = lib.minimum((pred * n_bins).astype("int64"), n_bins - 1)
-            count = lib.bincount(bins, minlength=n_bins)
-            positives = lib.bincount(bins, weights=pos.astype("float64"), minlength=n_bins)
-            total = lib.bincount(bins, weights=pred.astype("float64"), minlength=n_bins)
-            return torch.from_numpy(lib.stack([count.astype("float64"), positives, total]))
-        bins = (pred * n_bins).to(torch.int64).clamp(max=n_bins - 1)
-        count = torch.bincount(bins, minlength=n_bins).double()
-        positives = torch.bincount(bins, weights=pos.double(), minlength=n_bins)
-        total = torch.bincount(bins, weights=pred.double(), minlength=n_bins)
-        return torch.stack([count, positives, total]).cpu()
 
 
 def _edge_keys() -> Any:

@@ -31,7 +31,8 @@ PER_IMAGE_COLUMNS = ("name", "label", "pred_label", "pixel_f1", "pixel_iou", "pi
 
 class PerImageRecorder(Evaluator):
     """One row per image (see the module docstring). ``full=False`` leaves out the per-image AUC
-    and AP (a sort of every image's pixels), for the quick tests during training."""
+    and AP (a sort of every image's pixels) and the pixel calibration counts, for the quick tests
+    during training."""
 
     name = "per_image"
 
@@ -81,8 +82,11 @@ class PerImageRecorder(Evaluator):
             self.append("auc_ap", torch.full((b, 2), float("nan"), dtype=torch.float64))
         pred = outputs["pred_mask"].detach().float().reshape(b, -1)
         self.append("pred_range", torch.stack([pred.amin(1), pred.amax(1)], dim=1).double().cpu())
-        self.append("pixel_bins", torch.stack([pb.image_calibration_bins(i, CALIBRATION_BINS).reshape(-1)
-                                               for i in range(b)]))
+        if self.full:  # calibration is part of the rows; the quick tests during training skip it
+            self.append("pixel_bins", torch.stack([pb.image_calibration_bins(i, CALIBRATION_BINS).reshape(-1)
+                                                   for i in range(b)]))
+        else:
+            self.append("pixel_bins", torch.zeros((b, 3 * CALIBRATION_BINS), dtype=torch.float64))
 
     def _compute(self, states: dict[str, torch.Tensor]) -> dict[str, float]:
         return {}
